@@ -1,0 +1,13 @@
+"""Networks of kdas_tf: CIFAR ResNets, WideResNets, DenseNet, the KDAS add-on operations and the searched students."""
+
+from kdas_tf.models.addons import ADDON_OPS, ConvBNReLU, Pool3x3, Skip, addon_module, addon_op
+from kdas_tf.models.architecture import Architecture, as_architecture
+from kdas_tf.models.networks import NetworkSpec, num_stages, parse_network, stage_channels
+from kdas_tf.models.param_count import count_parameters
+from kdas_tf.models.student import build_network, build_student
+
+__all__ = [
+    "ADDON_OPS", "Architecture", "ConvBNReLU", "NetworkSpec", "Pool3x3", "Skip",
+    "addon_module", "addon_op", "as_architecture", "build_network", "build_student", "count_parameters",
+    "num_stages", "parse_network", "stage_channels",
+]

@@ -1,0 +1,49 @@
+"""DenseNet-L-k (Huang et al. 2017), the original variant: no bottleneck, no compression, 16 stem channels."""
+
+from collections.abc import Callable
+
+import keras
+
+from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
+
+STEM_CHANNELS = 16
+NUM_BLOCKS = 3
+
+
+def stage_channels(spec) -> tuple[int, ...]:
+    """Channels at the end of each dense block, where the add-ons go (transitions keep the count)."""
+    return tuple(STEM_CHANNELS + (b + 1) * spec.blocks_per_stage * spec.width for b in range(NUM_BLOCKS))
+
+
+def build_features(x, spec, end_of_stage: Callable) -> keras.KerasTensor:
+    """Stem, three dense blocks with add-ons after each (before the transition), and the final BN-ReLU."""
+    x = conv2d(STEM_CHANNELS, 3, name="stem_conv")(x)
+    for stage in range(NUM_BLOCKS):
+        for layer in range(spec.blocks_per_stage):
+            name = f"stage{stage + 1}_layer{layer + 1}"
+            y = batch_norm(name=f"{name}_bn")(x)
+            y = relu(f"{name}_relu")(y)
+            y = conv2d(spec.width, 3, name=f"{name}_conv")(y)
+            x = keras.layers.Concatenate(name=f"{name}_concat")([x, y])
+        x = end_of_stage(x, stage)
+        if stage < NUM_BLOCKS - 1:
+            name = f"transition{stage + 1}"
+            x = batch_norm(name=f"{name}_bn")(x)
+            x = relu(f"{name}_relu")(x)
+            x = conv2d(x.shape[-1], 1, name=f"{name}_conv")(x)
+            x = keras.layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+    x = batch_norm(name="head_bn")(x)
+    return relu("head_relu")(x)
+
+
+def count_features(spec, input_channels: int) -> int:
+    """Trainable parameters of `build_features`, by the same loop without building anything."""
+    total = conv_params(input_channels, STEM_CHANNELS, 3)
+    channels = STEM_CHANNELS
+    for stage in range(NUM_BLOCKS):
+        for _ in range(spec.blocks_per_stage):
+            total += batch_norm_params(channels) + conv_params(channels, spec.width, 3)
+            channels += spec.width
+        if stage < NUM_BLOCKS - 1:
+            total += batch_norm_params(channels) + conv_params(channels, channels, 1)
+    return total + batch_norm_params(channels)

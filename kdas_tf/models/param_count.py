@@ -1,0 +1,19 @@
+"""Trainable-parameter counts computed analytically, so the search checks its memory budget before building anything."""
+
+from kdas_tf.models.addons import addon_op_params
+from kdas_tf.models.architecture import Architecture, as_architecture
+from kdas_tf.models.networks import check_task, parse_network
+
+
+def count_parameters(arch: Architecture | str, num_classes: int, input_shape=(32, 32, 3)) -> int:
+    """Equals the trainable weights of build_student(arch, num_classes, input_shape), element for element."""
+    arch = as_architecture(arch)
+    check_task(num_classes, input_shape)
+    spec = parse_network(arch.backbone)
+    module = spec.module
+    channels = module.stage_channels(spec)
+    total = module.count_features(spec, input_shape[-1])
+    for stage, width in zip(arch.addons, channels):
+        for ops in stage:
+            total += sum(addon_op_params(op, width) for op in ops)
+    return total + channels[-1] * num_classes + num_classes

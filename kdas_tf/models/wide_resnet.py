@@ -1,0 +1,54 @@
+"""WideResNet-d-k (Zagoruyko & Komodakis 2016): pre-activation basic blocks, widths 16k/32k/64k, no dropout."""
+
+from collections.abc import Callable
+
+import keras
+
+from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
+
+STEM_CHANNELS = 16
+
+
+def stage_channels(spec) -> tuple[int, ...]:
+    return (16 * spec.width, 32 * spec.width, 64 * spec.width)
+
+
+def build_features(x, spec, end_of_stage: Callable) -> keras.KerasTensor:
+    """Stem, three stages (add-ons after each, on the residual stream) and the final BN-ReLU."""
+    x = conv2d(STEM_CHANNELS, 3, name="stem_conv")(x)
+    for stage, channels in enumerate(stage_channels(spec)):
+        for block in range(spec.blocks_per_stage):
+            strides = 2 if stage > 0 and block == 0 else 1
+            x = _preact_block(x, channels, strides, name=f"stage{stage + 1}_block{block + 1}")
+        x = end_of_stage(x, stage)
+    x = batch_norm(name="head_bn")(x)
+    return relu("head_relu")(x)
+
+
+def _preact_block(x, channels: int, strides: int, name: str):
+    y = batch_norm(name=f"{name}_bn1")(x)
+    y = relu(f"{name}_relu1")(y)
+    shortcut = x
+    if strides != 1 or x.shape[-1] != channels:
+        # As in the reference WRN code, the projection sees the pre-activated input.
+        shortcut = conv2d(channels, 1, strides, name=f"{name}_shortcut_conv")(y)
+    y = conv2d(channels, 3, strides, name=f"{name}_conv1")(y)
+    y = batch_norm(name=f"{name}_bn2")(y)
+    y = relu(f"{name}_relu2")(y)
+    y = conv2d(channels, 3, name=f"{name}_conv2")(y)
+    return keras.layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def count_features(spec, input_channels: int) -> int:
+    """Trainable parameters of `build_features`, by the same loop without building anything."""
+    total = conv_params(input_channels, STEM_CHANNELS, 3)
+    in_channels = STEM_CHANNELS
+    for stage, channels in enumerate(stage_channels(spec)):
+        for block in range(spec.blocks_per_stage):
+            total += batch_norm_params(in_channels) + conv_params(in_channels, channels, 3)
+            total += batch_norm_params(channels) + conv_params(channels, channels, 3)
+            strides = 2 if stage > 0 and block == 0 else 1
+            if strides != 1 or in_channels != channels:
+                total += conv_params(in_channels, channels, 1)
+            in_channels = channels
+    return total + batch_norm_params(in_channels)

@@ -1,0 +1,254 @@
+"""Tests of kdas_tf.models: paper parameter counts, the add-on operations, Architecture values, students."""
+
+import functools
+import json
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from kdas_tf.models import (
+    ADDON_OPS, Architecture, addon_op, build_network, build_student, count_parameters, num_stages,
+    parse_network, stage_channels)
+
+CIFAR100 = (100, (32, 32, 3))
+TINY_IMAGENET = (200, (64, 64, 3))
+DIGITS = (10, (8, 8, 1))
+
+# PAPER.md section 3: trainable parameters in millions.
+PAPER_COUNTS = [
+    ("resnet32", CIFAR100, 0.47), ("resnet32", TINY_IMAGENET, 0.48),
+    ("resnet62", CIFAR100, 0.96), ("resnet62", TINY_IMAGENET, 0.97),
+    ("resnet68", CIFAR100, 1.05),
+    ("resnet110", CIFAR100, 1.73), ("resnet110", TINY_IMAGENET, 1.74),
+    ("resnet218", CIFAR100, 3.48),
+    ("wrn40_1", CIFAR100, 0.57), ("wrn76_1", CIFAR100, 1.15),
+    ("wrn16_2", CIFAR100, 0.70), ("wrn28_2", CIFAR100, 1.48),
+    ("wrn16_4", CIFAR100, 2.77), ("wrn28_4", CIFAR100, 5.87),
+]
+
+
+@functools.lru_cache(maxsize=None)
+def built(arch: str, num_classes: int, input_shape: tuple) -> keras.Model:
+    """Each network is built once per test session: big nets take a second or two."""
+    return build_student(Architecture.parse(arch), num_classes, input_shape)
+
+
+def keras_count(model: keras.Model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def images(input_shape, batch=2, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, *input_shape)).astype("float32")
+
+
+@pytest.mark.parametrize("name,task,millions", PAPER_COUNTS, ids=lambda v: str(v))
+def test_paper_parameter_counts_within_10k(name, task, millions):
+    num_classes, input_shape = task
+    analytic = count_parameters(Architecture(name), num_classes, input_shape)
+    assert abs(analytic / 1e6 - millions) <= 0.01
+    assert keras_count(built(name, num_classes, input_shape)) == analytic
+
+
+def test_densenet40_12_has_about_one_million_parameters():
+    count = count_parameters("densenet40_12", *CIFAR100)
+    assert count == keras_count(built("densenet40_12", *CIFAR100))
+    assert 1.0e6 <= count <= 1.1e6  # Huang et al. report 1.0M (10 classes)
+
+
+@pytest.mark.parametrize("op", ADDON_OPS)
+def test_each_addon_op_keeps_the_feature_map_shape(op):
+    x = images((6, 7, 5))
+    layer = addon_op(op)
+    y = layer(x, training=True)
+    assert tuple(y.shape) == x.shape
+    assert np.all(np.isfinite(np.asarray(y)))
+
+
+def test_addon_op_order_is_the_controller_vocabulary():
+    assert ADDON_OPS == ("skip", "conv3x3", "conv5x5", "sep3x3", "sep5x5", "maxpool3x3", "avgpool3x3")
+
+
+def test_all_skip_student_equals_the_backbone():
+    arch = Architecture("resnet20").with_addons([["skip", "skip"]] * 3).with_addons(["skip"] * 3)
+    student = build_student(arch, *CIFAR100)
+    backbone = built("resnet20", *CIFAR100)
+    assert [(w.path, w.shape) for w in student.weights] == [(w.path, w.shape) for w in backbone.weights]
+    assert [layer.name for layer in student.layers] == [layer.name for layer in backbone.layers]
+    assert count_parameters(arch, *CIFAR100) == keras_count(backbone)
+
+
+COUNT_CASES = [
+    ("resnet8:conv3x3+sep5x5/maxpool3x3+conv5x5/sep3x3", DIGITS),
+    ("resnet20:conv5x5,sep3x3+avgpool3x3/skip,conv3x3/sep5x5+sep5x5,skip+skip", CIFAR100),
+    ("resnet14:conv3x3/sep3x3/avgpool3x3", TINY_IMAGENET),
+    ("wrn10_1:conv3x3+conv3x3/sep5x5/maxpool3x3+sep3x3", DIGITS),
+    ("wrn10_2:sep3x3,conv5x5/conv3x3/skip+conv3x3", TINY_IMAGENET),
+    ("wrn16_2:conv3x3//sep5x5", CIFAR100),
+    ("densenet10_4:conv3x3/sep3x3+maxpool3x3/conv5x5,sep5x5", DIGITS),
+    ("densenet13_6:sep5x5/skip/conv3x3", TINY_IMAGENET),
+    ("densenet40_12:conv3x3/sep3x3/sep5x5", CIFAR100),
+]
+
+
+@pytest.mark.parametrize("arch,task", COUNT_CASES, ids=lambda v: str(v))
+def test_analytic_count_equals_keras_count(arch, task):
+    num_classes, input_shape = task
+    model = built(arch, num_classes, input_shape)
+    assert count_parameters(Architecture.parse(arch), num_classes, input_shape) == keras_count(model)
+
+
+def test_analytic_count_of_every_op_in_every_family():
+    """Each op at every stage of each family, on digits-sized inputs."""
+    for backbone in ("resnet8", "wrn10_2", "densenet7_3"):
+        for op in ADDON_OPS:
+            arch = Architecture(backbone).with_addons([op] * num_stages(backbone))
+            assert count_parameters(arch, *DIGITS) == keras_count(built(str(arch), *DIGITS)), str(arch)
+
+
+@pytest.mark.parametrize("arch,task", [
+    ("resnet20:conv3x3/sep3x3/avgpool3x3", CIFAR100),
+    ("wrn16_2:sep5x5/conv5x5/maxpool3x3", TINY_IMAGENET),
+    ("densenet10_4:conv3x3/sep3x3/avgpool3x3", DIGITS),
+    ("resnet8", DIGITS),
+], ids=lambda v: str(v))
+def test_forward_pass_gives_float32_logits(arch, task):
+    num_classes, input_shape = task
+    logits = built(arch, num_classes, input_shape)(images(input_shape, batch=3), training=False)
+    assert tuple(logits.shape) == (3, num_classes)
+    assert logits.dtype == "float32"
+    assert np.all(np.isfinite(np.asarray(logits)))
+
+
+def test_logits_stay_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_student(Architecture.parse("resnet8:conv3x3/sep3x3/avgpool3x3"), *DIGITS)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model(images(DIGITS[1])).dtype == "float32"
+
+
+def test_student_layers_have_readable_names():
+    names = {layer.name for layer in built("resnet20:conv3x3+sep3x3,conv3x3+conv3x3/skip/maxpool3x3", *CIFAR100).layers}
+    assert {"stage1_addon1_conv3x3", "stage1_addon1_sep3x3", "stage1_addon1_add",
+            "stage1_addon2_conv3x3", "stage1_addon2_conv3x3_2", "stage3_addon1_maxpool3x3"} <= names
+    assert not any(name.startswith("stage2_addon") for name in names)
+
+
+ROUND_TRIP_ARCHS = [
+    Architecture("resnet32"),
+    Architecture.backbone_only("densenet40_12"),
+    Architecture("resnet32").with_addons([["conv3x3", "skip"], ["sep5x5"], "avgpool3x3"]),
+    Architecture("wrn16_4").with_addons([["skip"], ["skip"], ["skip"]]).with_addons(
+        [["conv5x5", "maxpool3x3"], ["sep3x3", "sep3x3"], ["skip", "conv3x3"]]),
+    Architecture("resnet110", ((), (("conv3x3",), ("sep3x3", "skip")), ())),
+]
+
+
+@pytest.mark.parametrize("arch", ROUND_TRIP_ARCHS, ids=str)
+def test_json_and_string_round_trips(arch):
+    assert Architecture.from_json(arch.to_json()) == arch
+    assert Architecture.from_json(json.loads(arch.to_json())) == arch
+    assert Architecture.from_dict(arch.to_dict()) == arch
+    assert Architecture.parse(str(arch)) == arch
+    assert hash(Architecture.parse(str(arch))) == hash(arch)
+
+
+def test_string_form_reads_like_the_docs():
+    arch = Architecture("resnet32").with_addons([["conv3x3", "skip"], ["sep5x5"], ["avgpool3x3"]])
+    assert str(arch) == "resnet32:conv3x3+skip/sep5x5/avgpool3x3"
+    assert str(arch.with_addons(["skip", "conv5x5", "maxpool3x3"])) == (
+        "resnet32:conv3x3+skip,skip/sep5x5,conv5x5/avgpool3x3,maxpool3x3")
+    assert str(Architecture.backbone_only("resnet32")) == "resnet32"
+    assert Architecture.parse("resnet32") == Architecture("resnet32", ((), (), ()))
+
+
+def test_with_addons_appends_one_module_per_stage():
+    arch = Architecture("wrn16_2").with_addons(["conv3x3"] * 3).with_addons([["sep3x3", "skip"]] * 3)
+    assert arch.addons[1] == (("conv3x3",), ("sep3x3", "skip"))
+    assert arch.num_modules == 2
+
+
+def test_canonical_drops_skips_and_identity_modules():
+    arch = Architecture.parse("resnet20:skip+skip,skip+conv3x3/skip/maxpool3x3+skip")
+    assert str(arch.canonical()) == "resnet20:conv3x3//maxpool3x3"
+    assert count_parameters(arch, *CIFAR100) == count_parameters(arch.canonical(), *CIFAR100)
+
+
+def test_family_queries():
+    assert num_stages("resnet32") == num_stages("wrn16_4") == num_stages("densenet40_12") == 3
+    assert stage_channels("resnet110") == (16, 32, 64)
+    assert stage_channels("wrn28_4") == (64, 128, 256)
+    assert stage_channels("densenet40_12") == (160, 304, 448)
+    assert parse_network("wrn40_1").blocks_per_stage == 6
+
+
+@pytest.mark.parametrize("name", ["resnet33", "resnet2", "resnet", "ResNet32", "wrn15_2", "wrn16_0", "wrn16",
+                                  "densenet41_12", "vgg16", ""])
+def test_unknown_network_names_the_value_and_the_valid_forms(name):
+    with pytest.raises(ValueError, match="unknown network") as error:
+        build_network(name, *CIFAR100)
+    assert repr(name) in str(error.value)
+    assert "resnet{6n+2}" in str(error.value) and "wrn{depth}_{k}" in str(error.value)
+    assert "densenet40_12" in str(error.value)
+
+
+def test_unknown_operation_names_the_op_and_the_valid_ops():
+    with pytest.raises(ValueError, match="'conv7x7'.*skip, conv3x3, conv5x5, sep3x3, sep5x5, maxpool3x3, avgpool3x3"):
+        Architecture("resnet32").with_addons(["conv3x3", "conv7x7", "skip"])
+    with pytest.raises(ValueError, match="'identity'"):
+        Architecture.parse("resnet32:identity/skip/skip")
+    with pytest.raises(ValueError, match="'pool'"):
+        addon_op("pool")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("resnet32:conv3x3/skip", "expected 3 stages, got 2"),
+    ("resnet32:", "expected 3 stages, got 1"),
+    ("resnet32:conv3x3++skip/skip/skip", "empty module or op"),
+    ("resnet32:conv3x3,/skip/skip", "empty module or op"),
+    ("resnet33:conv3x3/skip/skip", "unknown network 'resnet33'"),
+])
+def test_malformed_strings_are_rejected_with_the_format(text, message):
+    with pytest.raises(ValueError, match=message) as error:
+        Architecture.parse(text)
+    if "stages" in message or "empty" in message:
+        assert "ops within a module by '+'" in str(error.value)
+
+
+def test_malformed_values_are_rejected():
+    with pytest.raises(ValueError, match="3 stages"):
+        Architecture("resnet32", (((("conv3x3",),),),))
+    with pytest.raises(ValueError, match="non-empty"):
+        Architecture("resnet32").with_addons([[], ["skip"], ["skip"]])
+    with pytest.raises(ValueError, match="one op sequence per stage"):
+        Architecture("resnet32").with_addons(["skip"])
+    with pytest.raises(ValueError, match="does not decode"):
+        Architecture.from_json("{not json")
+    with pytest.raises(ValueError, match="'backbone' and 'addons'"):
+        Architecture.from_json('{"backbone": "resnet32"}')
+    with pytest.raises(ValueError, match="num_classes"):
+        count_parameters("resnet32", 0)
+
+
+def test_student_saves_and_reloads_in_safe_mode(tmp_path):
+    arch = Architecture.parse("resnet8:conv3x3+sep5x5/maxpool3x3,conv5x5/sep3x3+avgpool3x3+skip")
+    model = build_student(arch, *DIGITS)
+    x = images(DIGITS[1], batch=4)
+    model(x, training=True)  # move the BN statistics away from their initial values
+    path = tmp_path / "student.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(reloaded(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+    assert keras_count(reloaded) == count_parameters(arch, *DIGITS)
+
+
+def test_count_parameters_is_cheap():
+    """Loose bound only: the search calls this before training anything."""
+    arch = Architecture("resnet110").with_addons(["conv5x5", "sep5x5", "conv3x3"]).with_addons(["sep3x3"] * 3)
+    start = time.perf_counter()
+    for _ in range(100):
+        count_parameters(arch, *CIFAR100)
+    assert (time.perf_counter() - start) / 100 < 0.05
