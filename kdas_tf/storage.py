@@ -1,0 +1,71 @@
+"""Atomic writes: a crash or kill never leaves a half-written result where a good one was.
+
+Everything finished (teacher models, results, exports) is written to a
+temporary name in the same directory and renamed into place, which POSIX
+makes atomic.
+"""
+
+import json
+import os
+import tempfile
+
+import keras
+
+
+def _temporary_path(path, suffix=""):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(handle)
+    return temporary
+
+
+def write_text(path, text):
+    """Write `text` to `path`, atomically."""
+    temporary = _temporary_path(path)
+    with open(temporary, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def write_json(path, value):
+    """Write `value` as indented JSON to `path`, atomically."""
+    write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_model(model, path):
+    """Save a Keras model to `path` (a .keras file), atomically."""
+    temporary = _temporary_path(path, suffix=".keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def load_model(path):
+    """Load a .keras model in safe mode: no Python code from the work directory runs."""
+    import kdas_tf.models  # noqa: F401  (registers the add-on layers for deserialisation)
+
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def claim_workdir(workdir, settings):
+    """Record the settings a work directory is made with; refuse a rerun with other ones.
+
+    Results in one directory must come from one configuration, or resuming
+    would silently mix them.
+    """
+    path = os.path.join(workdir, "settings.json")
+    if os.path.exists(path):
+        recorded = read_json(path)
+        changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
+        if changed:
+            detail = ", ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in sorted(changed.items()))
+            raise ValueError(f"{workdir} was made with other settings ({detail}): rerun with those or use another --workdir")
+    else:
+        write_json(path, settings)

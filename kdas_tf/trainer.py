@@ -1,0 +1,263 @@
+"""The custom training loop: one compiled step under tf.distribute, epochs, checkpoints, summaries.
+
+Split as in the Model Garden's orbit: `_train_step` (one replica's work) runs
+inside one tf.function through `strategy.run`; epochs, checkpoints, summaries
+and progress lines live outside it. The same loop trains teachers (CE), search
+candidates (the search loss) and final models (the final loss).
+"""
+
+import dataclasses
+import math
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from kdas_tf import losses
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last finite checkpoint is kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How one network is trained (PAPER.md section 5 defaults)."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    lr_decay_at: tuple = (0.5, 0.75)  # fractions of training at which the rate drops
+    lr_decay_factor: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    loss: str = "ce"
+    temperature: float = 4.0
+    alpha: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self):
+        losses.check_loss_name(self.loss)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"--alpha must be in [0, 1], got {self.alpha}")
+        if not self.temperature > 0:
+            raise ValueError(f"--temperature must be positive, got {self.temperature}")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if any(not 0 < f < 1 for f in self.lr_decay_at):
+            raise ValueError(f"--lr_decay_at takes fractions in (0, 1), got {list(self.lr_decay_at)}")
+
+
+class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The rate times factor**k after the k-th boundary step.
+
+    Always a schedule, never a bare float, so the optimizer's checkpointed
+    variables do not change with the number of drops.
+    """
+
+    def __init__(self, initial, boundaries, factor):
+        self.initial = float(initial)
+        self.boundaries = [int(b) for b in boundaries]
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        drops = tf.reduce_sum(tf.cast(tf.cast(step, tf.int64) >= tf.constant(self.boundaries + [2**62], tf.int64), tf.float32))
+        return self.initial * tf.pow(self.factor, drops)
+
+    def get_config(self):
+        return {"initial": self.initial, "boundaries": self.boundaries, "factor": self.factor}
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """Step schedule: the rate multiplied by lr_decay_factor at each fraction of training."""
+    total = config.epochs * steps_per_epoch
+    boundaries = sorted({max(1, int(round(f * total))) for f in config.lr_decay_at})
+    return StepSchedule(config.learning_rate, boundaries, config.lr_decay_factor)
+
+
+def _decayed_weights(model):
+    """Kernels only (conv, dense, depthwise): BN scales and biases are not decayed."""
+    return [w for w in model.trainable_weights if len(w.shape) > 1]
+
+
+def _batch_stats(labels, logits, per_example_loss):
+    """Sums over one replica's batch; reduced with SUM across replicas."""
+    labels = tf.cast(labels, tf.int32)
+    logits = tf.cast(logits, tf.float32)
+    top1 = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+    top5 = tf.cast(tf.math.in_top_k(labels, logits, k=min(5, logits.shape[-1])), tf.float32)
+    return {
+        "loss": tf.reduce_sum(per_example_loss),
+        "top1": tf.reduce_sum(top1),
+        "top5": tf.reduce_sum(top5),
+        "count": tf.cast(tf.shape(labels)[0], tf.float32),
+    }
+
+
+def _means(totals):
+    count = float(totals["count"])
+    return {k: float(v) / max(count, 1.0) for k, v in totals.items() if k != "count"}
+
+
+class Trainer:
+    """Trains `model` on `dataset` with `config`, optionally distilling from `teacher`.
+
+    `model` and `teacher` must be built under `strategy.scope()`; `teacher`
+    maps images to the members' logits [N, B, C] in one call. With `workdir`,
+    a checkpoint is written every epoch and `fit` resumes from the last one.
+    """
+
+    def __init__(self, model, dataset, config, *, strategy=None, teacher=None, workdir=None, logdir=None, name="train"):
+        if config.loss != "ce" and teacher is None:
+            raise ValueError(f"--loss={config.loss} distils from teachers, but no teacher ensemble was given")
+        self.model = model
+        self.dataset = dataset
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.teacher = teacher
+        self.name = name
+        self.steps_per_epoch = max(1, dataset.info.num_train // config.batch_size)
+        with self.strategy.scope():
+            self.optimizer = keras.optimizers.SGD(
+                learning_rate=learning_rate_schedule(config, self.steps_per_epoch),
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+            )
+            self.optimizer.build(model.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, epoch=self.epoch)
+        self._manager = (
+            tf.train.CheckpointManager(self._checkpoint, f"{workdir}/checkpoints", max_to_keep=2)
+            if workdir
+            else None
+        )
+        self._writer = tf.summary.create_file_writer(logdir) if logdir else None
+        self._decayed = _decayed_weights(model)
+        self._train_step = tf.function(self._distributed_train_step)
+        self._eval_step = tf.function(self._distributed_eval_step)
+
+    # --- compiled steps -------------------------------------------------------------
+
+    def _per_example_loss(self, labels, logits, images):
+        if self.config.loss == "ce":
+            return losses.cross_entropy(labels, logits)
+        teacher_logits = self.teacher(images, training=False)
+        target, has_target = losses.distillation_targets(self.config.loss, labels, teacher_logits)
+        return losses.distill_to_target(
+            labels, logits, target, has_target, temperature=self.config.temperature, alpha=self.config.alpha
+        )
+
+    def _replica_train_step(self, batch):
+        images, labels = batch["image"], batch["label"]
+        replicas = self.strategy.num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            per_example = self._per_example_loss(labels, logits, images)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
+            if self.config.weight_decay and self._decayed:
+                l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) for w in self._decayed])
+                loss += 0.5 * self.config.weight_decay * l2 / replicas
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return _batch_stats(labels, logits, per_example)
+
+    def _distributed_train_step(self, batch):
+        stats = self.strategy.run(self._replica_train_step, args=(batch,))
+        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in stats.items()}
+
+    def _replica_eval_step(self, batch):
+        logits = self.model(batch["image"], training=False)
+        return _batch_stats(batch["label"], logits, losses.cross_entropy(batch["label"], logits))
+
+    def _distributed_eval_step(self, batch):
+        stats = self.strategy.run(self._replica_eval_step, args=(batch,))
+        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in stats.items()}
+
+    # --- loops ------------------------------------------------------------------------
+
+    def _run(self, step, dataset):
+        totals = None
+        for batch in self.strategy.experimental_distribute_dataset(dataset):
+            stats = step(batch)
+            totals = stats if totals is None else {k: totals[k] + stats[k] for k in totals}
+        return totals or {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
+
+    def evaluate(self, dataset):
+        """Mean CE loss, top-1 and top-5 accuracy of the model on `dataset`."""
+        return _means(self._run(self._eval_step, dataset))
+
+    def restore(self):
+        """Resume from the last checkpoint, if any; returns the epoch to start at."""
+        if self._manager and self._manager.latest_checkpoint:
+            path = self._manager.latest_checkpoint
+            try:
+                self._checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError, ValueError) as error:
+                raise RuntimeError(
+                    f"checkpoint {path} does not fit this model ({type(error).__name__}): "
+                    "delete that directory or use another --workdir"
+                ) from error
+            logging.info("%s: resumed from %s at epoch %d", self.name, path, int(self.epoch.numpy()))
+        return int(self.epoch.numpy())
+
+    def fit(self):
+        """Train to config.epochs (resuming if possible); returns the last epoch's metrics."""
+        start = self.restore()
+        config = self.config
+        metrics = {}
+        session_start = time.time()
+        for epoch in range(start, config.epochs):
+            epoch_start = time.time()
+            train = _means(
+                self._run(self._train_step, self.dataset.train(config.batch_size, epoch=epoch, seed=config.seed))
+            )
+            seconds = time.time() - epoch_start
+            if not math.isfinite(train["loss"]):
+                raise TrainingDivergedError(
+                    f"{self.name}: the training loss became {train['loss']} at epoch {epoch + 1}; "
+                    f"lower --learning_rate (now {config.learning_rate}) and rerun: "
+                    "training resumes from the last finite checkpoint"
+                )
+            val = self.evaluate(self.dataset.val(config.batch_size))
+            metrics = {"epoch": epoch + 1, "train": train, "val": val, "images_per_second": self.steps_per_epoch * config.batch_size / max(seconds, 1e-9)}
+            self._write_summaries(epoch + 1, metrics)
+            self.epoch.assign(epoch + 1)
+            if self._manager:
+                self._manager.save(checkpoint_number=epoch + 1)
+            done = epoch + 1 - start
+            eta = (time.time() - session_start) / done * (config.epochs - epoch - 1)
+            logging.info(
+                "%s epoch %d/%d  loss %.4f  top1 %.2f%%  val top1 %.2f%%  lr %.4g  %.0f img/s  ETA %s",
+                self.name, epoch + 1, config.epochs, train["loss"], 100 * train["top1"],
+                100 * val["top1"], self.current_learning_rate(), metrics["images_per_second"], _duration(eta),
+            )
+        if not metrics:
+            metrics = {"epoch": start, "val": self.evaluate(self.dataset.val(config.batch_size))}
+        return metrics
+
+    def current_learning_rate(self):
+        return float(self.optimizer.learning_rate)
+
+    def _write_summaries(self, step, metrics):
+        if not self._writer:
+            return
+        with self._writer.as_default(step=step):
+            for split in ("train", "val"):
+                for key, value in metrics[split].items():
+                    tf.summary.scalar(f"{split}/{key}", value)
+            tf.summary.scalar("learning_rate", self.current_learning_rate())
+            tf.summary.scalar("images_per_second", metrics["images_per_second"])
+        self._writer.flush()
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -1,0 +1,132 @@
+"""The custom loop: strategies agree, resume is exact, the schedule, divergence and bad checkpoints."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdas_tf import data, distribute, models
+from kdas_tf.teachers import stack_members
+from kdas_tf.trainer import TrainConfig, Trainer, TrainingDivergedError, learning_rate_schedule
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def tiny_net(seed, num_classes=10):
+    """No BatchNorm: per-replica batch statistics would make strategies differ by design."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x))
+
+
+def weights(model):
+    return [np.array(w) for w in model.weights]
+
+
+def train_under(strategy, dataset, config):
+    with strategy.scope():
+        teacher = stack_members([tiny_net(100 + i) for i in range(3)])
+        model = tiny_net(0)
+    metrics = Trainer(model, dataset, config, strategy=strategy, teacher=teacher).fit()
+    return weights(model), metrics
+
+
+def test_mirrored_strategy_over_two_cpus_matches_the_default_strategy(digits):
+    config = TrainConfig(epochs=2, batch_size=64, loss="od", learning_rate=0.05, weight_decay=5e-4)
+    default_weights, default_metrics = train_under(distribute.make_strategy("default"), digits, config)
+    mirrored = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    mirrored_weights, mirrored_metrics = train_under(mirrored, digits, config)
+    # Same global batch, summed per-replica losses: equal up to float32 summation order.
+    for a, b in zip(default_weights, mirrored_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert default_metrics["train"]["loss"] == pytest.approx(mirrored_metrics["train"]["loss"], rel=1e-4)
+    assert default_metrics["val"]["top1"] == pytest.approx(mirrored_metrics["val"]["top1"], abs=1e-6)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_continues_at_the_right_epoch_with_identical_weights(digits, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=64, learning_rate=0.05)
+    arch = models.Architecture.parse("resnet8:conv3x3/skip/avgpool3x3")
+
+    def fresh_trainer(workdir):
+        keras.utils.set_random_seed(1)
+        return Trainer(models.build_student(arch, 10, (8, 8, 1)), digits, config, workdir=str(workdir))
+
+    straight = fresh_trainer(tmp_path / "straight")
+    straight.fit()
+
+    interrupted = fresh_trainer(tmp_path / "resumed")
+    save = interrupted._manager.save
+
+    def save_then_die(**kwargs):
+        path = save(**kwargs)
+        if kwargs["checkpoint_number"] == 2:
+            raise Killed(path)
+        return path
+
+    interrupted._manager.save = save_then_die
+    with pytest.raises(Killed):
+        interrupted.fit()
+
+    resumed = fresh_trainer(tmp_path / "resumed")  # new weights: the checkpoint must restore them
+    assert resumed.restore() == 2
+    metrics = resumed.fit()
+    assert metrics["epoch"] == 3
+    assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 3 * resumed.steps_per_epoch
+    for a, b in zip(weights(straight.model), weights(resumed.model)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_learning_rate_drops_tenfold_at_half_and_three_quarters():
+    config = TrainConfig(epochs=8, learning_rate=0.1)
+    schedule = learning_rate_schedule(config, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 39, 40, 41, 59, 60, 61, 79)]
+    # The first step of epoch 5 (step 40) already runs at the dropped rate.
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001], rtol=1e-6)
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(digits, tmp_path):
+    keras.utils.set_random_seed(0)
+    good = TrainConfig(epochs=1, batch_size=64, learning_rate=0.01)
+    model = tiny_net(0)
+    Trainer(model, digits, good, workdir=str(tmp_path)).fit()
+    exploding = dataclasses.replace(good, epochs=2, learning_rate=1e30, lr_decay_at=())  # another schedule, same checkpoint layout
+    trainer = Trainer(model, digits, exploding, workdir=str(tmp_path), name="boom")
+    with pytest.raises(TrainingDivergedError, match=r"boom: the training loss became (nan|inf) at epoch 2.*--learning_rate"):
+        trainer.fit()
+    assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")).endswith("ckpt-1")
+
+
+def test_a_checkpoint_of_another_network_is_refused_with_advice(digits, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=64)
+    Trainer(tiny_net(0), digits, config, workdir=str(tmp_path)).fit()
+    other = models.build_network("resnet8", 10, (8, 8, 1))
+    with pytest.raises(RuntimeError, match="does not fit this model.*another --workdir"):
+        Trainer(other, digits, config, workdir=str(tmp_path)).fit()
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [("loss", "kl", "ce, kd, od"), ("epochs", 0, "--epochs"), ("alpha", 1.5, "--alpha"),
+     ("lr_decay_at", (1.5,), "--lr_decay_at"), ("learning_rate", -1.0, "--learning_rate")],
+)
+def test_bad_config_values_name_the_flag(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_distilling_without_teachers_is_refused(digits):
+    with pytest.raises(ValueError, match="--loss=kd distils from teachers"):
+        Trainer(tiny_net(0), digits, TrainConfig(loss="kd"))
