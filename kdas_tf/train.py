@@ -1,0 +1,70 @@
+"""python -m kdas_tf.train: train one fixed network or architecture with --loss=ce|kd|od.
+
+Distilling losses read the teacher ensemble from --teacher_workdir (default:
+--workdir), as written by python -m kdas_tf.teachers or kdas_tf.search.
+"""
+
+import os
+
+import keras
+from absl import flags, logging
+
+from kdas_tf import cli, models, storage, teachers
+from kdas_tf.trainer import Trainer
+
+FLAGS = flags.FLAGS
+
+
+def train_architecture(arch, dataset, config, *, strategy, workdir, teacher=None, name="final"):
+    """Train `arch` from scratch with `config`, evaluate on test, save model and results; resumable."""
+    results_path = os.path.join(workdir, "results.json")
+    if os.path.exists(results_path):
+        logging.info("%s: already finished, see %s", name, results_path)
+        return storage.read_json(results_path)
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = models.build_student(arch, dataset.info.num_classes, dataset.info.image_shape)
+    trainer = Trainer(
+        model, dataset, config, strategy=strategy, teacher=teacher, workdir=workdir,
+        logdir=os.path.join(workdir, "tb"), name=name,
+    )
+    last = trainer.fit()
+    test = trainer.evaluate(dataset.test(config.batch_size))
+    storage.save_model(model, os.path.join(workdir, "model.keras"))
+    results = {
+        "architecture": str(arch),
+        "loss": config.loss,
+        "epochs": config.epochs,
+        "parameters": models.count_parameters(arch, dataset.info.num_classes, dataset.info.image_shape),
+        "val": last["val"],
+        "test": test,
+    }
+    storage.write_json(results_path, results)
+    logging.info("%s: %s test top1 %.2f%% (%d parameters)", name, arch, 100 * test["top1"], results["parameters"])
+    return results
+
+
+def main(_):
+    workdir = cli.require_workdir()
+    arch = models.Architecture.parse(FLAGS.architecture or FLAGS.network)
+    config = cli.train_config(loss=FLAGS.loss)
+    dataset = cli.load_dataset()
+    strategy = cli.make_strategy()
+    teacher = None
+    if config.loss != "ce":
+        with strategy.scope():
+            teacher = teachers.load_ensemble(FLAGS.teacher_workdir or workdir, FLAGS.num_teachers)
+    run_dir = os.path.join(workdir, "train", f"{str(arch).replace('/', '_').replace(':', '-')}_{config.loss}")
+    train_architecture(arch, dataset, config, strategy=strategy, workdir=run_dir, teacher=teacher)
+
+
+if __name__ == "__main__":
+    cli.define_data_flags()
+    cli.define_run_flags()
+    cli.define_train_flags()
+    flags.DEFINE_string("network", "resnet32", "Backbone to train (ignored when --architecture is set).")
+    flags.DEFINE_string("architecture", None, "Architecture string, e.g. resnet32:conv3x3+skip/sep5x5/avgpool3x3.")
+    flags.DEFINE_string("loss", "ce", "Training loss: ce, kd or od.")
+    flags.DEFINE_integer("num_teachers", 5, "Teacher members to distil from (kd, od).")
+    flags.DEFINE_string("teacher_workdir", None, "Work directory holding teachers/ (default: --workdir).")
+    cli.run(main)
