@@ -1,0 +1,40 @@
+"""Datasets of kdas_tf: load(name) -> Dataset with train / val / test pipelines.
+
+val is held out of the official training set (the search's reward split);
+test is the official test split (for Tiny ImageNet, its labelled val split).
+Images stay uint8 in memory; pipelines yield {"image", "label", "index"} batches.
+"""
+
+from kdas_tf.data import sources
+from kdas_tf.data.dataset import Dataset, DatasetInfo, check_val_fraction, from_arrays
+from kdas_tf.data.sources import DataNotFoundError
+
+DATASETS = ("digits", "cifar100", "tinyimagenet")
+NUM_CLASSES = {"digits": 10, "cifar100": 100, "tinyimagenet": 200}
+# Mirroring a digit changes what it reads as, so digits are never flipped.
+FLIP = {"digits": False, "cifar100": True, "tinyimagenet": True}
+
+__all__ = ["DATASETS", "DataNotFoundError", "Dataset", "DatasetInfo", "from_arrays", "load"]
+
+
+def load(name, *, data_dir=None, manual_dir=None, val_fraction=0.1, split_seed=0):
+    """Reads dataset `name` into memory and splits it; raises DataNotFoundError if not prepared.
+
+    data_dir: TFDS data directory (cifar100, tinyimagenet); manual_dir: the
+    directory holding tiny-imagenet-200.zip (only needed until prepared);
+    val_fraction in (0, 1) of the official training set is held out as val by
+    a permutation seeded with split_seed.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    check_val_fraction(val_fraction)  # before reading any data
+    if name == "digits":
+        (train_x, train_y), (test_x, test_y) = sources.digits()
+    elif name == "cifar100":
+        (train_x, train_y), (test_x, test_y) = sources.cifar100(data_dir)
+    else:
+        (train_x, train_y), (test_x, test_y) = sources.tinyimagenet(data_dir, manual_dir)
+    return from_arrays(
+        name, NUM_CLASSES[name], train_x, train_y, test_x, test_y,
+        val_fraction=val_fraction, split_seed=split_seed, flip=FLIP[name],
+    )
