@@ -1,0 +1,259 @@
+"""KDASOracle: the LSTM controller deciding which add-ons to try, as a KerasTuner Oracle.
+
+The oracle decides and remembers; the tuner trains. Each trial's values hold
+one op per (stage, slot) plus the full architecture string (with the round's
+backbone), so a worker needs nothing but the trial to build the candidate.
+
+Budget: a sample over the memory budget M is never trained. The controller is
+updated with reward 0 for it and asked again, within the same trial slot.
+Why: the reward-0 update teaches the controller where the budget lies, while
+trial slots, and their training time, go only to candidates that can win.
+A sample whose network was already trained is treated alike with its recorded
+score: real information, no retraining. Every sample thus costs exactly one
+controller update, and trained trials are counted apart (`trial_updates`).
+
+Rounds: after `trials_per_round` trials the best candidate of the round
+becomes the backbone (its add-ons frozen into it) and a fresh controller
+searches one more module per stage.
+"""
+
+import os
+
+import keras_tuner
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from keras_tuner.src.engine import trial as trial_module
+
+from kdas_tf import models, storage
+from kdas_tf.controller import Controller, ControllerConfig
+
+OBJECTIVE = "val_top1"
+RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.IDLE,
+                          trial_module.TrialStatus.STOPPED)
+
+
+def slot_name(stage, slot):
+    return f"stage{stage + 1}_op{slot + 1}"
+
+
+class KDASOracle(keras_tuner.Oracle):
+    """Samples add-on operations with a REINFORCE-trained LSTM under a parameter budget."""
+
+    def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
+                 ops_per_addon=2, controller=None, max_samples_per_trial=200, seed=0, logdir=None,
+                 max_consecutive_failed_trials=3):
+        self.backbone = models.as_architecture(backbone)
+        self.num_classes = num_classes
+        self.input_shape = tuple(input_shape)
+        self.budget = int(budget)
+        backbone_size = self.parameters(self.backbone)
+        if backbone_size > self.budget:
+            raise ValueError(
+                f"--budget is {self.budget / 1e6:.3f}M parameters but the backbone {self.backbone} alone has "
+                f"{backbone_size / 1e6:.3f}M: raise --budget (e.g. --budget=2x)"
+            )
+        if rounds < 1 or trials_per_round < 1 or ops_per_addon < 1:
+            raise ValueError("--rounds, --trials_per_round and --ops_per_addon must each be at least 1")
+        self.rounds = rounds
+        self.trials_per_round = trials_per_round
+        self.ops_per_addon = ops_per_addon
+        self.num_stages = self.backbone.num_stages
+        self.max_samples_per_trial = max_samples_per_trial
+        self.controller_config = controller or ControllerConfig(
+            num_decisions=self.num_stages * ops_per_addon, num_choices=len(models.ADDON_OPS), seed=seed
+        )
+        expected = (self.num_stages * ops_per_addon, len(models.ADDON_OPS))
+        given = (self.controller_config.num_decisions, self.controller_config.num_choices)
+        if given != expected:
+            raise ValueError(
+                f"controller num_decisions/num_choices {given} do not fit the search space: "
+                f"{self.num_stages} stages x {ops_per_addon} ops per add-on from {len(models.ADDON_OPS)} operations"
+            )
+        space = keras_tuner.HyperParameters()
+        for stage in range(self.num_stages):
+            for slot in range(ops_per_addon):
+                space.Choice(slot_name(stage, slot), list(models.ADDON_OPS))
+        super().__init__(
+            objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=rounds * trials_per_round,
+            hyperparameters=space, allow_new_entries=False, tune_new_entries=False, seed=seed + 1,
+            max_retries_per_trial=0, max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        self.round = 0
+        self.round_converged = False
+        self.round_backbones = [str(self.backbone)]
+        self.controller = self._new_controller(0)
+        self.known_scores = {}  # canonical architecture -> reward it earned
+        self.trial_updates = 0
+        self.over_budget_samples = 0
+        self.repeated_samples = 0
+        self.repeat_updates = 0
+        self._writer = tf.summary.create_file_writer(logdir) if logdir else None
+
+    # --- architecture helpers ---------------------------------------------------------
+
+    def parameters(self, arch):
+        return models.count_parameters(arch, self.num_classes, self.input_shape)
+
+    def _new_controller(self, round_index):
+        config = dict(vars(self.controller_config))
+        config["seed"] = self.controller_config.seed + round_index
+        return Controller(ControllerConfig(**config))
+
+    def _stage_ops(self, tokens):
+        ops = [models.ADDON_OPS[t] for t in tokens]
+        return [ops[s * self.ops_per_addon:(s + 1) * self.ops_per_addon] for s in range(self.num_stages)]
+
+    def tokens_of(self, values):
+        """The controller tokens a trial's hyperparameter values stand for."""
+        return tuple(
+            models.ADDON_OPS.index(values[slot_name(stage, slot)])
+            for stage in range(self.num_stages) for slot in range(self.ops_per_addon)
+        )
+
+    def current_backbone(self):
+        return models.Architecture.parse(self.round_backbones[self.round])
+
+    # --- KerasTuner hooks -----------------------------------------------------------
+
+    def populate_space(self, trial_id):
+        if self._round_finished():
+            if self.round + 1 >= self.rounds:
+                return {"status": STOPPED}
+            if self.ongoing_trials:
+                return {"status": IDLE}  # the round's best is known only when all its trials ended
+            self._start_round(self.round + 1)
+        backbone = self.current_backbone()
+        for _ in range(self.max_samples_per_trial):
+            tokens = self.controller.sample()
+            stage_ops = self._stage_ops(tokens)
+            arch = backbone.with_addons(stage_ops)
+            key = str(arch.canonical())
+            parameters = self.parameters(arch)
+            if parameters > self.budget:
+                self.over_budget_samples += 1
+                self._update_controller(tokens, 0.0, kind="over_budget")
+                continue
+            if key in self.known_scores or key in self._running_keys():
+                self.repeated_samples += 1
+                if key in self.known_scores:
+                    self.repeat_updates += 1
+                    self._update_controller(tokens, self.known_scores[key], kind="repeat")
+                continue
+            values = {slot_name(s, l): op for s, ops in enumerate(stage_ops) for l, op in enumerate(ops)}
+            values.update(architecture=str(arch), round=self.round, parameters=parameters)
+            return {"status": RUNNING, "values": values}
+        logging.info("round %d: %d samples in a row were known or over budget; the round has converged",
+                     self.round, self.max_samples_per_trial)
+        self.round_converged = True
+        return {"status": IDLE}
+
+    def _round_finished(self):
+        started = sum(1 for t in self.trials.values() if t.hyperparameters.values.get("round") == self.round)
+        return self.round_converged or started >= self.trials_per_round
+
+    def _running_keys(self):
+        return {str(models.Architecture.parse(t.hyperparameters.values["architecture"]).canonical())
+                for t in self.ongoing_trials.values()}
+
+    def _start_round(self, round_index):
+        best = self.best_trial_of_round(self.round)
+        if best is not None:
+            self.round_backbones.append(best.hyperparameters.values["architecture"])
+        else:
+            self.round_backbones.append(self.round_backbones[-1])
+        self.round = round_index
+        self.round_converged = False
+        self.controller = self._new_controller(round_index)
+        logging.info("round %d starts from backbone %s", round_index, self.round_backbones[-1])
+
+    def best_trial_of_round(self, round_index):
+        done = [t for t in self.trials.values() if t.status == trial_module.TrialStatus.COMPLETED
+                and t.hyperparameters.values.get("round") == round_index]
+        return max(done, key=lambda t: t.score, default=None)
+
+    def score_trial(self, trial):
+        """Score a completed trial and, once per trial, teach the controller its reward."""
+        super().score_trial(trial)
+        score = trial.score
+        if score is None or not np.isfinite(score):
+            return  # end_trial marks it invalid; a fake reward would mislead the controller
+        values = trial.hyperparameters.values
+        self.known_scores[str(models.Architecture.parse(values["architecture"]).canonical())] = float(score)
+        if values.get("round") == self.round:
+            self.trial_updates += 1
+            self._update_controller(self.tokens_of(values), float(score), kind="trial")
+
+    def _update_controller(self, tokens, reward, *, kind):
+        stats = self.controller.update(tokens, reward)
+        if self._writer:
+            step = self.controller.update_count + 10_000 * self.round
+            probabilities = self.controller.probabilities(tokens)
+            with self._writer.as_default(step=step):
+                tf.summary.scalar("controller/reward", reward)
+                for name in ("baseline", "entropy", "loss", "advantage"):
+                    tf.summary.scalar(f"controller/{name}", stats[name])
+                tf.summary.scalar(f"controller/samples_{kind}", 1.0)
+                for decision, row in enumerate(probabilities):
+                    stage, slot = divmod(decision, self.ops_per_addon)
+                    for op, p in zip(models.ADDON_OPS, row):
+                        tf.summary.scalar(f"choice_probability/{slot_name(stage, slot)}/{op}", float(p))
+            self._writer.flush()
+        return stats
+
+    # --- state: resumable and atomic ------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        state["kdas"] = {
+            "round": self.round,
+            "round_converged": self.round_converged,
+            "round_backbones": self.round_backbones,
+            "controller": self.controller.get_state(),
+            "known_scores": self.known_scores,
+            "trial_updates": self.trial_updates,
+            "over_budget_samples": self.over_budget_samples,
+            "repeated_samples": self.repeated_samples,
+            "repeat_updates": self.repeat_updates,
+            "budget": self.budget,
+        }
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        kdas = state["kdas"]
+        if kdas["budget"] != self.budget or kdas["round_backbones"][0] != str(self.backbone):
+            raise ValueError(
+                f"the search in {self._project_dir} was made with backbone {kdas['round_backbones'][0]} and budget "
+                f"{kdas['budget']}: rerun with the same flags or another --workdir"
+            )
+        self.round = kdas["round"]
+        self.round_converged = kdas["round_converged"]
+        self.round_backbones = kdas["round_backbones"]
+        self.controller = self._new_controller(self.round)
+        self.controller.set_state(kdas["controller"])
+        self.known_scores = kdas["known_scores"]
+        self.trial_updates = kdas["trial_updates"]
+        self.over_budget_samples = kdas["over_budget_samples"]
+        self.repeated_samples = kdas["repeated_samples"]
+        self.repeat_updates = kdas["repeat_updates"]
+
+    def save(self):
+        storage.write_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        storage.write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+
+def trial_summary(trial):
+    """A JSON-friendly row for reports: id, status, architecture, parameters, reward."""
+    values = trial.hyperparameters.values
+    return {
+        "trial_id": trial.trial_id,
+        "status": trial.status,
+        "architecture": values.get("architecture"),
+        "round": values.get("round"),
+        "parameters": values.get("parameters"),
+        "val_top1": trial.score,
+        "message": (trial.message or "").strip().splitlines()[-1:] or None,
+    }

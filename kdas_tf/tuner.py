@@ -1,0 +1,82 @@
+"""KDASTuner: trains each candidate the oracle proposes with the distillation loop.
+
+The tuner only trains: it builds the candidate from the trial's architecture
+string, trains it with the search loss for the search epochs (checkpointed in
+the trial's directory, so a killed trial resumes mid-way) and reports the
+validation accuracy that the oracle turns into the controller's reward.
+"""
+
+import gc
+import os
+import time
+
+import keras
+import keras_tuner
+import tensorflow as tf
+from absl import logging
+from keras_tuner.src.engine import trial as trial_module
+
+from kdas_tf import models, storage
+from kdas_tf.oracle import OBJECTIVE
+from kdas_tf.trainer import Trainer
+
+
+class KDASTuner(keras_tuner.Tuner):
+    """Runs KDAS trials: `run_trial` trains one candidate and returns its validation accuracy."""
+
+    def __init__(self, oracle, *, dataset, config, strategy, teacher=None, logdir=None, **kwargs):
+        self.dataset = dataset
+        self.train_config = config
+        self.strategy = strategy
+        self.teacher = teacher
+        self.logdir = logdir
+        super().__init__(oracle, hypermodel=None, **kwargs)
+        self.oracle.create_trial = _pause_when_idle(self.oracle.create_trial)
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        arch = models.Architecture.parse(values["architecture"])
+        trial_dir = self.get_trial_dir(trial.trial_id)
+        keras.backend.clear_session()
+        gc.collect()
+        keras.utils.set_random_seed(self.train_config.seed)
+        with self.strategy.scope():
+            model = models.build_student(arch, self.dataset.info.num_classes, self.dataset.info.image_shape)
+        trainer = Trainer(
+            model, self.dataset, self.train_config, strategy=self.strategy, teacher=self.teacher,
+            workdir=trial_dir, name=f"trial {trial.trial_id}",
+            logdir=os.path.join(self.logdir, f"trial_{trial.trial_id}") if self.logdir else None,
+        )
+        start = time.time()
+        metrics = trainer.fit()
+        val_top1 = metrics["val"]["top1"]
+        storage.write_json(os.path.join(trial_dir, "result.json"), {
+            "architecture": str(arch), "parameters": values.get("parameters"), "val": metrics["val"],
+            "seconds": time.time() - start, "tuner_id": self.tuner_id,
+        })
+        if self.logdir:
+            with tf.summary.create_file_writer(os.path.join(self.logdir, f"trial_{trial.trial_id}")).as_default():
+                tf.summary.scalar("reward", val_top1, step=0)
+                tf.summary.text("architecture", str(arch), step=0)
+        logging.info("trial %s: %s  %d parameters  val top1 %.2f%%", trial.trial_id, arch,
+                     values.get("parameters", 0), 100 * val_top1)
+        return {OBJECTIVE: val_top1}
+
+    def save_model(self, trial_id, model, step=0):
+        """Trials keep their checkpoints; the final model is retrained from scratch."""
+
+    def load_model(self, trial):
+        return storage.load_model(os.path.join(self.get_trial_dir(trial.trial_id), "model.keras"))
+
+
+def _pause_when_idle(create_trial, seconds=1.0):
+    """The oracle answers IDLE while a round waits for its last trials; the search loop
+    would ask again at once, so each IDLE answer waits a moment first."""
+
+    def create_trial_or_wait(tuner_id):
+        trial = create_trial(tuner_id)
+        if trial.status == trial_module.TrialStatus.IDLE:
+            time.sleep(seconds)
+        return trial
+
+    return create_trial_or_wait

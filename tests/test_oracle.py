@@ -1,0 +1,124 @@
+"""KDASOracle with a stand-in for training: budget, repeats, rounds, failures and resumable state.
+
+The stand-in tuner scores an architecture by a fixed formula instead of
+training it, so these tests exercise exactly the oracle's decisions.
+"""
+
+import json
+
+import pytest
+from keras_tuner.src.engine import trial as trial_module
+
+from kdas_tf import models
+from kdas_tf.controller import ControllerConfig
+from kdas_tf.oracle import KDASOracle
+from kdas_tf.tuner import KDASTuner
+
+INPUT = dict(num_classes=10, input_shape=(8, 8, 1))
+BACKBONE = models.count_parameters("resnet8", **INPUT)
+
+
+def conv_share(arch):
+    """A made-up reward: the share of conv3x3 among the newest module's ops."""
+    ops = [op for stage in arch.addons for op in stage[-1]]
+    return ops.count("conv3x3") / len(ops)
+
+
+class FormulaTuner(KDASTuner):
+    """Records what it is asked to train and scores it without training."""
+
+    def __init__(self, oracle, directory, fail=(), **kwargs):
+        self.trained = []
+        self.fail = set(fail)
+        super().__init__(oracle, dataset=None, config=None, strategy=None, directory=directory,
+                         project_name="search", **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        arch = models.Architecture.parse(trial.hyperparameters.values["architecture"])
+        self.trained.append(arch)
+        if trial.trial_id in self.fail:
+            raise FloatingPointError("loss became nan")
+        return {"val_top1": conv_share(arch)}
+
+
+def make_oracle(budget=None, **kwargs):
+    settings = dict(backbone="resnet8", budget=budget or 3 * BACKBONE, trials_per_round=4, seed=0, **INPUT)
+    settings.update(kwargs)
+    return KDASOracle(**settings)
+
+
+def search(tmp_path, **kwargs):
+    fail = kwargs.pop("fail", ())
+    oracle = make_oracle(**kwargs)
+    tuner = FormulaTuner(oracle, str(tmp_path), fail=fail)
+    tuner.oracle.verbose = 0
+    tuner.search()
+    return oracle, tuner
+
+
+def test_no_sample_over_the_budget_is_ever_trained(tmp_path):
+    # Budget just above the backbone: most samples with convs in stage 3 do not fit.
+    budget = BACKBONE + 12_000
+    oracle, tuner = search(tmp_path, budget=budget)
+    assert len(tuner.trained) == 4
+    assert all(models.count_parameters(a, **INPUT) <= budget for a in tuner.trained)
+    assert oracle.over_budget_samples > 0
+    # each over-budget sample taught the controller once (reward 0), each trained trial once
+    assert oracle.controller.update_count == (
+        oracle.over_budget_samples + oracle.trial_updates + oracle.repeat_updates
+    )
+
+
+def test_a_budget_below_the_backbone_is_refused_with_advice():
+    with pytest.raises(ValueError, match=r"--budget is 0\.050M parameters but the backbone resnet8 alone has 0\.078M.*raise --budget"):
+        make_oracle(budget=50_000)
+
+
+def test_every_trial_is_a_new_network_and_updates_the_controller_once(tmp_path):
+    oracle, tuner = search(tmp_path, trials_per_round=6)
+    keys = [str(a.canonical()) for a in tuner.trained]
+    assert len(keys) == len(set(keys)) == 6
+    assert oracle.trial_updates == 6
+    assert sorted(oracle.known_scores.values()) == sorted(conv_share(a) for a in tuner.trained)
+
+
+def test_rounds_grow_the_best_candidate_of_the_previous_round(tmp_path):
+    oracle, tuner = search(tmp_path, rounds=2, trials_per_round=3)
+    first, second = tuner.trained[:3], tuner.trained[3:]
+    best_first = max(first, key=conv_share)
+    assert oracle.round_backbones == ["resnet8", str(best_first)]
+    for arch in second:
+        assert arch.num_modules == 2
+        assert tuple(stage[:1] for stage in arch.addons) == best_first.addons
+
+
+def test_a_failing_trial_is_recorded_failed_and_teaches_the_controller_nothing(tmp_path):
+    oracle, tuner = search(tmp_path, fail={"1"})
+    statuses = {t.trial_id: t.status for t in oracle.trials.values()}
+    assert statuses["1"] == trial_module.TrialStatus.FAILED
+    assert "loss became nan" in oracle.trials["1"].message
+    assert sum(s == trial_module.TrialStatus.COMPLETED for s in statuses.values()) == 3
+    assert oracle.trial_updates == 3
+
+
+def test_state_round_trips_and_the_next_sample_is_the_same(tmp_path):
+    oracle, _ = search(tmp_path)
+    state = json.loads(json.dumps(oracle.get_state()))
+    twin = make_oracle()
+    twin._set_project_dir(str(tmp_path), "search")
+    for trial in oracle.trials.values():
+        twin.trials[trial.trial_id] = trial
+    twin.set_state(state)
+    assert twin.get_state()["kdas"] == oracle.get_state()["kdas"]
+    assert twin.controller.sample() == oracle.controller.sample()
+
+
+def test_a_search_made_with_another_budget_is_not_resumed(tmp_path):
+    search(tmp_path)
+    with pytest.raises(ValueError, match="budget.*rerun with the same flags or another --workdir"):
+        search(tmp_path, budget=4 * BACKBONE)
+
+
+def test_controller_choices_must_match_the_search_space():
+    with pytest.raises(ValueError, match="num_decisions"):
+        make_oracle(controller=ControllerConfig(num_decisions=5, num_choices=7))
