@@ -96,6 +96,7 @@ def main(_):
         dataset, network=FLAGS.teacher_network, num_teachers=FLAGS.num_teachers,
         config=cli.teacher_config(), workdir=workdir, strategy=strategy,
     )
+    logging.info(teachers.describe(teacher_report))
     oracle = run_search(dataset, strategy, teacher, workdir, budget)
     best = oracle.get_best_trials(1)
     if not best or best[0].score is None:

@@ -120,6 +120,16 @@ def ensemble_report(ensemble, dataset, *, batch_size):
     }
 
 
+def describe(report):
+    """One line for the log: test accuracies and the members-right histogram."""
+    histogram = " / ".join(f"{k}:{100 * h:.1f}%" for k, h in enumerate(report["train_members_correct_histogram"]))
+    return (
+        f"teachers: member {100 * report['member_test_top1_mean']:.2f}% (+-{100 * report['member_test_top1_std']:.2f}), "
+        f"ensemble {100 * report['ensemble_test_top1']:.2f}%, oracle {100 * report['oracle_test_top1']:.2f}%; "
+        f"training examples by members right {histogram}"
+    )
+
+
 def main(_):
     """python -m kdas_tf.teachers: train (or reuse) the ensemble and write its report."""
     from kdas_tf import cli
@@ -130,12 +140,7 @@ def main(_):
         dataset, network=cli.FLAGS.teacher_network, num_teachers=cli.FLAGS.num_teachers,
         config=cli.teacher_config(), workdir=workdir, strategy=cli.make_strategy(),
     )
-    logging.info(
-        "teachers: member %.2f%% (+-%.2f), ensemble %.2f%%, oracle %.2f%%; members right per train example %s",
-        100 * report["member_test_top1_mean"], 100 * report["member_test_top1_std"],
-        100 * report["ensemble_test_top1"], 100 * report["oracle_test_top1"],
-        " / ".join(f"{k}:{100 * h:.1f}%" for k, h in enumerate(report["train_members_correct_histogram"])),
-    )
+    logging.info(describe(report))
 
 
 if __name__ == "__main__":
