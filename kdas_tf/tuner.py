@@ -31,6 +31,9 @@ class KDASTuner(keras_tuner.Tuner):
         self.teacher = teacher
         self.logdir = logdir
         super().__init__(oracle, hypermodel=None, **kwargs)
+        # KerasTuner reloads a project only if this tuner's file exists, and writes it
+        # after the first trial: write it now, so a kill during trial 0 still resumes.
+        self.save()
         self.oracle.create_trial = _pause_when_idle(self.oracle.create_trial)
 
     def run_trial(self, trial, *args, **kwargs):
