@@ -179,8 +179,10 @@ def load_model_for_export(path, workdir, info, architecture=None):
         raise ValueError(f"--model={path!r}: cannot tell which architecture {checkpoint} holds; pass --architecture")
     model = models.build_student(architecture, info.num_classes, info.image_shape)
     try:
-        tf.train.Checkpoint(model=model).read(checkpoint).assert_existing_objects_matched().expect_partial()
-    except AssertionError as error:
+        status = tf.train.Checkpoint(model=model).read(checkpoint)
+        status.expect_partial()  # the optimizer's slots are not wanted
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:
         raise ValueError(f"checkpoint {checkpoint} does not hold a {architecture} "
                          f"({str(error).splitlines()[0]}): pass the right --architecture") from None
     return model, checkpoint
