@@ -1,0 +1,23 @@
+"""Runs one test file through pytest under `bazel test` and exits with pytest's code.
+
+Usage (from a py_test's args): pytest_main.py tests/test_x.py [pytest args...].
+"""
+
+import os
+import sys
+
+import pytest
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit("usage: pytest_main.py TEST_FILE [PYTEST_ARGS...]")
+    args = [argv[1], "-q", "-p", "no:cacheprovider"]
+    xml = os.environ.get("XML_OUTPUT_FILE")
+    if xml:  # Bazel's test.xml: per-case results in the test logs and dashboards.
+        args.append("--junitxml=" + xml)
+    return pytest.main(args + argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
