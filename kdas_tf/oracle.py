@@ -17,6 +17,7 @@ becomes the backbone (its add-ons frozen into it) and a fresh controller
 searches one more module per stage.
 """
 
+import json
 import os
 
 import keras_tuner
@@ -33,6 +34,18 @@ RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialSt
                           trial_module.TrialStatus.STOPPED)
 
 
+def check_budget(backbone, budget, num_classes, input_shape):
+    """The budget M in parameters, refused where even the backbone alone does not fit in it."""
+    budget = int(budget)
+    backbone_size = models.count_parameters(backbone, num_classes, input_shape)
+    if backbone_size > budget:
+        raise ValueError(
+            f"--budget is {budget / 1e6:.3f}M parameters but the backbone {backbone} alone has "
+            f"{backbone_size / 1e6:.3f}M: raise --budget (e.g. --budget=2x)"
+        )
+    return budget
+
+
 def slot_name(stage, slot):
     return f"stage{stage + 1}_op{slot + 1}"
 
@@ -46,13 +59,7 @@ class KDASOracle(keras_tuner.Oracle):
         self.backbone = models.as_architecture(backbone)
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
-        self.budget = int(budget)
-        backbone_size = self.parameters(self.backbone)
-        if backbone_size > self.budget:
-            raise ValueError(
-                f"--budget is {self.budget / 1e6:.3f}M parameters but the backbone {self.backbone} alone has "
-                f"{backbone_size / 1e6:.3f}M: raise --budget (e.g. --budget=2x)"
-            )
+        self.budget = check_budget(self.backbone, budget, num_classes, self.input_shape)
         if rounds < 1 or trials_per_round < 1 or ops_per_addon < 1:
             raise ValueError("--rounds, --trials_per_round and --ops_per_addon must each be at least 1")
         self.rounds = rounds
@@ -172,6 +179,22 @@ class KDASOracle(keras_tuner.Oracle):
                 and t.hyperparameters.values.get("round") == round_index]
         return max(done, key=lambda t: t.score, default=None)
 
+    def _check_consecutive_failures(self):
+        """KerasTuner's stop after max_consecutive_failed_trials, in one line that says why and what to do.
+
+        KerasTuner's own message ends with the last trial's whole traceback.
+        """
+        try:
+            super()._check_consecutive_failures()
+        except RuntimeError:
+            last = self.trials[self.end_order[-1]]
+            reason = (last.message or "no message").strip().splitlines()[-1]
+            raise RuntimeError(
+                f"the search stopped: the last {self.max_consecutive_failed_trials} trials failed, the last with "
+                f"{reason!r}; the reasons are in {self._project_dir}/trial_*/trial.json. Fix the cause "
+                "(e.g. lower --learning_rate for a nan loss) and rerun the same command"
+            ) from None
+
     def score_trial(self, trial):
         """Score a completed trial and, once per trial, teach the controller its reward."""
         super().score_trial(trial)
@@ -237,6 +260,17 @@ class KDASOracle(keras_tuner.Oracle):
         self.over_budget_samples = kdas["over_budget_samples"]
         self.repeated_samples = kdas["repeated_samples"]
         self.repeat_updates = kdas["repeat_updates"]
+
+    def reload(self):
+        """KerasTuner's reload, with one line of advice when a state file cannot be read."""
+        try:
+            super().reload()
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RuntimeError) as error:
+            raise RuntimeError(
+                f"the search state in {self._project_dir} cannot be read ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}): restore that directory from a backup, "
+                "or move it aside to start the search over"
+            ) from None
 
     def save(self):
         storage.write_json(self._get_oracle_fname(), self.get_state())

@@ -11,9 +11,9 @@ import os
 
 from absl import flags, logging
 
-from kdas_tf import cli, export, models, results, storage, teachers
+from kdas_tf import cli, data, export, losses, models, results, storage, teachers
 from kdas_tf.controller import ControllerConfig
-from kdas_tf.oracle import KDASOracle
+from kdas_tf.oracle import KDASOracle, check_budget
 from kdas_tf.train import train_architecture
 from kdas_tf.tuner import KDASTuner
 
@@ -43,7 +43,7 @@ def parse_budget(text, backbone_parameters):
         if text.endswith("x"):
             return int(float(text[:-1]) * backbone_parameters)
         return int(float(text.rstrip("m")) * 1e6)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"--budget={text!r} is not a budget: give millions of parameters (0.9) or a multiple (2x)") from None
 
 
@@ -57,18 +57,53 @@ def settings():
     }
 
 
+def controller_config():
+    return ControllerConfig(
+        num_decisions=models.num_stages(FLAGS.backbone) * FLAGS.ops_per_addon,
+        num_choices=len(models.ADDON_OPS), units=FLAGS.controller_units,
+        learning_rate=FLAGS.controller_learning_rate, baseline_decay=FLAGS.baseline_decay,
+        entropy_weight=FLAGS.entropy_weight, seed=FLAGS.seed,
+    )
+
+
+def check_flags():
+    """Judge every flag that can be judged without data, before anything is written or trained.
+
+    A mistake found after hours of teacher training, or after settings.json
+    recorded it, would cost the run; here it costs a second. Returns
+    (budget, backbone_parameters) in parameters.
+    """
+    if not FLAGS.workdir:
+        raise ValueError("--workdir is required: the directory where results and checkpoints go")
+    data.check_val_fraction(FLAGS.val_fraction)
+    num_classes, image_shape = data.NUM_CLASSES[FLAGS.dataset], data.IMAGE_SHAPES[FLAGS.dataset]
+    models.parse_network(FLAGS.teacher_network)
+    backbone = models.Architecture.backbone_only(FLAGS.backbone)
+    backbone_parameters = models.count_parameters(backbone, num_classes, image_shape)
+    budget = check_budget(backbone, parse_budget(FLAGS.budget, backbone_parameters), num_classes, image_shape)
+    for name in ("num_teachers", "rounds", "trials_per_round", "ops_per_addon", "search_epochs"):
+        if FLAGS[name].value < 1:
+            raise ValueError(f"--{name} must be at least 1, got {FLAGS[name].value}")
+    if FLAGS.teacher_epochs is not None and FLAGS.teacher_epochs < 1:
+        raise ValueError(f"--teacher_epochs must be at least 1 (or unset: --epochs), got {FLAGS.teacher_epochs}")
+    if not FLAGS.final_loss:
+        raise ValueError(f"--final_loss is empty: give at least one of {', '.join(losses.LOSSES)}")
+    losses.check_loss_name(FLAGS.search_loss, "--search_loss")
+    for flag in ("final_loss", "student_loss"):
+        for loss in FLAGS[flag].value:
+            losses.check_loss_name(loss, f"--{flag}")
+    cli.train_config()  # the recipe's values (--epochs, --learning_rate, ...)
+    controller_config()
+    return budget, backbone_parameters
+
+
 def run_search(dataset, strategy, teacher, workdir, budget):
     """The architecture search; returns the oracle (trials and controller state)."""
     info = dataset.info
     oracle = KDASOracle(
         backbone=FLAGS.backbone, num_classes=info.num_classes, input_shape=info.image_shape, budget=budget,
         rounds=FLAGS.rounds, trials_per_round=FLAGS.trials_per_round, ops_per_addon=FLAGS.ops_per_addon,
-        controller=ControllerConfig(
-            num_decisions=models.num_stages(FLAGS.backbone) * FLAGS.ops_per_addon,
-            num_choices=len(models.ADDON_OPS), units=FLAGS.controller_units,
-            learning_rate=FLAGS.controller_learning_rate, baseline_decay=FLAGS.baseline_decay,
-            entropy_weight=FLAGS.entropy_weight, seed=FLAGS.seed,
-        ),
+        controller=controller_config(),
         seed=FLAGS.seed, logdir=os.path.join(workdir, "tb", "controller"),
     )
     search_config = cli.train_config(loss=FLAGS.search_loss, epochs=FLAGS.search_epochs)
@@ -83,13 +118,12 @@ def run_search(dataset, strategy, teacher, workdir, budget):
 
 
 def main(_):
+    budget, backbone_parameters = check_flags()
+    dataset = cli.load_dataset()  # missing data is reported before the work directory is claimed
     workdir = cli.require_workdir()
     storage.claim_workdir(workdir, settings())
-    dataset = cli.load_dataset()
     info = dataset.info
     backbone = models.Architecture.backbone_only(FLAGS.backbone)
-    backbone_parameters = models.count_parameters(backbone, info.num_classes, info.image_shape)
-    budget = parse_budget(FLAGS.budget, backbone_parameters)
     strategy = cli.make_strategy()
 
     teacher, teacher_report = teachers.train_teachers(

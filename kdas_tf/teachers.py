@@ -134,11 +134,15 @@ def main(_):
     """python -m kdas_tf.teachers: train (or reuse) the ensemble and write its report."""
     from kdas_tf import cli
 
+    models.parse_network(cli.FLAGS.teacher_network)  # judged before any data is read
+    if cli.FLAGS.num_teachers < 1:
+        raise ValueError(f"--num_teachers must be at least 1, got {cli.FLAGS.num_teachers}")
+    config = cli.teacher_config()
     workdir = cli.require_workdir()
     dataset = cli.load_dataset()
     _, report = train_teachers(
         dataset, network=cli.FLAGS.teacher_network, num_teachers=cli.FLAGS.num_teachers,
-        config=cli.teacher_config(), workdir=workdir, strategy=cli.make_strategy(),
+        config=config, workdir=workdir, strategy=cli.make_strategy(),
     )
     logging.info(describe(report))
 

@@ -43,6 +43,7 @@ def _stream_digest(dataset, seed, epoch):
 def test_digits_info_shapes_dtypes_and_labels(digits):
     info = digits.info
     assert (info.name, info.num_classes, info.image_shape) == ("digits", 10, (8, 8, 1))
+    assert (data.NUM_CLASSES["digits"], data.IMAGE_SHAPES["digits"]) == (info.num_classes, info.image_shape)
     assert (info.num_train + info.num_val, info.num_test) == (1497, 300)
     assert info.num_val == round(1497 * 0.1)
     batch = next(iter(digits.train(32, epoch=0, seed=0)))
@@ -161,6 +162,7 @@ def test_cifar100_through_tfds(tmp_path):
         dataset = data.load("cifar100", data_dir=str(tmp_path))
     info = dataset.info
     assert (info.num_classes, info.image_shape) == (100, (32, 32, 3))
+    assert (data.NUM_CLASSES["cifar100"], data.IMAGE_SHAPES["cifar100"]) == (info.num_classes, info.image_shape)
     assert (info.num_train, info.num_val, info.num_test) == (180, 20, 200)
     assert dataset.augmentation == pipeline.Augmentation(pad=4, flip=True)
     batch = next(iter(dataset.train(64, epoch=0, seed=0)))
@@ -214,6 +216,7 @@ def test_tinyimagenet_built_from_manual_zip(tmp_path):
     )
     info = dataset.info
     assert (info.num_classes, info.image_shape) == (200, (64, 64, 3))
+    assert (data.NUM_CLASSES["tinyimagenet"], data.IMAGE_SHAPES["tinyimagenet"]) == (info.num_classes, info.image_shape)
     assert (info.num_train, info.num_val, info.num_test) == (9, 3, 6)
     assert dataset.augmentation == pipeline.Augmentation(pad=8, flip=True)
     # Labels are sorted-wnid positions and follow val_annotations.txt.

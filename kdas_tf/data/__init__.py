@@ -11,10 +11,12 @@ from kdas_tf.data.sources import DataNotFoundError
 
 DATASETS = ("digits", "cifar100", "tinyimagenet")
 NUM_CLASSES = {"digits": 10, "cifar100": 100, "tinyimagenet": 200}
+# Known before any data is read, so entry points can check sizes and budgets first.
+IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar100": (32, 32, 3), "tinyimagenet": (64, 64, 3)}
 # Mirroring a digit changes what it reads as, so digits are never flipped.
 FLIP = {"digits": False, "cifar100": True, "tinyimagenet": True}
 
-__all__ = ["DATASETS", "DataNotFoundError", "Dataset", "DatasetInfo", "from_arrays", "load"]
+__all__ = ["DATASETS", "IMAGE_SHAPES", "NUM_CLASSES", "DataNotFoundError", "Dataset", "DatasetInfo", "from_arrays", "load"]
 
 
 def load(name, *, data_dir=None, manual_dir=None, val_fraction=0.1, split_seed=0):
