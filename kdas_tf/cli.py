@@ -106,7 +106,7 @@ def _quiet_library_info(record):
 
 
 def run(main):
-    """app.run(main), turning user errors into one line on stderr and exit code 2.
+    """app.run(main), turning user errors (flags included) into one line on stderr and exit code 2.
 
     `--verbosity=1` (or higher) shows the stack trace as well.
     """
@@ -123,4 +123,14 @@ def run(main):
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+    """absl's parsing, with its errors (unknown flag, bad value, missing flagfile) in our one-line form."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        message = " ".join(str(error).split()).removeprefix("ERROR:: ")
+        print(f"error: {message} (--helpshort lists the flags)", file=sys.stderr)
+        sys.exit(2)

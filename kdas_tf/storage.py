@@ -8,6 +8,7 @@ makes atomic.
 import json
 import os
 import tempfile
+import zipfile
 
 import keras
 
@@ -51,7 +52,16 @@ def load_model(path):
     """Load a .keras model in safe mode: no Python code from the work directory runs."""
     import kdas_tf.models  # noqa: F401  (registers the add-on layers for deserialisation)
 
-    return keras.models.load_model(path, compile=False, safe_mode=True)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        # Keras calls an unreadable file "File not found"; say what it is and how to recover.
+        raise ValueError(
+            f"{path} is not a readable Keras model ({type(error).__name__}): it may be corrupt; "
+            "delete it and rerun the same command to rebuild it from its checkpoints"
+        ) from None
 
 
 def claim_workdir(workdir, settings):

@@ -18,7 +18,8 @@ FLAGS = flags.FLAGS
 def train_architecture(arch, dataset, config, *, strategy, workdir, teacher=None, name="final"):
     """Train `arch` from scratch with `config`, evaluate on test, save model and results; resumable."""
     results_path = os.path.join(workdir, "results.json")
-    if os.path.exists(results_path):
+    model_path = os.path.join(workdir, "model.keras")
+    if os.path.exists(results_path) and os.path.exists(model_path):
         logging.info("%s: already finished, see %s", name, results_path)
         return storage.read_json(results_path)
     keras.utils.set_random_seed(config.seed)
@@ -30,7 +31,7 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, teacher=None
     )
     last = trainer.fit()
     test = trainer.evaluate(dataset.test(config.batch_size))
-    storage.save_model(model, os.path.join(workdir, "model.keras"))
+    storage.save_model(model, model_path)
     results = {
         "architecture": str(arch),
         "loss": config.loss,

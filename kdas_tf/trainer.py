@@ -8,6 +8,7 @@ candidates (the search loss) and final models (the final loss).
 
 import dataclasses
 import math
+import os
 import time
 
 import keras
@@ -201,8 +202,8 @@ class Trainer:
                 self._checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, AssertionError, ValueError) as error:
                 raise RuntimeError(
-                    f"checkpoint {path} does not fit this model ({type(error).__name__}): "
-                    "delete that directory or use another --workdir"
+                    f"checkpoint {path} is corrupt or does not fit this model ({type(error).__name__}): "
+                    f"delete {os.path.dirname(path)} to train from scratch, or use another --workdir"
                 ) from error
             logging.info("%s: resumed from %s at epoch %d", self.name, path, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
