@@ -122,3 +122,12 @@ def test_a_search_made_with_another_budget_is_not_resumed(tmp_path):
 def test_controller_choices_must_match_the_search_space():
     with pytest.raises(ValueError, match="num_decisions"):
         make_oracle(controller=ControllerConfig(num_decisions=5, num_choices=7))
+
+
+def test_an_unreadable_search_state_is_refused_with_advice(tmp_path):
+    search(tmp_path)
+    state = tmp_path / "search" / "oracle.json"
+    state.write_text('{"kdas": ')  # cut off mid-write by something other than us
+    with pytest.raises(RuntimeError, match=r"cannot be read .*move it aside to start the search over"):
+        FormulaTuner(make_oracle(), str(tmp_path))
+    assert state.read_text() == '{"kdas": '  # left for the user to restore

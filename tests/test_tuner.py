@@ -1,0 +1,69 @@
+"""KDASTuner with real training on digits: a trial whose loss turns NaN fails alone, and a search whose
+trials all fail stops with one clear line."""
+
+import dataclasses
+
+import pytest
+import tensorflow as tf
+from keras_tuner.src.engine import trial as trial_module
+
+from kdas_tf import data, models
+from kdas_tf.oracle import KDASOracle
+from kdas_tf.trainer import TrainConfig
+from kdas_tf.tuner import KDASTuner
+
+CONFIG = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+class DivergingTuner(KDASTuner):
+    """Trains the trials named in `diverge` at a learning rate that makes the loss NaN."""
+
+    def __init__(self, *args, diverge=(), **kwargs):
+        self.diverge = set(diverge)
+        super().__init__(*args, **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        normal = self.train_config
+        if trial.trial_id in self.diverge:
+            self.train_config = dataclasses.replace(normal, learning_rate=1e30, lr_decay_at=())
+        try:
+            return super().run_trial(trial, *args, **kwargs)
+        finally:
+            self.train_config = normal
+
+
+def search(digits, tmp_path, diverge):
+    budget = 3 * models.count_parameters("resnet8", 10, (8, 8, 1))
+    oracle = KDASOracle(backbone="resnet8", num_classes=10, input_shape=(8, 8, 1), budget=budget,
+                        trials_per_round=3, seed=0)
+    tuner = DivergingTuner(oracle, dataset=digits, config=CONFIG, strategy=tf.distribute.get_strategy(),
+                           diverge=diverge, directory=str(tmp_path), project_name="search")
+    tuner.oracle.verbose = 0
+    return oracle, tuner
+
+
+def test_a_nan_trial_is_recorded_failed_with_its_reason_and_the_search_goes_on(digits, tmp_path):
+    oracle, tuner = search(digits, tmp_path, diverge={"1"})
+    tuner.search()
+    trials = oracle.trials
+    assert trials["1"].status == trial_module.TrialStatus.FAILED
+    assert "the training loss became nan" in trials["1"].message
+    assert [trials[i].status for i in ("0", "2")] == [trial_module.TrialStatus.COMPLETED] * 2
+    assert oracle.trial_updates == 2  # no fake reward for the failed trial
+    failed_arch = str(models.Architecture.parse(trials["1"].hyperparameters.values["architecture"]).canonical())
+    assert failed_arch not in oracle.known_scores
+
+
+def test_a_search_whose_trials_all_fail_stops_with_one_clear_line(digits, tmp_path):
+    oracle, tuner = search(digits, tmp_path, diverge={"0", "1", "2"})
+    with pytest.raises(RuntimeError) as raised:
+        tuner.search()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "the last 3 trials failed" in message and "nan" in message and "lower --learning_rate" in message
+    assert oracle.trial_updates == 0
