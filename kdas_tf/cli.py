@@ -28,6 +28,7 @@ def define_run_flags():
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, models, summaries and results.")
     flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
     flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+    flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
 
 
 def define_train_flags():
@@ -49,6 +50,8 @@ def define_teacher_flags():
     flags.DEFINE_string("teacher_network", "resnet32", "Backbone of each teacher member.")
     flags.DEFINE_integer("num_teachers", 5, "Number of teacher members N.")
     flags.DEFINE_integer("teacher_epochs", None, "Epochs per teacher member (default: --epochs).")
+    flags.DEFINE_string("teacher_workdir", None, "Work directory whose teachers/ holds the ensemble (default: "
+                        "--workdir): runs that share it train the teachers once.")
 
 
 def load_dataset():
@@ -86,6 +89,11 @@ def train_config(*, loss="ce", epochs=None):
 
 def teacher_config():
     return train_config(loss="ce", epochs=FLAGS.teacher_epochs or FLAGS.epochs)
+
+
+def teacher_workdir():
+    """Where the teacher ensemble lives: --teacher_workdir, else the run's own --workdir."""
+    return FLAGS.teacher_workdir or FLAGS.workdir
 
 
 def require_workdir():

@@ -52,6 +52,7 @@ def settings():
     return {
         "dataset": FLAGS.dataset, "val_fraction": FLAGS.val_fraction, "split_seed": FLAGS.split_seed,
         "teacher_network": FLAGS.teacher_network, "num_teachers": FLAGS.num_teachers,
+        "teacher_workdir": FLAGS.teacher_workdir,
         "backbone": FLAGS.backbone, "budget": FLAGS.budget, "search_loss": FLAGS.search_loss,
         "ops_per_addon": FLAGS.ops_per_addon, "seed": FLAGS.seed,
     }
@@ -97,6 +98,22 @@ def check_flags():
     return budget, backbone_parameters
 
 
+def describe_plan(budget, backbone_parameters):
+    """What the command would do, for --dry_run: every step with its size."""
+    teacher_config, final_config = cli.teacher_config(), cli.train_config()
+    return "\n".join([
+        f"dry run of {FLAGS.workdir} on {FLAGS.dataset} (strategy {FLAGS.strategy}):",
+        f"  teachers: {FLAGS.num_teachers} x {FLAGS.teacher_network}, {teacher_config.epochs} epochs each, "
+        f"in {cli.teacher_workdir()}/teachers (finished members are reused)",
+        f"  search: {FLAGS.rounds} round(s) x {FLAGS.trials_per_round} trials of {FLAGS.backbone} "
+        f"({backbone_parameters / 1e6:.3f}M) + {FLAGS.ops_per_addon} ops per stage, budget {budget / 1e6:.3f}M, "
+        f"trained with {FLAGS.search_loss} for {FLAGS.search_epochs} epochs each",
+        f"  final: the found model with {', '.join(FLAGS.final_loss)}; {FLAGS.backbone} with "
+        f"{', '.join(FLAGS.student_loss) or 'nothing'}; {final_config.epochs} epochs each",
+        f"  then: test evaluation, SavedModel in {FLAGS.workdir}/export, results.json and results.md",
+    ])
+
+
 def run_search(dataset, strategy, teacher, workdir, budget):
     """The architecture search; returns the oracle (trials and controller state)."""
     info = dataset.info
@@ -119,6 +136,9 @@ def run_search(dataset, strategy, teacher, workdir, budget):
 
 def main(_):
     budget, backbone_parameters = check_flags()
+    if FLAGS.dry_run:
+        print(describe_plan(budget, backbone_parameters))
+        return
     dataset = cli.load_dataset()  # missing data is reported before the work directory is claimed
     workdir = cli.require_workdir()
     storage.claim_workdir(workdir, settings())
@@ -128,7 +148,7 @@ def main(_):
 
     teacher, teacher_report = teachers.train_teachers(
         dataset, network=FLAGS.teacher_network, num_teachers=FLAGS.num_teachers,
-        config=cli.teacher_config(), workdir=workdir, strategy=strategy,
+        config=cli.teacher_config(), workdir=cli.teacher_workdir(), strategy=strategy,
     )
     logging.info(teachers.describe(teacher_report))
     oracle = run_search(dataset, strategy, teacher, workdir, budget)

@@ -138,11 +138,15 @@ def main(_):
     if cli.FLAGS.num_teachers < 1:
         raise ValueError(f"--num_teachers must be at least 1, got {cli.FLAGS.num_teachers}")
     config = cli.teacher_config()
-    workdir = cli.require_workdir()
+    if cli.FLAGS.dry_run:
+        print(f"dry run: would train {cli.FLAGS.num_teachers} x {cli.FLAGS.teacher_network} on {cli.FLAGS.dataset} "
+              f"for {config.epochs} epochs each, into {cli.teacher_workdir()}/teachers")
+        return
+    cli.require_workdir()
     dataset = cli.load_dataset()
     _, report = train_teachers(
         dataset, network=cli.FLAGS.teacher_network, num_teachers=cli.FLAGS.num_teachers,
-        config=config, workdir=workdir, strategy=cli.make_strategy(),
+        config=config, workdir=cli.teacher_workdir(), strategy=cli.make_strategy(),
     )
     logging.info(describe(report))
 

@@ -46,15 +46,20 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, teacher=None
 
 
 def main(_):
-    workdir = cli.require_workdir()
     arch = models.Architecture.parse(FLAGS.architecture or FLAGS.network)
     config = cli.train_config(loss=FLAGS.loss)
+    if FLAGS.dry_run:
+        teachers_from = f", distilled from {FLAGS.num_teachers} teachers in {cli.teacher_workdir()}/teachers"
+        print(f"dry run: would train {arch} on {FLAGS.dataset} with {config.loss} for {config.epochs} epochs"
+              f"{teachers_from if config.loss != 'ce' else ''}, into {FLAGS.workdir}")
+        return
+    workdir = cli.require_workdir()
     dataset = cli.load_dataset()
     strategy = cli.make_strategy()
     teacher = None
     if config.loss != "ce":
         with strategy.scope():
-            teacher = teachers.load_ensemble(FLAGS.teacher_workdir or workdir, FLAGS.num_teachers)
+            teacher = teachers.load_ensemble(cli.teacher_workdir(), FLAGS.num_teachers)
     run_dir = os.path.join(workdir, "train", f"{str(arch).replace('/', '_').replace(':', '-')}_{config.loss}")
     train_architecture(arch, dataset, config, strategy=strategy, workdir=run_dir, teacher=teacher)
 
@@ -66,6 +71,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("network", "resnet32", "Backbone to train (ignored when --architecture is set).")
     flags.DEFINE_string("architecture", None, "Architecture string, e.g. resnet32:conv3x3+skip/sep5x5/avgpool3x3.")
     flags.DEFINE_string("loss", "ce", "Training loss: ce, kd or od.")
-    flags.DEFINE_integer("num_teachers", 5, "Teacher members to distil from (kd, od).")
-    flags.DEFINE_string("teacher_workdir", None, "Work directory holding teachers/ (default: --workdir).")
+    cli.define_teacher_flags()  # which ensemble kd and od distil from (the search's flagfiles work here too)
     cli.run(main)
