@@ -12,22 +12,26 @@ from kdas_tf import distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The search's own flag definitions, parsing a flagfile; unknown or malformed flags raise.
-PARSE_FLAGFILE = """
+# The search's own flag definitions, parsing each flagfile in turn; unknown or malformed flags raise.
+PARSE_FLAGFILES = """
 import json, sys
 from absl import flags
 from kdas_tf import cli, search
 absl_flags = set(flags.FLAGS)
 cli.define_data_flags(); cli.define_run_flags(); cli.define_train_flags(); cli.define_teacher_flags()
 search.define_search_flags()
-flags.FLAGS(["search", "--flagfile=" + sys.argv[1]])
-print(json.dumps({name: flags.FLAGS[name].value for name in set(flags.FLAGS) - absl_flags}))
+parsed = []
+for flagfile in sys.argv[1:]:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["search", "--flagfile=" + flagfile])
+    parsed.append({name: flags.FLAGS[name].value for name in set(flags.FLAGS) - absl_flags})
+print(json.dumps(parsed))
 """
 
 
-def parse(flagfile):
-    run = subprocess.run([sys.executable, "-c", PARSE_FLAGFILE, flagfile], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+def parse(*flagfiles):
+    run = subprocess.run([sys.executable, "-c", PARSE_FLAGFILES, *flagfiles], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -41,7 +45,7 @@ def test_the_launch_script_parses_and_refuses_an_unknown_command():
 
 
 def test_the_tpu_flagfile_is_the_cifar100_recipe_on_tpu():
-    tpu, gpu = parse("tpu/cifar100_tpu.cfg"), parse("flags/cifar100.cfg")
+    tpu, gpu = parse("tpu/cifar100_tpu.cfg", "flags/cifar100.cfg")
     assert tpu["strategy"] == "tpu" and tpu["tpu"] == "local"
     assert tpu["batch_size"] % 64 == 0  # 8 x devices on a v3-8 (8) and a v4-8 (4)
     different = {k for k in gpu if gpu[k] != tpu[k]}
