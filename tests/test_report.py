@@ -60,11 +60,7 @@ def test_table5_lists_the_members_right_from_all_to_none():
     assert columns[1:5] == ("3 right %", "2 right %", "1 right %", "0 right %")
     assert row[0] == "3 x resnet8" and list(row[1:5]) == pytest.approx([80.0, 10.0, 5.0, 5.0])
     text = report.csv_text(columns, [row])
-    assert read_csv_text(text)[1][1:5] == ["80.0", "10.0", "5.0", "5.0"]
-
-
-def read_csv_text(text):
-    return list(csv.reader(text.splitlines()))
+    assert list(csv.reader(text.splitlines()))[1][1:5] == ["80.0", "10.0", "5.0", "5.0"]
 
 
 @pytest.mark.slow
