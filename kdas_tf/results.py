@@ -29,25 +29,39 @@ def _millions(parameters):
     return f"{parameters / 1e6:.3f}M"
 
 
-def table2_markdown(summary):
-    """Teacher, plain student and found model with each L_T: accuracy % (memory), as in Table 2."""
+def markdown_table(columns, rows):
+    """A Markdown table; floats as %.2f, None as '-'."""
+    def cell(value):
+        return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+TABLE2_COLUMNS = ("model", "L_S", "L_T", "val top-1 %", "test top-1 %", "parameters")
+
+
+def table2_rows(summary):
+    """Teacher, plain student and found model with each L_T: (model, L_S, L_T, val %, test %, parameters)."""
     teacher = summary["teacher"]
-    lines = [
-        "| model | L_S | L_T | val top-1 % | test top-1 % | parameters |",
-        "|---|---|---|---|---|---|",
-        f"| Teacher ({teacher['num_teachers']} x {teacher['network']}) | - | CE | - | "
-        f"{100 * teacher['ensemble_test_top1']:.2f} | "
-        f"{_millions(teacher['num_teachers'] * teacher['parameters_per_member'])} |",
-    ]
-    for key, row in summary["final"].items():
+    rows = [(f"Teacher ({teacher['num_teachers']} x {teacher['network']})", "-", "CE", None,
+             100 * teacher["ensemble_test_top1"], teacher["num_teachers"] * teacher["parameters_per_member"])]
+    # students first, then the found model; losses in CE, KD, OD order (results.json sorts its keys)
+    order = sorted(summary["final"], key=lambda k: (not k.startswith("student_"), list(LOSS_NAMES).index(k.split("_", 1)[1])))
+    for key in order:
+        row = summary["final"][key]
         role, loss = key.split("_", 1)
         name = f"Student {summary['backbone']}" if role == "student" else f"KDAS {row['architecture']}"
         search_loss = "-" if role == "student" else LOSS_NAMES[summary["search_loss"]]
-        lines.append(
-            f"| {name} | {search_loss} | {LOSS_NAMES[loss]} | {100 * row['val']['top1']:.2f} | "
-            f"{100 * row['test']['top1']:.2f} | {_millions(row['parameters'])} |"
-        )
-    lines.append("")
-    lines.append(f"Budget M = {_millions(summary['budget'])}; backbone {summary['backbone']} = "
-                 f"{_millions(summary['backbone_parameters'])}.")
-    return "\n".join(lines) + "\n"
+        rows.append((name, search_loss, LOSS_NAMES[loss], 100 * row["val"]["top1"], 100 * row["test"]["top1"],
+                     row["parameters"]))
+    return rows
+
+
+def table2_markdown(summary):
+    """Table 2's rows as Markdown, accuracy % and memory, with the budget underneath."""
+    rows = [(*row[:-1], _millions(row[-1])) for row in table2_rows(summary)]
+    return (markdown_table(TABLE2_COLUMNS, rows) + "\n"
+            + f"Budget M = {_millions(summary['budget'])}; backbone {summary['backbone']} = "
+            f"{_millions(summary['backbone_parameters'])}.\n")

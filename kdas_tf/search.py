@@ -11,7 +11,7 @@ import os
 
 from absl import flags, logging
 
-from kdas_tf import cli, data, export, losses, models, results, storage, teachers
+from kdas_tf import cli, data, export, losses, models, results, storage, summaries, teachers
 from kdas_tf.controller import ControllerConfig
 from kdas_tf.oracle import KDASOracle, check_budget
 from kdas_tf.train import train_architecture
@@ -157,13 +157,19 @@ def main(_):
         raise RuntimeError(f"no search trial finished in {workdir}/search: see the trial messages there")
     found = models.Architecture.parse(best[0].hyperparameters.values["architecture"])
     logging.info("search: best %s with val top1 %.2f%%", found, 100 * best[0].score)
+    summaries.write_search_result(
+        os.path.join(workdir, "tb", "search"), best_architecture=str(found), best_reward=best[0].score,
+        parameters=best[0].hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
+    )
 
     rows = {}
     for role, arch, losses in (("student", backbone, FLAGS.student_loss), ("kdas", found, FLAGS.final_loss)):
         for loss in losses:
             config = cli.train_config(loss=loss)
-            rows[f"{role}_{loss}"] = train_architecture(
-                arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "final", f"{role}_{loss}"),
+            row = f"{role}_{loss}"
+            rows[row] = train_architecture(
+                arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "final", row),
+                logdir=os.path.join(workdir, "tb", "final", row),
                 teacher=teacher if loss != "ce" else None, name=f"{role} {loss}",
             )
     served = max((k for k in rows if k.startswith("kdas_")), key=lambda k: rows[k]["val"]["top1"])

@@ -18,17 +18,23 @@ def _temporary_path(path, suffix=""):
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     os.close(handle)
+    os.chmod(temporary, 0o644)  # mkstemp's 0600 would make results unreadable to the rest of a team
     return temporary
+
+
+def write_bytes(path, content):
+    """Write `content` (bytes) to `path`, atomically."""
+    temporary = _temporary_path(path)
+    with open(temporary, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
 
 
 def write_text(path, text):
     """Write `text` to `path`, atomically."""
-    temporary = _temporary_path(path)
-    with open(temporary, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, value):

@@ -15,8 +15,12 @@ from kdas_tf.trainer import Trainer
 FLAGS = flags.FLAGS
 
 
-def train_architecture(arch, dataset, config, *, strategy, workdir, teacher=None, name="final"):
-    """Train `arch` from scratch with `config`, evaluate on test, save model and results; resumable."""
+def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None, teacher=None, name="final"):
+    """Train `arch` from scratch with `config`, evaluate on test, save model and results; resumable.
+
+    logdir: where its TensorBoard summaries go, inside the run's one log tree
+    (WORKDIR/tb/...), so `tensorboard --logdir WORKDIR` shows every training.
+    """
     results_path = os.path.join(workdir, "results.json")
     model_path = os.path.join(workdir, "model.keras")
     if os.path.exists(results_path) and os.path.exists(model_path):
@@ -26,8 +30,7 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, teacher=None
     with strategy.scope():
         model = models.build_student(arch, dataset.info.num_classes, dataset.info.image_shape)
     trainer = Trainer(
-        model, dataset, config, strategy=strategy, teacher=teacher, workdir=workdir,
-        logdir=os.path.join(workdir, "tb"), name=name,
+        model, dataset, config, strategy=strategy, teacher=teacher, workdir=workdir, logdir=logdir, name=name,
     )
     last = trainer.fit()
     test = trainer.evaluate(dataset.test(config.batch_size))
@@ -60,8 +63,9 @@ def main(_):
     if config.loss != "ce":
         with strategy.scope():
             teacher = teachers.load_ensemble(cli.teacher_workdir(), FLAGS.num_teachers)
-    run_dir = os.path.join(workdir, "train", f"{str(arch).replace('/', '_').replace(':', '-')}_{config.loss}")
-    train_architecture(arch, dataset, config, strategy=strategy, workdir=run_dir, teacher=teacher)
+    name = f"{str(arch).replace('/', '_').replace(':', '-')}_{config.loss}"
+    train_architecture(arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "train", name),
+                       logdir=os.path.join(workdir, "tb", "train", name), teacher=teacher)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,7 @@ class Trainer:
         session_start = time.time()
         for epoch in range(start, config.epochs):
             epoch_start = time.time()
+            learning_rate = self.current_learning_rate()  # the rate this epoch starts with, not the next one's
             train = _means(
                 self._run(self._train_step, self.dataset.train(config.batch_size, epoch=epoch, seed=config.seed))
             )
@@ -227,7 +228,8 @@ class Trainer:
                     "training resumes from the last finite checkpoint"
                 )
             val = self.evaluate(self.dataset.val(config.batch_size))
-            metrics = {"epoch": epoch + 1, "train": train, "val": val, "images_per_second": self.steps_per_epoch * config.batch_size / max(seconds, 1e-9)}
+            metrics = {"epoch": epoch + 1, "train": train, "val": val, "learning_rate": learning_rate,
+                       "images_per_second": self.steps_per_epoch * config.batch_size / max(seconds, 1e-9)}
             self._write_summaries(epoch + 1, metrics)
             self.epoch.assign(epoch + 1)
             if self._manager:
@@ -237,7 +239,7 @@ class Trainer:
             logging.info(
                 "%s epoch %d/%d  loss %.4f  top1 %.2f%%  val top1 %.2f%%  lr %.4g  %.0f img/s  ETA %s",
                 self.name, epoch + 1, config.epochs, train["loss"], 100 * train["top1"],
-                100 * val["top1"], self.current_learning_rate(), metrics["images_per_second"], _duration(eta),
+                100 * val["top1"], learning_rate, metrics["images_per_second"], _duration(eta),
             )
         if not metrics:
             metrics = {"epoch": start, "val": self.evaluate(self.dataset.val(config.batch_size))}
@@ -253,7 +255,7 @@ class Trainer:
             for split in ("train", "val"):
                 for key, value in metrics[split].items():
                     tf.summary.scalar(f"{split}/{key}", value)
-            tf.summary.scalar("learning_rate", self.current_learning_rate())
+            tf.summary.scalar("learning_rate", metrics["learning_rate"])
             tf.summary.scalar("images_per_second", metrics["images_per_second"])
         self._writer.flush()
 

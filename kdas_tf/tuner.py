@@ -12,11 +12,10 @@ import time
 
 import keras
 import keras_tuner
-import tensorflow as tf
 from absl import logging
 from keras_tuner.src.engine import trial as trial_module
 
-from kdas_tf import models, storage
+from kdas_tf import models, storage, summaries
 from kdas_tf.oracle import OBJECTIVE
 from kdas_tf.trainer import Trainer
 
@@ -34,6 +33,8 @@ class KDASTuner(keras_tuner.Tuner):
         # KerasTuner reloads a project only if this tuner's file exists, and writes it
         # after the first trial: write it now, so a kill during trial 0 still resumes.
         self.save()
+        if logdir:
+            summaries.write_search_space(logdir, num_stages=oracle.num_stages, ops_per_addon=oracle.ops_per_addon)
         self.oracle.create_trial = _pause_when_idle(self.oracle.create_trial)
 
     def run_trial(self, trial, *args, **kwargs):
@@ -58,9 +59,8 @@ class KDASTuner(keras_tuner.Tuner):
             "seconds": time.time() - start, "tuner_id": self.tuner_id,
         })
         if self.logdir:
-            with tf.summary.create_file_writer(os.path.join(self.logdir, f"trial_{trial.trial_id}")).as_default():
-                tf.summary.scalar("reward", val_top1, step=0)
-                tf.summary.text("architecture", str(arch), step=0)
+            summaries.write_trial(os.path.join(self.logdir, f"trial_{trial.trial_id}"), trial_id=trial.trial_id,
+                                  values=values, reward=val_top1)
         logging.info("trial %s: %s  %d parameters  val top1 %.2f%%", trial.trial_id, arch,
                      values.get("parameters", 0), 100 * val_top1)
         return {OBJECTIVE: val_top1}

@@ -7,31 +7,16 @@ whole pipeline (teachers, search, final trainings, export) fits the test budget.
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_search
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--num_teachers=2", "--epochs=2", "--search_epochs=1", "--trials_per_round=2",
-    "--final_loss=od", "--student_loss=ce", "--verbosity=0",
-]
-
-
-def run_search(workdir, *extra, timeout=400):
-    command = [sys.executable, "-m", "kdas_tf.search", "--flagfile=flags/digits.cfg", f"--workdir={workdir}", *TINY, *extra]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("search"))
-    first = run_search(workdir)
-    assert first.returncode == 0, first.stderr[-3000:]
-    return workdir, first
+def finished_run(tiny_run):
+    return tiny_run
 
 
 def test_the_pipeline_writes_every_result(finished_run):

@@ -50,6 +50,8 @@ def test_report_matches_an_independent_count(ensemble_run, digits):
     member_right = logits.argmax(-1) == labels
     np.testing.assert_allclose(report["member_test_top1"], member_right.mean(1), atol=1e-9)
     assert report["ensemble_test_top1"] == pytest.approx((logits.mean(0).argmax(-1) == labels).mean())
+    by_size = [(logits[:k].mean(0).argmax(-1) == labels).mean() for k in (1, 2, 3)]
+    np.testing.assert_allclose(report["ensemble_test_top1_by_size"], by_size, atol=1e-9)
     assert report["oracle_test_top1"] == pytest.approx(member_right.any(0).mean())
     assert storage.read_json(os.path.join(workdir, "teachers", "results.json")) == report
 

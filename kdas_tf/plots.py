@@ -1,0 +1,95 @@
+"""The report's figures as PNG bytes: accuracy against parameters (the paper's Figure 3), reward over
+trials, and how many teacher members are right per training example.
+
+matplotlib runs on its Agg backend: no display is needed, and the bytes go
+through storage.write_bytes, so a figure is never half-written.
+"""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def pareto_front(points):
+    """The (parameters, accuracy) points no other point beats with at most as many parameters, by size."""
+    front = []
+    for parameters, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or accuracy > front[-1][1]:
+            front.append((parameters, accuracy))
+    return front
+
+
+def _png(figure):
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _labelled(figure, axes, xlabel, title):
+    """Axes against validation top-1, with a grid and a legend."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("validation top-1 (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def accuracy_vs_parameters(trials, *, budget, backbone_parameters, found=None):
+    """Every finished trial's validation top-1 against its size, the budget M and the Pareto front.
+
+    trials: dicts with "parameters", "val_top1" (0..1), "architecture", "round".
+    """
+    done = [t for t in trials if t["val_top1"] is not None]
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for round_index in sorted({t["round"] for t in done}):
+        in_round = [t for t in done if t["round"] == round_index]
+        axes.scatter([t["parameters"] / 1e6 for t in in_round], [100 * t["val_top1"] for t in in_round],
+                     s=28, alpha=0.8, label=f"trials, round {round_index + 1}" if round_index else "trials")
+    front = pareto_front([(t["parameters"], t["val_top1"]) for t in done])
+    if front:
+        # best accuracy reachable with at most x parameters, drawn out to the budget
+        xs = [p / 1e6 for p, _ in front] + [max(budget, front[-1][0]) / 1e6]
+        ys = [100 * a for _, a in front] + [100 * front[-1][1]]
+        axes.step(xs, ys, where="post", color="black", linewidth=1.2, label="Pareto front")
+        axes.scatter(xs[:-1], ys[:-1], s=60, facecolors="none", edgecolors="black")
+    best = [t for t in done if t["architecture"] == found]
+    if best:
+        axes.scatter([best[0]["parameters"] / 1e6], [100 * best[0]["val_top1"]], marker="*", s=220,
+                     color="gold", edgecolors="black", zorder=3, label="found architecture")
+    axes.axvline(budget / 1e6, color="red", linestyle="--", label=f"budget M = {budget / 1e6:.3f}M")
+    axes.axvline(backbone_parameters / 1e6, color="grey", linestyle=":",
+                 label=f"backbone {backbone_parameters / 1e6:.3f}M")
+    return _png(_labelled(figure, axes, "trainable parameters (M)", "Search trials: accuracy against size"))
+
+
+def reward_over_trials(trials):
+    """Each trial's reward (validation top-1) in the order the controller proposed them, and the best so far."""
+    done = sorted((t for t in trials if t["val_top1"] is not None), key=lambda t: int(t["trial_id"]))
+    order = [int(t["trial_id"]) for t in done]
+    rewards = [100 * t["val_top1"] for t in done]
+    best = [max(rewards[:i + 1]) for i in range(len(rewards))]
+    figure, axes = plt.subplots(figsize=(6.4, 3.6))
+    axes.plot(order, rewards, "o-", alpha=0.7, label="reward (val top-1)")
+    axes.plot(order, best, color="black", drawstyle="steps-post", label="best so far")
+    return _png(_labelled(figure, axes, "trial", "Reward over trials"))
+
+
+def teacher_agreement(histogram, *, network):
+    """Share of training examples that exactly k of the N members classify correctly, k = 0..N."""
+    counts = list(range(len(histogram)))
+    shares = [100 * h for h in histogram]
+    figure, axes = plt.subplots(figsize=(6.4, 3.6))
+    bars = axes.bar(counts, shares, color="tab:blue")
+    axes.bar_label(bars, labels=[f"{s:.1f}%" for s in shares], fontsize=8)
+    axes.set_xticks(counts)
+    axes.set_xlabel(f"members right (of {len(histogram) - 1} x {network})")
+    axes.set_ylabel("training examples (%)")
+    axes.set_ylim(0, 110)
+    axes.set_title("Teacher agreement on the training set")
+    return _png(figure)

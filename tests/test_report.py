@@ -1,0 +1,107 @@
+"""python -m kdas_tf.report: Tables 1, 2 and 5 (Markdown and CSV) and the figures, for the tiny run and by hand."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdas_tf import plots, report, results, storage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILES = ["table1.md", "table1.csv", "table2.md", "table2.csv", "table5.md", "table5.csv",
+         "accuracy_vs_parameters.png", "reward_over_trials.png", "teacher_agreement.png", "report.md"]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.reader(f))
+
+
+def test_the_pareto_front_is_what_no_smaller_trial_beats():
+    rng = np.random.default_rng(0)
+    points = [(int(p), float(a)) for p, a in zip(rng.integers(1, 30, 60), rng.random(60).round(2))]
+    front = plots.pareto_front(points)
+    # independent definition: a point is on the front when every point at most as large is strictly worse
+    expected = sorted({(p, a) for p, a in points
+                       if all(b < a for q, b in points if q <= p and (q, b) != (p, a))})
+    assert front == expected
+    assert plots.pareto_front([]) == []
+
+
+SUMMARY = {
+    "teacher": {"num_teachers": 3, "network": "resnet8", "parameters_per_member": 1000,
+                "ensemble_test_top1": 0.9, "ensemble_test_top1_by_size": [0.8, 0.85, 0.9],
+                "train_members_correct_histogram": [0.05, 0.05, 0.1, 0.8], "member_train_top1_mean": 0.8833},
+    "final": {"kdas_od": {"architecture": "resnet8:conv3x3/skip/skip", "val": {"top1": 0.9}, "test": {"top1": 0.89},
+                          "parameters": 1500},
+              "student_kd": {"architecture": "resnet8", "val": {"top1": 0.86}, "test": {"top1": 0.84},
+                             "parameters": 1000}},
+    "backbone": "resnet8", "search_loss": "od", "budget": 2000, "backbone_parameters": 1000,
+}
+
+
+def test_table1_sets_the_kd_student_against_the_full_ensemble():
+    rows = report.table1_rows(SUMMARY)
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert [r[1] for r in rows] == pytest.approx([80.0, 85.0, 90.0])
+    assert rows[0][2:] == (None, None) and rows[1][2:] == (None, None)
+    assert rows[2][2:] == pytest.approx((84.0, 6.0))
+    older = {**SUMMARY, "teacher": {k: v for k, v in SUMMARY["teacher"].items() if k != "ensemble_test_top1_by_size"}}
+    assert [r[1] for r in report.table1_rows(older)] == [None, None, pytest.approx(90.0)]
+
+
+def test_table5_lists_the_members_right_from_all_to_none():
+    columns = report.table5_columns(SUMMARY)
+    (row,) = report.table5_rows(SUMMARY)
+    assert columns[1:5] == ("3 right %", "2 right %", "1 right %", "0 right %")
+    assert row[0] == "3 x resnet8" and list(row[1:5]) == pytest.approx([80.0, 10.0, 5.0, 5.0])
+    text = report.csv_text(columns, [row])
+    assert list(csv.reader(text.splitlines()))[1][1:5] == ["80.0", "10.0", "5.0", "5.0"]
+
+
+@pytest.mark.slow
+def test_the_report_command_writes_every_table_and_figure(tiny_run):
+    workdir, _ = tiny_run
+    run = subprocess.run([sys.executable, "-m", "kdas_tf.report", f"--workdir={workdir}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = os.path.join(workdir, "report")
+    assert sorted(os.listdir(out)) == sorted(FILES)
+    summary = storage.read_json(os.path.join(workdir, "results.json"))
+    teacher = summary["teacher"]
+
+    table1 = read_csv(os.path.join(out, "table1.csv"))
+    assert [r[0] for r in table1[1:]] == ["1", "2"]
+    assert [float(r[1]) for r in table1[1:]] == pytest.approx([100 * a for a in teacher["ensemble_test_top1_by_size"]])
+    assert float(table1[2][1]) == pytest.approx(100 * teacher["ensemble_test_top1"])
+
+    assert open(os.path.join(out, "table2.md")).read() == open(os.path.join(workdir, "results.md")).read()
+    table2 = read_csv(os.path.join(out, "table2.csv"))
+    assert table2[0] == list(results.TABLE2_COLUMNS)
+    assert [r[0].split()[0] for r in table2[1:]] == ["Teacher", "Student", "KDAS"]
+    assert float(table2[3][4]) == pytest.approx(100 * summary["final"]["kdas_od"]["test"]["top1"])
+
+    table5 = read_csv(os.path.join(out, "table5.csv"))
+    assert table5[0][1:4] == ["2 right %", "1 right %", "0 right %"]
+    assert sum(float(v) for v in table5[1][1:4]) == pytest.approx(100.0)
+
+    for name in FILES:
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+        if name.endswith(".png"):
+            image = tf.io.decode_png(open(os.path.join(out, name), "rb").read())
+            assert image.shape[0] > 300 and image.shape[1] > 600 and float(tf.math.reduce_std(tf.cast(image, tf.float32))) > 10
+    index = open(os.path.join(out, "report.md")).read()
+    assert "![accuracy vs parameters](accuracy_vs_parameters.png)" in index and summary["found_architecture"] in index
+
+
+def test_a_run_without_results_is_refused_in_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "kdas_tf.report", f"--workdir={tmp_path}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: --workdir={tmp_path} has no results.json: finish the run first "
+        "(rerun the same python -m kdas_tf.search command; it resumes)")

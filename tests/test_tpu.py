@@ -1,0 +1,67 @@
+"""tpu/: what can be checked without a TPU. The launch script parses, the TPU flagfile is a valid search
+configuration with the paper's recipe, and --strategy=tpu resolves the TPU through TPUClusterResolver."""
+
+import json
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from kdas_tf import distribute
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The search's own flag definitions, parsing each flagfile in turn; unknown or malformed flags raise.
+PARSE_FLAGFILES = """
+import json, sys
+from absl import flags
+from kdas_tf import cli, search
+absl_flags = set(flags.FLAGS)
+cli.define_data_flags(); cli.define_run_flags(); cli.define_train_flags(); cli.define_teacher_flags()
+search.define_search_flags()
+parsed = []
+for flagfile in sys.argv[1:]:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["search", "--flagfile=" + flagfile])
+    parsed.append({name: flags.FLAGS[name].value for name in set(flags.FLAGS) - absl_flags})
+print(json.dumps(parsed))
+"""
+
+
+def parse(*flagfiles):
+    run = subprocess.run([sys.executable, "-c", PARSE_FLAGFILES, *flagfiles], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_the_launch_script_parses_and_refuses_an_unknown_command():
+    script = os.path.join(ROOT, "tpu", "launch.sh")
+    assert subprocess.run(["bash", "-n", script], capture_output=True).returncode == 0
+    assert os.access(script, os.X_OK)
+    usage = subprocess.run(["bash", script, "nonsense"], capture_output=True, text=True, env={**os.environ, "PROJECT": "p"})
+    assert usage.returncode == 2 and "usage:" in usage.stderr and "create|run|logs|copy|delete" in usage.stderr
+
+
+def test_the_tpu_flagfile_is_the_cifar100_recipe_on_tpu():
+    tpu, gpu = parse("tpu/cifar100_tpu.cfg", "flags/cifar100.cfg")
+    assert tpu["strategy"] == "tpu" and tpu["tpu"] == "local"
+    assert tpu["batch_size"] % 64 == 0  # 8 x devices on a v3-8 (8) and a v4-8 (4)
+    different = {k for k in gpu if gpu[k] != tpu[k]}
+    assert different == {"strategy", "tpu", "workdir"}, different
+
+
+def test_the_tpu_strategy_is_resolved_through_tpu_cluster_resolver(monkeypatch):
+    calls = []
+
+    class Resolver:
+        def __init__(self, tpu):
+            calls.append(("resolve", tpu))
+
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", Resolver)
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", lambda r: calls.append(("connect", type(r))))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", lambda r: calls.append(("initialize", type(r))))
+    monkeypatch.setattr(tf.distribute, "TPUStrategy", lambda r: ("strategy", type(r)))
+    assert distribute.make_strategy("tpu", tpu="kdas-tpu") == ("strategy", Resolver)
+    assert calls == [("resolve", "kdas-tpu"), ("connect", Resolver), ("initialize", Resolver)]
