@@ -15,9 +15,19 @@ controller update, and trained trials are counted apart (`trial_updates`).
 Rounds: after `trials_per_round` trials the best candidate of the round
 becomes the backbone (its add-ons frozen into it) and a fresh controller
 searches one more module per stage.
+
+Parallel trials (kdas_tf.parallel): with K trials in flight the controller
+still learns once per finished trial, from the tokens stored in that trial's
+own values (never from whichever sample came last), in the order trials end.
+A worker is told to stop only once no trial is in flight, so a trial re-queued
+late still finds a worker. A trial whose worker falls silent is re-queued, and
+given up (FAILED, no reward) after MAX_TRIAL_LOSSES losses; see
+`requeue_silent_trials`. A late report of a trial that was already recorded
+is ignored, so each trial ends, and teaches the controller, exactly once.
 """
 
 import os
+import time
 
 import keras_tuner
 import numpy as np
@@ -31,6 +41,11 @@ from kdas_tf.controller import Controller, ControllerConfig
 OBJECTIVE = "val_top1"
 RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.IDLE,
                           trial_module.TrialStatus.STOPPED)
+
+
+# A trial that loses its worker this many times is more likely killing its workers
+# (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
+MAX_TRIAL_LOSSES = 2
 
 
 def slot_name(stage, slot):
@@ -88,6 +103,9 @@ class KDASOracle(keras_tuner.Oracle):
         self.over_budget_samples = 0
         self.repeated_samples = 0
         self.repeat_updates = 0
+        self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
+        self.trial_losses = {}  # trial id -> times its worker fell silent
+        self._last_heard = {}  # trial id -> time.monotonic() of its worker's last word
         self._writer = tf.summary.create_file_writer(logdir) if logdir else None
 
     # --- architecture helpers ---------------------------------------------------------
@@ -116,10 +134,22 @@ class KDASOracle(keras_tuner.Oracle):
 
     # --- KerasTuner hooks -----------------------------------------------------------
 
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        if self.ongoing_trials and tuner_id not in self.ongoing_trials and not self._retry_queue \
+                and len(self.trials) >= self.max_trials:
+            self.tuner_ids.add(tuner_id)
+            return trial_module.Trial(self.get_space(), status=IDLE)  # not STOPPED: see the module docstring
+        trial = super().create_trial(tuner_id)
+        if trial.status == RUNNING:
+            self.trial_tuners[trial.trial_id] = tuner_id
+            self._last_heard[trial.trial_id] = time.monotonic()
+        return trial
+
     def populate_space(self, trial_id):
         if self._round_finished():
             if self.round + 1 >= self.rounds:
-                return {"status": STOPPED}
+                return {"status": IDLE if self.ongoing_trials else STOPPED}
             if self.ongoing_trials:
                 return {"status": IDLE}  # the round's best is known only when all its trials ended
             self._start_round(self.round + 1)
@@ -172,6 +202,67 @@ class KDASOracle(keras_tuner.Oracle):
                 and t.hyperparameters.values.get("round") == round_index]
         return max(done, key=lambda t: t.score, default=None)
 
+    def search_finished(self):
+        """True once every trial has ended and none is left to start."""
+        if self.ongoing_trials or self._retry_queue:
+            return False
+        return len(self.trials) >= self.max_trials or (self._round_finished() and self.round + 1 >= self.rounds)
+
+    # --- workers that vanish ----------------------------------------------------------
+
+    def heard_from(self, trial_id, now=None):
+        """The worker running `trial_id` is alive (it called the chief about it)."""
+        if trial_id in self._last_heard:
+            self._last_heard[trial_id] = time.monotonic() if now is None else now
+
+    @keras_tuner.synchronized
+    def requeue_silent_trials(self, timeout, now=None):
+        """Take back each trial whose worker was silent for `timeout` seconds; returns their ids.
+
+        Re-queued, not failed: the controller chose the sample, so its reward is
+        worth having, and the trial's per-epoch checkpoint (on a shared work
+        directory) lets the next worker continue it. A trial lost
+        MAX_TRIAL_LOSSES times is recorded FAILED and gives the controller no
+        reward, like any failed trial.
+        """
+        now = time.monotonic() if now is None else now
+        taken = []
+        for tuner_id, trial in list(self.ongoing_trials.items()):
+            trial_id = trial.trial_id
+            silent = now - self._last_heard.setdefault(trial_id, now)
+            if silent < timeout:
+                continue
+            del self.ongoing_trials[tuner_id]
+            del self._last_heard[trial_id]
+            self.tuner_ids.discard(tuner_id)
+            self.trial_losses[trial_id] = self.trial_losses.get(trial_id, 0) + 1
+            taken.append(trial_id)
+            if self.trial_losses[trial_id] < MAX_TRIAL_LOSSES:
+                self._retry_queue.append(trial_id)
+                logging.warning("trial %s: worker %s silent for %.0f s; the trial is re-queued for another worker",
+                                trial_id, tuner_id, silent)
+                continue
+            trial.status = trial_module.TrialStatus.FAILED
+            trial.message = f"lost with its worker {self.trial_losses[trial_id]} times (last {tuner_id})"
+            self.end_order.append(trial_id)
+            self._save_trial(trial)
+            logging.warning("trial %s: %s; recorded FAILED", trial_id, trial.message)
+        if taken:
+            self.save()
+            self._check_consecutive_failures()
+        return taken
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        if trial.trial_id in self.end_order:
+            logging.warning("trial %s was already recorded; a late report of it is ignored", trial.trial_id)
+            return
+        if trial.trial_id in self._retry_queue:  # its lost worker came back: no need to train it again
+            self._retry_queue.remove(trial.trial_id)
+        self._last_heard.pop(trial.trial_id, None)
+        super().end_trial(trial)
+        self.save()  # KerasTuner saves before it drops the trial from ongoing_trials: a resume would rerun it
+
     def score_trial(self, trial):
         """Score a completed trial and, once per trial, teach the controller its reward."""
         super().score_trial(trial)
@@ -215,6 +306,8 @@ class KDASOracle(keras_tuner.Oracle):
             "over_budget_samples": self.over_budget_samples,
             "repeated_samples": self.repeated_samples,
             "repeat_updates": self.repeat_updates,
+            "trial_tuners": self.trial_tuners,
+            "trial_losses": self.trial_losses,
             "budget": self.budget,
         }
         return state
@@ -237,6 +330,8 @@ class KDASOracle(keras_tuner.Oracle):
         self.over_budget_samples = kdas["over_budget_samples"]
         self.repeated_samples = kdas["repeated_samples"]
         self.repeat_updates = kdas["repeat_updates"]
+        self.trial_tuners = kdas.get("trial_tuners", {})
+        self.trial_losses = kdas.get("trial_losses", {})
 
     def save(self):
         storage.write_json(self._get_oracle_fname(), self.get_state())
@@ -245,11 +340,12 @@ class KDASOracle(keras_tuner.Oracle):
         storage.write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
 
-def trial_summary(trial):
-    """A JSON-friendly row for reports: id, status, architecture, parameters, reward."""
+def trial_summary(trial, tuner_id=None):
+    """A JSON-friendly row for reports: id, worker, status, architecture, parameters, reward."""
     values = trial.hyperparameters.values
     return {
         "trial_id": trial.trial_id,
+        "tuner_id": tuner_id,
         "status": trial.status,
         "architecture": values.get("architecture"),
         "round": values.get("round"),

@@ -31,6 +31,10 @@ class KDASTuner(keras_tuner.Tuner):
         self.teacher = teacher
         self.logdir = logdir
         super().__init__(oracle, hypermodel=None, **kwargs)
+        # KerasTuner reloads the oracle only if this tuner id's file exists: a search begun
+        # with --parallel_trials (worker ids) and resumed in one process would start over.
+        if not self._is_worker() and not self.oracle.trials and os.path.exists(self.oracle._get_oracle_fname()):
+            self.oracle.reload()
         # KerasTuner reloads a project only if this tuner's file exists, and writes it
         # after the first trial: write it now, so a kill during trial 0 still resumes.
         self.save()
