@@ -66,7 +66,7 @@ def role(environ, *, worker, parallel_trials):
             raise ValueError(f"a worker needs {', '.join(missing or [TUNER_ID])} set (a tuner id without 'chief' and "
                              "the chief's address): see the README's Parallel trials section")
         return "worker" if worker else "worker_host"
-    return "chief" if parallel_trials > 1 or environ.get(ORACLE_IP) else "single"
+    return "chief" if parallel_trials > 1 or environ.get(ORACLE_IP) or environ.get(ORACLE_PORT) else "single"
 
 
 def chief_address(environ):
@@ -241,8 +241,8 @@ def run_chief(oracle, processes, *, bind, port, timeout):
         pool.start_all()
         while not oracle.search_finished():
             oracle.requeue_silent_trials(timeout)
-            if not pool.poll() and bind in ("127.0.0.1", "localhost", "::1"):
-                raise RuntimeError("every local worker stopped before the search ended: see their log lines above, "
+            if not pool.poll() and not _unstopped_tuners(oracle) - set(processes):  # no remote worker either
+                raise RuntimeError("every worker stopped before the search ended: see their log lines above, "
                                    "then rerun the same command to resume")
             time.sleep(POLL_SECONDS)
         deadline = time.monotonic() + STOP_GRACE_SECONDS

@@ -11,16 +11,20 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import grpc
 import pytest
+from keras_tuner.src.distribute import oracle_client
 from keras_tuner.src.engine import trial as trial_module
 
 from kdas_tf import models, parallel
 from kdas_tf.oracle import MAX_TRIAL_LOSSES, KDASOracle
+from kdas_tf.tuner import KDASTuner
 
 INPUT = dict(num_classes=10, input_shape=(8, 8, 1))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,6 +131,29 @@ def test_a_restarted_chief_hands_the_interrupted_trials_out_again(tmp_path):
     restarted = parallel.open_oracle(make_oracle(tmp_path), str(tmp_path), "search")
     assert restarted.trial_updates == 1 and not restarted.ongoing_trials
     assert restarted.create_trial("w7").trial_id == t1.trial_id  # before any new sample
+    assert restarted.create_trial("w8").trial_id == "2"  # trial 0 ended: it is not handed out again
+
+
+class ScoreTuner(KDASTuner):
+    """The single-process tuner with training replaced by a fixed score."""
+
+    def __init__(self, oracle, directory):
+        super().__init__(oracle, dataset=None, config=None, strategy=None, directory=directory, project_name="search")
+
+    def run_trial(self, trial, *args, **kwargs):
+        return {"val_top1": 0.5}
+
+
+def test_a_parallel_search_resumed_in_one_process_continues_it(tmp_path):
+    chief = parallel.open_oracle(make_oracle(tmp_path, trials_per_round=3), str(tmp_path), "search")
+    report(chief, chief.create_trial("worker-0"), 0.9)
+    chief.create_trial("worker-1")  # in flight when the chief dies
+    oracle = make_oracle(tmp_path, trials_per_round=3)
+    tuner = ScoreTuner(oracle, str(tmp_path))  # KerasTuner alone reloads only from tuner0.json, absent here
+    tuner.oracle.verbose = 0
+    tuner.search()
+    assert sorted(oracle.end_order) == ["0", "1", "2"] and oracle.trial_updates == 3
+    assert oracle.trials["0"].score == 0.9  # the finished trial was kept, not trained again
 
 
 def test_workers_get_one_gpu_each_or_a_share_of_the_cores():
@@ -142,6 +169,7 @@ def test_roles_follow_kerastuners_variables():
     assert parallel.role({}, worker=False, parallel_trials=1) == "single"
     assert parallel.role({}, worker=False, parallel_trials=2) == "chief"
     assert parallel.role({"KERASTUNER_ORACLE_IP": "10.0.0.1"}, worker=False, parallel_trials=1) == "chief"
+    assert parallel.role({"KERASTUNER_ORACLE_PORT": "8000"}, worker=False, parallel_trials=1) == "chief"
     assert parallel.role(worker_env, worker=False, parallel_trials=2) == "worker_host"
     assert parallel.role(worker_env, worker=True, parallel_trials=1) == "worker"
     with pytest.raises(ValueError, match="KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT"):
@@ -149,6 +177,22 @@ def test_roles_follow_kerastuners_variables():
     with pytest.raises(ValueError, match="--parallel_trials=0"):
         parallel.role({}, worker=False, parallel_trials=0)
     assert parallel.chief_address({}) == ("127.0.0.1", 0)
+
+
+def test_a_worker_whose_chief_is_gone_gives_up_within_its_deadline(monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "w0")
+    client = oracle_client.OracleClient(None)
+    client.stub = parallel._Deadline(client.stub, 1.0)  # as WorkerTuner does, with timeout/2 = 1 s
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as error:
+        client.create_trial("w0")  # KerasTuner alone would wait an hour here (#645)
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - start < 10
 
 
 # --- a real parallel search ---------------------------------------------------------------------
