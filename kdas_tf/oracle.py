@@ -106,6 +106,7 @@ class KDASOracle(keras_tuner.Oracle):
         self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
         self.trial_losses = {}  # trial id -> times its worker fell silent
         self._last_heard = {}  # trial id -> time.monotonic() of its worker's last word
+        self.failure = None  # the error that stopped the search (too many failed trials)
         self._writer = tf.summary.create_file_writer(logdir) if logdir else None
 
     # --- architecture helpers ---------------------------------------------------------
@@ -215,7 +216,6 @@ class KDASOracle(keras_tuner.Oracle):
         if trial_id in self._last_heard:
             self._last_heard[trial_id] = time.monotonic() if now is None else now
 
-    @keras_tuner.synchronized
     def requeue_silent_trials(self, timeout, now=None):
         """Take back each trial whose worker was silent for `timeout` seconds; returns their ids.
 
@@ -225,7 +225,13 @@ class KDASOracle(keras_tuner.Oracle):
         MAX_TRIAL_LOSSES times is recorded FAILED and gives the controller no
         reward, like any failed trial.
         """
-        now = time.monotonic() if now is None else now
+        taken = self._requeue_silent_trials(timeout, time.monotonic() if now is None else now)
+        if taken:
+            self._check_consecutive_failures()  # may raise: outside the lock (see end_trial)
+        return taken
+
+    @keras_tuner.synchronized
+    def _requeue_silent_trials(self, timeout, now):
         taken = []
         for tuner_id, trial in list(self.ongoing_trials.items()):
             trial_id = trial.trial_id
@@ -249,19 +255,43 @@ class KDASOracle(keras_tuner.Oracle):
             logging.warning("trial %s: %s; recorded FAILED", trial_id, trial.message)
         if taken:
             self.save()
-            self._check_consecutive_failures()
         return taken
 
-    @keras_tuner.synchronized
     def end_trial(self, trial):
-        if trial.trial_id in self.end_order:
-            logging.warning("trial %s was already recorded; a late report of it is ignored", trial.trial_id)
-            return
-        if trial.trial_id in self._retry_queue:  # its lost worker came back: no need to train it again
-            self._retry_queue.remove(trial.trial_id)
-        self._last_heard.pop(trial.trial_id, None)
-        super().end_trial(trial)
+        """Record a trial's end, once.
+
+        KerasTuner's lock stays held when a synchronized method raises, which
+        would stall a chief serving other workers: the too-many-failures error
+        is raised here, after the lock is released, and kept in `failure` for
+        the chief to stop on.
+        """
+        error = self._end_trial_once(trial)
+        if error is not None:
+            raise error
+
+    @keras_tuner.synchronized
+    def _end_trial_once(self, trial):
+        trial_id = trial.trial_id
+        if trial_id in self.end_order:
+            logging.warning("trial %s was already recorded; a late report of it is ignored", trial_id)
+            self._drop_ongoing(trial_id)
+            return None
+        if trial_id in self._retry_queue:  # its lost worker came back: no need to train it again
+            self._retry_queue.remove(trial_id)
+        self._last_heard.pop(trial_id, None)
+        try:
+            super().end_trial(trial)
+        except RuntimeError as error:  # too many consecutive failures: finish what KerasTuner skipped
+            self._save_trial(self.trials[trial_id])
+            self._drop_ongoing(trial_id)
+            self.failure = error
+            self.save()
+            return error
         self.save()  # KerasTuner saves before it drops the trial from ongoing_trials: a resume would rerun it
+        return None
+
+    def _drop_ongoing(self, trial_id):
+        self.ongoing_trials = {t: o for t, o in self.ongoing_trials.items() if o.trial_id != trial_id}
 
     def score_trial(self, trial):
         """Score a completed trial and, once per trial, teach the controller its reward."""

@@ -241,6 +241,8 @@ def run_chief(oracle, processes, *, bind, port, timeout):
         pool.start_all()
         while not oracle.search_finished():
             oracle.requeue_silent_trials(timeout)
+            if oracle.failure is not None:
+                raise oracle.failure
             if not pool.poll() and not _unstopped_tuners(oracle) - set(processes):  # no remote worker either
                 raise RuntimeError("every worker stopped before the search ended: see their log lines above, "
                                    "then rerun the same command to resume")

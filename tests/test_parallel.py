@@ -124,6 +124,25 @@ def test_a_trial_lost_again_and_again_is_recorded_failed_without_a_reward(tmp_pa
     assert updates == [] and oracle.trial_updates == 0
 
 
+def test_too_many_failed_trials_stop_the_search_without_locking_the_oracle(tmp_path):
+    oracle = make_oracle(tmp_path, trials_per_round=6)
+    trials = [oracle.create_trial(f"w{i}") for i in range(3)]
+    for index, trial in enumerate(trials):
+        copy = trial_module.Trial.from_proto(trial.to_proto())
+        copy.status, copy.message = trial_module.TrialStatus.FAILED, "loss became nan"
+        if index < 2:
+            oracle.end_trial(copy)
+        else:
+            with pytest.raises(RuntimeError, match="consecutive failures"):
+                oracle.end_trial(copy)
+    assert oracle.failure is not None and not oracle.ongoing_trials  # the chief stops on it
+    answered = []  # a gRPC handler thread must still get an answer, not wait forever on the lock
+    asking = threading.Thread(target=lambda: answered.append(oracle.create_trial("w9")), daemon=True)
+    asking.start()
+    asking.join(timeout=10)
+    assert answered and answered[0].trial_id == "3"
+
+
 def test_a_restarted_chief_hands_the_interrupted_trials_out_again(tmp_path):
     oracle = make_oracle(tmp_path)
     t0, t1 = oracle.create_trial("w0"), oracle.create_trial("w1")
