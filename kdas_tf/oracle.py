@@ -15,10 +15,20 @@ controller update, and trained trials are counted apart (`trial_updates`).
 Rounds: after `trials_per_round` trials the best candidate of the round
 becomes the backbone (its add-ons frozen into it) and a fresh controller
 searches one more module per stage.
+
+Parallel trials (kdas_tf.parallel): with K trials in flight the controller
+still learns once per finished trial, from the tokens stored in that trial's
+own values (never from whichever sample came last), in the order trials end.
+A worker is told to stop only once no trial is in flight, so a trial re-queued
+late still finds a worker. A trial whose worker falls silent is re-queued, and
+given up (FAILED, no reward) after MAX_TRIAL_LOSSES losses; see
+`requeue_silent_trials`. A late report of a trial that was already recorded
+is ignored, so each trial ends, and teaches the controller, exactly once.
 """
 
 import json
 import os
+import time
 
 import keras_tuner
 import numpy as np
@@ -32,6 +42,9 @@ from kdas_tf.controller import Controller, ControllerConfig
 OBJECTIVE = "val_top1"
 RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.IDLE,
                           trial_module.TrialStatus.STOPPED)
+# A trial that loses its worker this many times is more likely killing its workers
+# (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
+MAX_TRIAL_LOSSES = 2
 
 
 def check_budget(backbone, budget, num_classes, input_shape):
@@ -95,6 +108,10 @@ class KDASOracle(keras_tuner.Oracle):
         self.over_budget_samples = 0
         self.repeated_samples = 0
         self.repeat_updates = 0
+        self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
+        self.trial_losses = {}  # trial id -> times its worker fell silent
+        self._last_heard = {}  # trial id -> time.monotonic() of its worker's last word
+        self.failure = None  # the error that stopped the search (too many failed trials)
         self._writer = tf.summary.create_file_writer(logdir) if logdir else None
 
     # --- architecture helpers ---------------------------------------------------------
@@ -123,10 +140,22 @@ class KDASOracle(keras_tuner.Oracle):
 
     # --- KerasTuner hooks -----------------------------------------------------------
 
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        if self.ongoing_trials and tuner_id not in self.ongoing_trials and not self._retry_queue \
+                and len(self.trials) >= self.max_trials:
+            self.tuner_ids.add(tuner_id)
+            return trial_module.Trial(self.get_space(), status=IDLE)  # not STOPPED: see the module docstring
+        trial = super().create_trial(tuner_id)
+        if trial.status == RUNNING:
+            self.trial_tuners[trial.trial_id] = tuner_id
+            self._last_heard[trial.trial_id] = time.monotonic()
+        return trial
+
     def populate_space(self, trial_id):
         if self._round_finished():
             if self.round + 1 >= self.rounds:
-                return {"status": STOPPED}
+                return {"status": IDLE if self.ongoing_trials else STOPPED}
             if self.ongoing_trials:
                 return {"status": IDLE}  # the round's best is known only when all its trials ended
             self._start_round(self.round + 1)
@@ -195,6 +224,96 @@ class KDASOracle(keras_tuner.Oracle):
                 "(e.g. lower --learning_rate for a nan loss) and rerun the same command"
             ) from None
 
+    def search_finished(self):
+        """True once every trial has ended and none is left to start."""
+        if self.ongoing_trials or self._retry_queue:
+            return False
+        return len(self.trials) >= self.max_trials or (self._round_finished() and self.round + 1 >= self.rounds)
+
+    # --- workers that vanish ----------------------------------------------------------
+
+    def heard_from(self, trial_id, now=None):
+        """The worker running `trial_id` is alive (it called the chief about it)."""
+        if trial_id in self._last_heard:
+            self._last_heard[trial_id] = time.monotonic() if now is None else now
+
+    def requeue_silent_trials(self, timeout, now=None):
+        """Take back each trial whose worker was silent for `timeout` seconds; returns their ids.
+
+        Re-queued, not failed: the controller chose the sample, so its reward is
+        worth having, and the trial's per-epoch checkpoint (on a shared work
+        directory) lets the next worker continue it. A trial lost
+        MAX_TRIAL_LOSSES times is recorded FAILED and gives the controller no
+        reward, like any failed trial.
+        """
+        taken = self._requeue_silent_trials(timeout, time.monotonic() if now is None else now)
+        if taken:
+            self._check_consecutive_failures()  # may raise: outside the lock (see end_trial)
+        return taken
+
+    @keras_tuner.synchronized
+    def _requeue_silent_trials(self, timeout, now):
+        taken = []
+        for tuner_id, trial in list(self.ongoing_trials.items()):
+            trial_id = trial.trial_id
+            silent = now - self._last_heard.setdefault(trial_id, now)
+            if silent < timeout:
+                continue
+            del self.ongoing_trials[tuner_id]
+            del self._last_heard[trial_id]
+            self.tuner_ids.discard(tuner_id)
+            self.trial_losses[trial_id] = self.trial_losses.get(trial_id, 0) + 1
+            taken.append(trial_id)
+            if self.trial_losses[trial_id] < MAX_TRIAL_LOSSES:
+                self._retry_queue.append(trial_id)
+                logging.warning("trial %s: worker %s silent for %.0f s; the trial is re-queued for another worker",
+                                trial_id, tuner_id, silent)
+                continue
+            trial.status = trial_module.TrialStatus.FAILED
+            trial.message = f"lost with its worker {self.trial_losses[trial_id]} times (last {tuner_id})"
+            self.end_order.append(trial_id)
+            self._save_trial(trial)
+            logging.warning("trial %s: %s; recorded FAILED", trial_id, trial.message)
+        if taken:
+            self.save()
+        return taken
+
+    def end_trial(self, trial):
+        """Record a trial's end, once.
+
+        KerasTuner's lock stays held when a synchronized method raises, which
+        would stall a chief serving other workers: the too-many-failures error
+        is raised here, after the lock is released, and kept in `failure` for
+        the chief to stop on.
+        """
+        error = self._end_trial_once(trial)
+        if error is not None:
+            raise error
+
+    @keras_tuner.synchronized
+    def _end_trial_once(self, trial):
+        trial_id = trial.trial_id
+        if trial_id in self.end_order:
+            logging.warning("trial %s was already recorded; a late report of it is ignored", trial_id)
+            self._drop_ongoing(trial_id)
+            return None
+        if trial_id in self._retry_queue:  # its lost worker came back: no need to train it again
+            self._retry_queue.remove(trial_id)
+        self._last_heard.pop(trial_id, None)
+        try:
+            super().end_trial(trial)
+        except RuntimeError as error:  # too many consecutive failures: finish what KerasTuner skipped
+            self._save_trial(self.trials[trial_id])
+            self._drop_ongoing(trial_id)
+            self.failure = error
+            self.save()
+            return error
+        self.save()  # KerasTuner saves before it drops the trial from ongoing_trials: a resume would rerun it
+        return None
+
+    def _drop_ongoing(self, trial_id):
+        self.ongoing_trials = {t: o for t, o in self.ongoing_trials.items() if o.trial_id != trial_id}
+
     def score_trial(self, trial):
         """Score a completed trial and, once per trial, teach the controller its reward."""
         super().score_trial(trial)
@@ -238,6 +357,8 @@ class KDASOracle(keras_tuner.Oracle):
             "over_budget_samples": self.over_budget_samples,
             "repeated_samples": self.repeated_samples,
             "repeat_updates": self.repeat_updates,
+            "trial_tuners": self.trial_tuners,
+            "trial_losses": self.trial_losses,
             "budget": self.budget,
         }
         return state
@@ -260,6 +381,8 @@ class KDASOracle(keras_tuner.Oracle):
         self.over_budget_samples = kdas["over_budget_samples"]
         self.repeated_samples = kdas["repeated_samples"]
         self.repeat_updates = kdas["repeat_updates"]
+        self.trial_tuners = kdas.get("trial_tuners", {})
+        self.trial_losses = kdas.get("trial_losses", {})
 
     def reload(self):
         """KerasTuner's reload, with one line of advice when a state file cannot be read."""
@@ -279,11 +402,12 @@ class KDASOracle(keras_tuner.Oracle):
         storage.write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
 
-def trial_summary(trial):
-    """A JSON-friendly row for reports: id, status, architecture, parameters, reward."""
+def trial_summary(trial, tuner_id=None):
+    """A JSON-friendly row for reports: id, worker, status, architecture, parameters, reward."""
     values = trial.hyperparameters.values
     return {
         "trial_id": trial.trial_id,
+        "tuner_id": tuner_id,
         "status": trial.status,
         "architecture": values.get("architecture"),
         "round": values.get("round"),

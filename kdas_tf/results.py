@@ -14,7 +14,8 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         "backbone_parameters": backbone_parameters,
         "search_loss": search_loss,
         "found_architecture": str(found),
-        "trials": [trial_summary(t) for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)],
+        "trials": [trial_summary(t, oracle.trial_tuners.get(t.trial_id))
+                   for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)],
         "controller": {
             "trial_updates": oracle.trial_updates,
             "over_budget_samples": oracle.over_budget_samples,

@@ -4,16 +4,22 @@ teachers (reused if present) -> architecture search (KerasTuner, resumable)
 -> final training of the found architecture and of the plain student with each
 L_T -> test evaluation -> SavedModel export -> results.json and results.md.
 Rerunning the same command resumes where it stopped; finished steps are read
-back from disk, never redone.
+back from disk, never redone. With --parallel_trials=K the search trains K
+candidates at once in worker processes (kdas_tf.parallel); the rest is unchanged.
 """
 
 import os
+import sys
 
+import grpc
+import keras_tuner
+import tensorflow as tf
 from absl import flags, logging
+from keras_tuner.src.distribute import oracle_client
 
-from kdas_tf import cli, data, export, losses, models, results, storage, summaries, teachers
+from kdas_tf import cli, data, export, losses, models, parallel, results, storage, summaries, teachers
 from kdas_tf.controller import ControllerConfig
-from kdas_tf.oracle import KDASOracle, check_budget
+from kdas_tf.oracle import OBJECTIVE, KDASOracle, check_budget
 from kdas_tf.train import train_architecture
 from kdas_tf.tuner import KDASTuner
 
@@ -34,6 +40,16 @@ def define_search_flags():
     flags.DEFINE_float("controller_learning_rate", 3.5e-4, "Adam learning rate of the controller.")
     flags.DEFINE_float("baseline_decay", 0.95, "Decay of the REINFORCE moving-average baseline.")
     flags.DEFINE_float("entropy_weight", 1e-4, "Weight of the controller's entropy bonus.")
+
+
+def define_parallel_flags():
+    flags.DEFINE_integer("parallel_trials", 1, "Candidates trained at once on this host, one worker process each.")
+    flags.DEFINE_integer("worker_timeout", 300, "Seconds a worker may go unheard before its trial is re-queued; a "
+                         "worker stops when the chief is silent for half of it.")
+    flags.DEFINE_integer("cpu_threads", 0, "TensorFlow threads per pool (0: all cores); --parallel_trials gives "
+                         "each local worker its share.")
+    flags.DEFINE_bool("worker", False, "Run one worker of a parallel search, at the chief named by KERASTUNER_* "
+                      "variables (the launchers set this).")
 
 
 def parse_budget(text, backbone_parameters):
@@ -82,7 +98,8 @@ def check_flags():
     backbone = models.Architecture.backbone_only(FLAGS.backbone)
     backbone_parameters = models.count_parameters(backbone, num_classes, image_shape)
     budget = check_budget(backbone, parse_budget(FLAGS.budget, backbone_parameters), num_classes, image_shape)
-    for name in ("num_teachers", "rounds", "trials_per_round", "ops_per_addon", "search_epochs"):
+    for name in ("num_teachers", "rounds", "trials_per_round", "ops_per_addon", "search_epochs",
+                 "worker_timeout"):
         if FLAGS[name].value < 1:
             raise ValueError(f"--{name} must be at least 1, got {FLAGS[name].value}")
     if FLAGS.teacher_epochs is not None and FLAGS.teacher_epochs < 1:
@@ -114,27 +131,82 @@ def describe_plan(budget, backbone_parameters):
     ])
 
 
-def run_search(dataset, strategy, teacher, workdir, budget):
-    """The architecture search; returns the oracle (trials and controller state)."""
-    info = dataset.info
+def build_oracle(info, workdir, budget):
+    """The search's KDASOracle; its search space goes to the HParams dashboard of the trials' logs."""
     oracle = KDASOracle(
         backbone=FLAGS.backbone, num_classes=info.num_classes, input_shape=info.image_shape, budget=budget,
         rounds=FLAGS.rounds, trials_per_round=FLAGS.trials_per_round, ops_per_addon=FLAGS.ops_per_addon,
         controller=controller_config(),
         seed=FLAGS.seed, logdir=os.path.join(workdir, "tb", "controller"),
     )
-    search_config = cli.train_config(loss=FLAGS.search_loss, epochs=FLAGS.search_epochs)
-    tuner = KDASTuner(
-        oracle, dataset=dataset, config=search_config, strategy=strategy,
-        teacher=teacher if search_config.loss != "ce" else None,
-        logdir=os.path.join(workdir, "tb", "trials"), directory=workdir, project_name="search",
+    summaries.write_search_space(os.path.join(workdir, "tb", "trials"), num_stages=oracle.num_stages,
+                                 ops_per_addon=oracle.ops_per_addon)
+    return oracle
+
+
+def build_tuner(oracle, dataset, strategy, teacher, workdir, tuner_class=KDASTuner, **kwargs):
+    return tuner_class(
+        oracle, dataset=dataset, config=cli.train_config(loss=FLAGS.search_loss, epochs=FLAGS.search_epochs),
+        strategy=strategy, teacher=teacher, logdir=os.path.join(workdir, "tb", "trials"), directory=workdir,
+        project_name="search", **kwargs,
     )
+
+
+def run_search(dataset, strategy, teacher, workdir, budget):
+    """The architecture search in this process; returns the oracle (trials and controller state)."""
+    oracle = build_oracle(dataset.info, workdir, budget)
+    tuner = build_tuner(oracle, dataset, strategy, teacher, workdir)
     tuner.oracle.verbose = 0
     tuner.search()
     return oracle
 
 
+def gpu_ids():
+    """The GPUs this host may give its workers: CUDA_VISIBLE_DEVICES's entries, else 0..n-1."""
+    count = len(tf.config.list_physical_devices("GPU"))
+    visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return (visible or [str(i) for i in range(count)])[:count]
+
+
+def local_workers(prefix):
+    return parallel.worker_processes(prefix, FLAGS.parallel_trials, argv=sys.argv[1:], gpus=gpu_ids(),
+                                     cpu_count=len(os.sched_getaffinity(0)))
+
+
+def run_parallel_search(dataset, workdir, budget):
+    """The search served to --parallel_trials local workers (and any remote ones); returns the oracle."""
+    oracle = parallel.open_oracle(build_oracle(dataset.info, workdir, budget), workdir, "search")
+    if oracle.search_finished():
+        return oracle
+    bind, port = parallel.chief_address(os.environ)
+    return parallel.run_chief(oracle, local_workers(parallel.LOCAL_PREFIX), bind=bind, port=port,
+                              timeout=FLAGS.worker_timeout)
+
+
+def run_worker(dataset, strategy, workdir):
+    """One worker: train the trials the chief hands out until it says the search is over."""
+    parallel.die_with_launcher()
+    parallel.tag_log_lines(os.environ[parallel.TUNER_ID])
+    parallel.wait_for_chief(oracle_client.TIMEOUT)  # the chief serves once the teachers exist
+    teacher = None
+    if FLAGS.search_loss != "ce":
+        with strategy.scope():
+            teacher = teachers.load_ensemble(cli.teacher_workdir(), FLAGS.num_teachers)
+    # The chief holds the real oracle; this one only names the objective for KerasTuner's client.
+    oracle = keras_tuner.Oracle(objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=1)
+    tuner = build_tuner(oracle, dataset, strategy, teacher, workdir, parallel.WorkerTuner, timeout=FLAGS.worker_timeout)
+    try:
+        tuner.search()
+    except grpc.RpcError as error:
+        raise RuntimeError(f"the chief stopped answering ({error.code()}): the search ended or the chief died; "
+                           "rerun the chief's command to resume") from None
+
+
 def main(_):
+    parallel.set_cpu_threads(FLAGS.cpu_threads)
+    role = parallel.role(os.environ, worker=FLAGS.worker, parallel_trials=FLAGS.parallel_trials)
+    if role == "worker_host":
+        return parallel.run_worker_host(local_workers(os.environ[parallel.TUNER_ID]))
     budget, backbone_parameters = check_flags()
     if FLAGS.dry_run:
         print(describe_plan(budget, backbone_parameters))
@@ -142,16 +214,22 @@ def main(_):
     dataset = cli.load_dataset()  # missing data is reported before the work directory is claimed
     workdir = cli.require_workdir()
     storage.claim_workdir(workdir, settings())
+    strategy = cli.make_strategy()
+    if role == "worker":
+        return run_worker(dataset, strategy, workdir)
     info = dataset.info
     backbone = models.Architecture.backbone_only(FLAGS.backbone)
-    strategy = cli.make_strategy()
 
     teacher, teacher_report = teachers.train_teachers(
         dataset, network=FLAGS.teacher_network, num_teachers=FLAGS.num_teachers,
         config=cli.teacher_config(), workdir=cli.teacher_workdir(), strategy=strategy,
     )
     logging.info(teachers.describe(teacher_report))
-    oracle = run_search(dataset, strategy, teacher, workdir, budget)
+    search_teacher = teacher if FLAGS.search_loss != "ce" else None
+    if role == "chief":
+        oracle = run_parallel_search(dataset, workdir, budget)
+    else:
+        oracle = run_search(dataset, strategy, search_teacher, workdir, budget)
     best = oracle.get_best_trials(1)
     if not best or best[0].score is None:
         raise RuntimeError(f"no search trial finished in {workdir}/search: see the trial messages there")
@@ -163,14 +241,14 @@ def main(_):
     )
 
     rows = {}
-    for role, arch, losses in (("student", backbone, FLAGS.student_loss), ("kdas", found, FLAGS.final_loss)):
-        for loss in losses:
+    for kind, arch, row_losses in (("student", backbone, FLAGS.student_loss), ("kdas", found, FLAGS.final_loss)):
+        for loss in row_losses:
             config = cli.train_config(loss=loss)
-            row = f"{role}_{loss}"
+            row = f"{kind}_{loss}"
             rows[row] = train_architecture(
                 arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "final", row),
                 logdir=os.path.join(workdir, "tb", "final", row),
-                teacher=teacher if loss != "ce" else None, name=f"{role} {loss}",
+                teacher=teacher if loss != "ce" else None, name=f"{kind} {loss}",
             )
     served = max((k for k in rows if k.startswith("kdas_")), key=lambda k: rows[k]["val"]["top1"])
     model = storage.load_model(os.path.join(workdir, "final", served, "model.keras"))
@@ -192,4 +270,5 @@ if __name__ == "__main__":
     cli.define_train_flags()
     cli.define_teacher_flags()
     define_search_flags()
+    define_parallel_flags()
     cli.run(main)

@@ -30,11 +30,13 @@ class KDASTuner(keras_tuner.Tuner):
         self.teacher = teacher
         self.logdir = logdir
         super().__init__(oracle, hypermodel=None, **kwargs)
+        # KerasTuner reloads the oracle only if this tuner id's file exists: a search begun
+        # with --parallel_trials (worker ids) and resumed in one process would start over.
+        if not self._is_worker() and not self.oracle.trials and os.path.exists(self.oracle._get_oracle_fname()):
+            self.oracle.reload()
         # KerasTuner reloads a project only if this tuner's file exists, and writes it
         # after the first trial: write it now, so a kill during trial 0 still resumes.
         self.save()
-        if logdir:
-            summaries.write_search_space(logdir, num_stages=oracle.num_stages, ops_per_addon=oracle.ops_per_addon)
         self.oracle.create_trial = _pause_when_idle(self.oracle.create_trial)
 
     def run_trial(self, trial, *args, **kwargs):
