@@ -10,7 +10,7 @@ import sys
 
 from absl import app, flags, logging
 
-from kdas_tf import data, distribute, losses
+from kdas_tf import data, distribute, losses, models
 from kdas_tf.trainer import TrainConfig, TrainingDivergedError
 
 FLAGS = flags.FLAGS
@@ -40,7 +40,8 @@ def define_train_flags():
     flags.DEFINE_float("lr_decay_factor", 0.1, "Factor applied to the rate at each drop.")
     flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
     flags.DEFINE_bool("nesterov", True, "Nesterov momentum.")
-    flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay on kernels (5e-4 for WRN/DenseNet).")
+    flags.DEFINE_float("weight_decay", None, "L2 weight decay on kernels (default: PAPER.md's 1e-4 for ResNets, "
+                       "5e-4 for WRN and DenseNet).")
     flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
     flags.DEFINE_float("alpha", 0.9, "Weight a of the distillation term.")
     flags.DEFINE_integer("seed", 0, "Seed for initialisation and the augmentation stream.")
@@ -65,8 +66,13 @@ def make_strategy():
     return distribute.make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
 
 
-def train_config(*, loss="ce", epochs=None):
-    """The TrainConfig the flags describe, for `loss` and (optionally) other epochs."""
+def default_weight_decay(network):
+    """PAPER.md section 5: 1e-4 for ResNets, 5e-4 for the other families."""
+    return 1e-4 if models.parse_network(network).family == "resnet" else 5e-4
+
+
+def train_config(*, network, loss="ce", epochs=None):
+    """The TrainConfig the flags describe for training `network` (a backbone name) with `loss`."""
     try:
         decay_at = tuple(float(f) for f in FLAGS.lr_decay_at)
     except ValueError:
@@ -79,7 +85,7 @@ def train_config(*, loss="ce", epochs=None):
         lr_decay_factor=FLAGS.lr_decay_factor,
         momentum=FLAGS.momentum,
         nesterov=FLAGS.nesterov,
-        weight_decay=FLAGS.weight_decay,
+        weight_decay=default_weight_decay(network) if FLAGS.weight_decay is None else FLAGS.weight_decay,
         loss=losses.check_loss_name(loss),
         temperature=FLAGS.temperature,
         alpha=FLAGS.alpha,
@@ -88,7 +94,7 @@ def train_config(*, loss="ce", epochs=None):
 
 
 def teacher_config():
-    return train_config(loss="ce", epochs=FLAGS.teacher_epochs or FLAGS.epochs)
+    return train_config(network=FLAGS.teacher_network, loss="ce", epochs=FLAGS.teacher_epochs or FLAGS.epochs)
 
 
 def teacher_workdir():

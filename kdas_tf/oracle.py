@@ -59,6 +59,11 @@ def check_budget(backbone, budget, num_classes, input_shape):
     return budget
 
 
+def _canonical_key(trial):
+    """The trial's network with skips dropped: equal networks get equal keys."""
+    return str(models.Architecture.parse(trial.hyperparameters.values["architecture"]).canonical())
+
+
 def slot_name(stage, slot):
     return f"stage{stage + 1}_op{slot + 1}"
 
@@ -160,6 +165,8 @@ class KDASOracle(keras_tuner.Oracle):
                 return {"status": IDLE}  # the round's best is known only when all its trials ended
             self._start_round(self.round + 1)
         backbone = self.current_backbone()
+        # Trained already, in training, or failed (it would most likely fail again): not trained again.
+        taken = self._running_keys() | self._keys_of(trial_module.TrialStatus.FAILED)
         for _ in range(self.max_samples_per_trial):
             tokens = self.controller.sample()
             stage_ops = self._stage_ops(tokens)
@@ -170,7 +177,7 @@ class KDASOracle(keras_tuner.Oracle):
                 self.over_budget_samples += 1
                 self._update_controller(tokens, 0.0, kind="over_budget")
                 continue
-            if key in self.known_scores or key in self._running_keys():
+            if key in self.known_scores or key in taken:
                 self.repeated_samples += 1
                 if key in self.known_scores:
                     self.repeat_updates += 1
@@ -189,8 +196,10 @@ class KDASOracle(keras_tuner.Oracle):
         return self.round_converged or started >= self.trials_per_round
 
     def _running_keys(self):
-        return {str(models.Architecture.parse(t.hyperparameters.values["architecture"]).canonical())
-                for t in self.ongoing_trials.values()}
+        return {_canonical_key(t) for t in self.ongoing_trials.values()}
+
+    def _keys_of(self, status):
+        return {_canonical_key(t) for t in self.trials.values() if t.status == status}
 
     def _start_round(self, round_index):
         best = self.best_trial_of_round(self.round)
@@ -321,7 +330,7 @@ class KDASOracle(keras_tuner.Oracle):
         if score is None or not np.isfinite(score):
             return  # end_trial marks it invalid; a fake reward would mislead the controller
         values = trial.hyperparameters.values
-        self.known_scores[str(models.Architecture.parse(values["architecture"]).canonical())] = float(score)
+        self.known_scores[_canonical_key(trial)] = float(score)
         if values.get("round") == self.round:
             self.trial_updates += 1
             self._update_controller(self.tokens_of(values), float(score), kind="trial")
@@ -394,6 +403,9 @@ class KDASOracle(keras_tuner.Oracle):
                 f"{str(error).splitlines()[0] if str(error) else ''}): restore that directory from a backup, "
                 "or move it aside to start the search over"
             ) from None
+        # A kill between KerasTuner's save in end_trial and ours leaves an ended trial among the
+        # ongoing ones, which reload queues for a retry: it is recorded already.
+        self._retry_queue = [t for t in self._retry_queue if t not in self.end_order]
 
     def save(self):
         storage.write_json(self._get_oracle_fname(), self.get_state())

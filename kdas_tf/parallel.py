@@ -91,6 +91,15 @@ def worker_devices(count, *, gpus, cpu_count):
     return [({}, max(1, cpu_count // count)) for _ in range(count)]
 
 
+def share_gpus_with_workers():
+    """The chief trains teachers and final models on the workers' GPUs: take memory as needed, not all of it.
+
+    Must run before TensorFlow initialises its GPUs.
+    """
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+
+
 def worker_processes(prefix, count, *, argv, gpus, cpu_count):
     """{tuner id: (command, environment)} of `count` local workers running this search's flags."""
     processes = {}

@@ -63,6 +63,13 @@ def parse_budget(text, backbone_parameters):
         raise ValueError(f"--budget={text!r} is not a budget: give millions of parameters (0.9) or a multiple (2x)") from None
 
 
+RECIPE_FLAGS = (
+    "epochs", "batch_size", "learning_rate", "lr_decay_at", "lr_decay_factor", "momentum", "nesterov",
+    "weight_decay", "temperature", "alpha", "teacher_epochs", "search_epochs",
+    "controller_units", "controller_learning_rate", "baseline_decay", "entropy_weight",
+)
+
+
 def settings():
     """What makes a work directory's results what they are: a rerun must agree."""
     return {
@@ -71,6 +78,8 @@ def settings():
         "teacher_workdir": FLAGS.teacher_workdir,
         "backbone": FLAGS.backbone, "budget": FLAGS.budget, "search_loss": FLAGS.search_loss,
         "ops_per_addon": FLAGS.ops_per_addon, "seed": FLAGS.seed,
+        # The recipes: trials or final rows trained with two of them must not compete in one table.
+        **{name: FLAGS[name].value for name in RECIPE_FLAGS},
     }
 
 
@@ -110,14 +119,15 @@ def check_flags():
     for flag in ("final_loss", "student_loss"):
         for loss in FLAGS[flag].value:
             losses.check_loss_name(loss, f"--{flag}")
-    cli.train_config()  # the recipe's values (--epochs, --learning_rate, ...)
+    cli.teacher_config()  # the recipe's values (--epochs, --learning_rate, ...)
+    cli.train_config(network=FLAGS.backbone)
     controller_config()
     return budget, backbone_parameters
 
 
 def describe_plan(budget, backbone_parameters):
     """What the command would do, for --dry_run: every step with its size."""
-    teacher_config, final_config = cli.teacher_config(), cli.train_config()
+    teacher_config, final_config = cli.teacher_config(), cli.train_config(network=FLAGS.backbone)
     return "\n".join([
         f"dry run of {FLAGS.workdir} on {FLAGS.dataset} (strategy {FLAGS.strategy}):",
         f"  teachers: {FLAGS.num_teachers} x {FLAGS.teacher_network}, {teacher_config.epochs} epochs each, "
@@ -146,7 +156,8 @@ def build_oracle(info, workdir, budget):
 
 def build_tuner(oracle, dataset, strategy, teacher, workdir, tuner_class=KDASTuner, **kwargs):
     return tuner_class(
-        oracle, dataset=dataset, config=cli.train_config(loss=FLAGS.search_loss, epochs=FLAGS.search_epochs),
+        oracle, dataset=dataset, config=cli.train_config(network=FLAGS.backbone, loss=FLAGS.search_loss,
+                                                          epochs=FLAGS.search_epochs),
         strategy=strategy, teacher=teacher, logdir=os.path.join(workdir, "tb", "trials"), directory=workdir,
         project_name="search", **kwargs,
     )
@@ -207,6 +218,8 @@ def main(_):
     role = parallel.role(os.environ, worker=FLAGS.worker, parallel_trials=FLAGS.parallel_trials)
     if role == "worker_host":
         return parallel.run_worker_host(local_workers(os.environ[parallel.TUNER_ID]))
+    if role == "chief":
+        parallel.share_gpus_with_workers()
     budget, backbone_parameters = check_flags()
     if FLAGS.dry_run:
         print(describe_plan(budget, backbone_parameters))
@@ -243,7 +256,7 @@ def main(_):
     rows = {}
     for kind, arch, row_losses in (("student", backbone, FLAGS.student_loss), ("kdas", found, FLAGS.final_loss)):
         for loss in row_losses:
-            config = cli.train_config(loss=loss)
+            config = cli.train_config(network=FLAGS.backbone, loss=loss)
             row = f"{kind}_{loss}"
             rows[row] = train_architecture(
                 arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "final", row),

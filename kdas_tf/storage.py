@@ -77,11 +77,11 @@ def claim_workdir(workdir, settings):
     would silently mix them.
     """
     path = os.path.join(workdir, "settings.json")
-    if os.path.exists(path):
-        recorded = read_json(path)
-        changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
-        if changed:
-            detail = ", ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in sorted(changed.items()))
-            raise ValueError(f"{workdir} was made with other settings ({detail}): rerun with those or use another --workdir")
-    else:
-        write_json(path, settings)
+    recorded = read_json(path) if os.path.exists(path) else {}
+    changed = {k: (recorded[k], v) for k, v in settings.items() if k in recorded and recorded[k] != v}
+    if changed:
+        detail = ", ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in sorted(changed.items()))
+        raise ValueError(f"{workdir} was made with other settings ({detail}): rerun with those or use another --workdir")
+    if not settings.keys() <= recorded.keys():
+        # A directory made before a setting was recorded takes the value it is resumed with.
+        write_json(path, {**settings, **recorded})

@@ -7,6 +7,7 @@ logits stacked as [N, B, C], so the training step gets them in one call.
 """
 
 import dataclasses
+import hashlib
 import os
 
 import keras
@@ -46,6 +47,7 @@ def train_member(dataset, *, network, index, config, workdir, strategy):
 
 def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy):
     """Train (or reuse) every member, then return the ensemble report."""
+    storage.claim_workdir(os.path.join(workdir, "teachers"), ensemble_settings(dataset, network, config))
     for index in range(num_teachers):
         train_member(dataset, network=network, index=index, config=config, workdir=workdir, strategy=strategy)
     with strategy.scope():
@@ -57,6 +59,20 @@ def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy)
     )
     storage.write_json(os.path.join(workdir, "teachers", "results.json"), report)
     return ensemble, report
+
+
+def ensemble_settings(dataset, network, config):
+    """What the members' results depend on; runs sharing them (--teacher_workdir) must agree.
+
+    The validation split enters as a digest of its examples: members trained
+    on another split have seen this run's validation images.
+    """
+    val_split = hashlib.sha1(dataset.splits["val"].source_index.tobytes()).hexdigest()[:12]
+    return {
+        "dataset": dataset.info.name, "val_split": val_split, "teacher_network": network,
+        "teacher_epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+        "lr_decay_at": list(config.lr_decay_at), "weight_decay": config.weight_decay, "seed": config.seed,
+    }
 
 
 def stack_members(members):

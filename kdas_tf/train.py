@@ -50,7 +50,7 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
 
 def main(_):
     arch = models.Architecture.parse(FLAGS.architecture or FLAGS.network)
-    config = cli.train_config(loss=FLAGS.loss)
+    config = cli.train_config(network=arch.backbone, loss=FLAGS.loss)
     if FLAGS.dry_run:
         teachers_from = f", distilled from {FLAGS.num_teachers} teachers in {cli.teacher_workdir()}/teachers"
         print(f"dry run: would train {arch} on {FLAGS.dataset} with {config.loss} for {config.epochs} epochs"

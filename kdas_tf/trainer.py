@@ -50,6 +50,12 @@ class TrainConfig:
             raise ValueError(f"--alpha must be in [0, 1], got {self.alpha}")
         if not self.temperature > 0:
             raise ValueError(f"--temperature must be positive, got {self.temperature}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not 0.0 < self.lr_decay_factor <= 1.0:
+            raise ValueError(f"--lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
         if self.weight_decay < 0:
             raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}")
         if any(not 0 < f < 1 for f in self.lr_decay_at):
@@ -124,7 +130,11 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.teacher = teacher
         self.name = name
-        self.steps_per_epoch = max(1, dataset.info.num_train // config.batch_size)
+        if dataset.info.num_train < config.batch_size:
+            # Whole batches only: a smaller split would give no step at all, and a silent no-op training.
+            raise ValueError(f"--batch_size={config.batch_size} is larger than the {dataset.info.num_train} "
+                             "training examples: lower --batch_size")
+        self.steps_per_epoch = dataset.info.num_train // config.batch_size
         with self.strategy.scope():
             self.optimizer = keras.optimizers.SGD(
                 learning_rate=learning_rate_schedule(config, self.steps_per_epoch),

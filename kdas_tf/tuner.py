@@ -71,7 +71,9 @@ class KDASTuner(keras_tuner.Tuner):
         """Trials keep their checkpoints; the final model is retrained from scratch."""
 
     def load_model(self, trial):
-        return storage.load_model(os.path.join(self.get_trial_dir(trial.trial_id), "model.keras"))
+        raise NotImplementedError(
+            f"trials keep checkpoints, not models: python -m kdas_tf.export --workdir=WORKDIR "
+            f"--model=search/trial_{trial.trial_id} writes trial {trial.trial_id} as a SavedModel")
 
 
 def _pause_when_idle(create_trial, seconds=1.0):

@@ -50,6 +50,8 @@ CASES = [
          "holds no tiny-imagenet-200.zip"),
     Case("workdir_of_another_configuration", "search", ("--budget=3x",), "was made with other settings",
          prepare="settings"),
+    Case("workdir_of_another_recipe", "search", ("--search_epochs=2",), "--search_epochs was 4, now 2",
+         prepare="settings"),
     Case("corrupt_checkpoint", "train", ("--network=resnet8", "--epochs=1"), "is corrupt or does not fit",
          prepare="checkpoint"),
     Case("corrupt_teacher", "train", ("--network=resnet8", "--loss=od", "--num_teachers=1"),
@@ -64,7 +66,7 @@ def prepare(case, workdir):
     if case.prepare == "settings":
         path = os.path.join(workdir, "settings.json")
         with open(path, "w") as f:
-            f.write('{"dataset": "digits", "budget": "2x"}\n')
+            f.write('{"dataset": "digits", "budget": "2x", "search_epochs": 4}\n')
         files.append(path)
     if case.prepare == "checkpoint":
         directory = os.path.join(workdir, "train", "resnet8_ce", "checkpoints")

@@ -52,3 +52,9 @@ def test_flagfile_passes_every_check_of_its_entry_point(path, results):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("dry run"), result.stdout
     assert not os.path.exists(os.path.join(ROOT, "runs", "recipe"))  # a dry run writes nothing
+
+
+def test_weight_decay_defaults_to_the_papers_per_family():
+    from kdas_tf import cli
+
+    assert [cli.default_weight_decay(n) for n in ("resnet32", "wrn16_4", "densenet40_12")] == [1e-4, 5e-4, 5e-4]

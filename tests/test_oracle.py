@@ -131,3 +131,32 @@ def test_an_unreadable_search_state_is_refused_with_advice(tmp_path):
     with pytest.raises(RuntimeError, match=r"cannot be read .*move it aside to start the search over"):
         FormulaTuner(make_oracle(), str(tmp_path))
     assert state.read_text() == '{"kdas": '  # left for the user to restore
+
+
+def test_a_failed_network_is_not_trained_again_and_gets_no_reward(tmp_path):
+    oracle = make_oracle()
+    FormulaTuner(oracle, str(tmp_path))  # gives the oracle its project directory
+    failed = oracle.create_trial("tuner0")
+    copy = trial_module.Trial.from_proto(failed.to_proto())
+    copy.status, copy.message = trial_module.TrialStatus.FAILED, "loss became nan"
+    oracle.end_trial(copy)
+    failed_tokens = oracle.tokens_of(failed.hyperparameters.values)
+    other_tokens = tuple(1 if t == 0 else 0 for t in failed_tokens)  # another network: a different op in every slot
+    samples = iter([failed_tokens, other_tokens])
+    oracle.controller.sample = lambda: next(samples)
+    updates = oracle.controller.update_count
+    values = oracle.populate_space("1")["values"]
+    assert oracle.tokens_of(values) == other_tokens
+    assert oracle.controller.update_count == updates  # skipping the failed one taught the controller nothing
+
+
+def test_a_trial_ended_before_a_kill_is_not_queued_again_on_resume(tmp_path):
+    oracle, _ = search(tmp_path)
+    # The kill came between KerasTuner's save in end_trial (trial still ongoing) and ours.
+    state_file = tmp_path / "search" / "oracle.json"
+    state = json.loads(state_file.read_text())
+    state["ongoing_trials"] = {"tuner0": oracle.end_order[-1]}
+    state_file.write_text(json.dumps(state))
+    resumed = make_oracle()
+    FormulaTuner(resumed, str(tmp_path))
+    assert resumed._retry_queue == [] and resumed.end_order == oracle.end_order

@@ -1,5 +1,6 @@
 """The teacher ensemble on digits: it beats its members, it is reused, and distillation from it works."""
 
+import dataclasses
 import os
 
 import keras
@@ -66,6 +67,19 @@ def test_finished_members_are_reused_not_retrained(ensemble_run, digits):
     )
     assert [os.stat(p).st_mtime_ns for p in paths] == stamps
     assert again["ensemble_test_top1"] == report["ensemble_test_top1"]
+
+
+def test_members_made_with_another_recipe_or_split_are_refused_not_reused(ensemble_run, digits):
+    workdir, config, _, _ = ensemble_run
+    strategy = distribute.make_strategy("default")
+    longer = dataclasses.replace(config, epochs=config.epochs + 1)
+    with pytest.raises(ValueError, match="--teacher_epochs was 8, now 9"):
+        teachers.train_teachers(digits, network="resnet8", num_teachers=3, config=longer, workdir=workdir,
+                                strategy=strategy)
+    resplit = data.load("digits", split_seed=1)  # other validation images: the members have seen some
+    with pytest.raises(ValueError, match="--val_split was"):
+        teachers.train_teachers(resplit, network="resnet8", num_teachers=3, config=config, workdir=workdir,
+                                strategy=strategy)
 
 
 def test_a_student_distilled_with_oracle_kd_learns(ensemble_run, digits, tmp_path):

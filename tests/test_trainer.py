@@ -120,7 +120,8 @@ def test_a_checkpoint_of_another_network_is_refused_with_advice(digits, tmp_path
 @pytest.mark.parametrize(
     "field,value,message",
     [("loss", "kl", "ce, kd, od"), ("epochs", 0, "--epochs"), ("alpha", 1.5, "--alpha"),
-     ("lr_decay_at", (1.5,), "--lr_decay_at"), ("learning_rate", -1.0, "--learning_rate")],
+     ("lr_decay_at", (1.5,), "--lr_decay_at"), ("learning_rate", -1.0, "--learning_rate"),
+     ("seed", -1, "--seed"), ("momentum", 1.0, "--momentum"), ("lr_decay_factor", 0.0, "--lr_decay_factor")],
 )
 def test_bad_config_values_name_the_flag(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -130,3 +131,8 @@ def test_bad_config_values_name_the_flag(field, value, message):
 def test_distilling_without_teachers_is_refused(digits):
     with pytest.raises(ValueError, match="--loss=kd distils from teachers"):
         Trainer(tiny_net(0), digits, TrainConfig(loss="kd"))
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(digits):
+    with pytest.raises(ValueError, match="--batch_size=4096 is larger than the 1347 training examples"):
+        Trainer(tiny_net(0), digits, TrainConfig(batch_size=4096))
