@@ -38,13 +38,11 @@ from keras_tuner.src.engine import trial as trial_module
 
 from kdas_tf import models, storage
 from kdas_tf.controller import Controller, ControllerConfig
+from kdas_tf.worker_liveness import WorkerLiveness
 
 OBJECTIVE = "val_top1"
 RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.IDLE,
                           trial_module.TrialStatus.STOPPED)
-# A trial that loses its worker this many times is more likely killing its workers
-# (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
-MAX_TRIAL_LOSSES = 2
 
 
 def check_budget(backbone, budget, num_classes, input_shape):
@@ -68,7 +66,7 @@ def slot_name(stage, slot):
     return f"stage{stage + 1}_op{slot + 1}"
 
 
-class KDASOracle(keras_tuner.Oracle):
+class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
     """Samples add-on operations with a REINFORCE-trained LSTM under a parameter budget."""
 
     def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
@@ -239,54 +237,6 @@ class KDASOracle(keras_tuner.Oracle):
             return False
         return len(self.trials) >= self.max_trials or (self._round_finished() and self.round + 1 >= self.rounds)
 
-    # --- workers that vanish ----------------------------------------------------------
-
-    def heard_from(self, trial_id, now=None):
-        """The worker running `trial_id` is alive (it called the chief about it)."""
-        if trial_id in self._last_heard:
-            self._last_heard[trial_id] = time.monotonic() if now is None else now
-
-    def requeue_silent_trials(self, timeout, now=None):
-        """Take back each trial whose worker was silent for `timeout` seconds; returns their ids.
-
-        Re-queued, not failed: the controller chose the sample, so its reward is
-        worth having, and the trial's per-epoch checkpoint (on a shared work
-        directory) lets the next worker continue it. A trial lost
-        MAX_TRIAL_LOSSES times is recorded FAILED and gives the controller no
-        reward, like any failed trial.
-        """
-        taken = self._requeue_silent_trials(timeout, time.monotonic() if now is None else now)
-        if taken:
-            self._check_consecutive_failures()  # may raise: outside the lock (see end_trial)
-        return taken
-
-    @keras_tuner.synchronized
-    def _requeue_silent_trials(self, timeout, now):
-        taken = []
-        for tuner_id, trial in list(self.ongoing_trials.items()):
-            trial_id = trial.trial_id
-            silent = now - self._last_heard.setdefault(trial_id, now)
-            if silent < timeout:
-                continue
-            del self.ongoing_trials[tuner_id]
-            del self._last_heard[trial_id]
-            self.tuner_ids.discard(tuner_id)
-            self.trial_losses[trial_id] = self.trial_losses.get(trial_id, 0) + 1
-            taken.append(trial_id)
-            if self.trial_losses[trial_id] < MAX_TRIAL_LOSSES:
-                self._retry_queue.append(trial_id)
-                logging.warning("trial %s: worker %s silent for %.0f s; the trial is re-queued for another worker",
-                                trial_id, tuner_id, silent)
-                continue
-            trial.status = trial_module.TrialStatus.FAILED
-            trial.message = f"lost with its worker {self.trial_losses[trial_id]} times (last {tuner_id})"
-            self.end_order.append(trial_id)
-            self._save_trial(trial)
-            logging.warning("trial %s: %s; recorded FAILED", trial_id, trial.message)
-        if taken:
-            self.save()
-        return taken
-
     def end_trial(self, trial):
         """Record a trial's end, once.
 
@@ -412,18 +362,3 @@ class KDASOracle(keras_tuner.Oracle):
 
     def _save_trial(self, trial):
         storage.write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
-
-
-def trial_summary(trial, tuner_id=None):
-    """A JSON-friendly row for reports: id, worker, status, architecture, parameters, reward."""
-    values = trial.hyperparameters.values
-    return {
-        "trial_id": trial.trial_id,
-        "tuner_id": tuner_id,
-        "status": trial.status,
-        "architecture": values.get("architecture"),
-        "round": values.get("round"),
-        "parameters": values.get("parameters"),
-        "val_top1": trial.score,
-        "message": (trial.message or "").strip().splitlines()[-1:] or None,
-    }

@@ -1,7 +1,5 @@
 """A search's results as one JSON-friendly summary and a table in the shape of the paper's Table 2."""
 
-from kdas_tf.oracle import trial_summary
-
 LOSS_NAMES = {"ce": "CE", "kd": "KD", "od": "OD"}
 
 
@@ -66,3 +64,18 @@ def table2_markdown(summary):
     return (markdown_table(TABLE2_COLUMNS, rows) + "\n"
             + f"Budget M = {_millions(summary['budget'])}; backbone {summary['backbone']} = "
             f"{_millions(summary['backbone_parameters'])}.\n")
+
+
+def trial_summary(trial, tuner_id=None):
+    """A JSON-friendly row for reports: id, worker, status, architecture, parameters, reward."""
+    values = trial.hyperparameters.values
+    return {
+        "trial_id": trial.trial_id,
+        "tuner_id": tuner_id,
+        "status": trial.status,
+        "architecture": values.get("architecture"),
+        "round": values.get("round"),
+        "parameters": values.get("parameters"),
+        "val_top1": trial.score,
+        "message": (trial.message or "").strip().splitlines()[-1:] or None,
+    }

@@ -23,7 +23,8 @@ from keras_tuner.src.distribute import oracle_client
 from keras_tuner.src.engine import trial as trial_module
 
 from kdas_tf import models, parallel
-from kdas_tf.oracle import MAX_TRIAL_LOSSES, KDASOracle
+from kdas_tf.oracle import KDASOracle
+from kdas_tf.worker_liveness import MAX_TRIAL_LOSSES
 from kdas_tf.tuner import KDASTuner
 
 INPUT = dict(num_classes=10, input_shape=(8, 8, 1))
