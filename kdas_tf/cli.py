@@ -97,6 +97,14 @@ def teacher_config():
     return train_config(network=FLAGS.teacher_network, loss="ce", epochs=FLAGS.teacher_epochs or FLAGS.epochs)
 
 
+def refuse_multi_worker(entry):
+    """A search or an ensemble is many trainings: across hosts they are spread as trials, not split per step."""
+    if FLAGS.strategy == "multi_worker":
+        raise ValueError(f"--strategy=multi_worker splits one training over hosts; python -m kdas_tf.{entry} runs "
+                         "many: spread a search over hosts with worker hosts (README, Parallel trials), and use "
+                         "multi_worker with python -m kdas_tf.train")
+
+
 def teacher_workdir():
     """Where the teacher ensemble lives: --teacher_workdir, else the run's own --workdir."""
     return FLAGS.teacher_workdir or FLAGS.workdir

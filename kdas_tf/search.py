@@ -101,6 +101,7 @@ def check_flags():
     """
     if not FLAGS.workdir:
         raise ValueError("--workdir is required: the directory where results and checkpoints go")
+    cli.refuse_multi_worker("search")
     data.check_val_fraction(FLAGS.val_fraction)
     num_classes, image_shape = data.NUM_CLASSES[FLAGS.dataset], data.IMAGE_SHAPES[FLAGS.dataset]
     models.parse_network(FLAGS.teacher_network)

@@ -158,6 +158,7 @@ def main(_):
     from kdas_tf import cli
 
     models.parse_network(cli.FLAGS.teacher_network)  # judged before any data is read
+    cli.refuse_multi_worker("teachers")
     if cli.FLAGS.num_teachers < 1:
         raise ValueError(f"--num_teachers must be at least 1, got {cli.FLAGS.num_teachers}")
     config = cli.teacher_config()

@@ -52,6 +52,7 @@ CASES = [
          prepare="settings"),
     Case("workdir_of_another_recipe", "search", ("--search_epochs=2",), "--search_epochs was 4, now 2",
          prepare="settings"),
+    Case("multi_worker_search", "search", ("--strategy=multi_worker",), "use multi_worker with python -m kdas_tf.train"),
     Case("corrupt_checkpoint", "train", ("--network=resnet8", "--epochs=1"), "is corrupt or does not fit",
          prepare="checkpoint"),
     Case("corrupt_teacher", "train", ("--network=resnet8", "--loss=od", "--num_teachers=1"),
