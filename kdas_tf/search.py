@@ -74,7 +74,7 @@ def run_search(dataset, strategy, teacher, workdir, budget):
     search_config = cli.train_config(loss=FLAGS.search_loss, epochs=FLAGS.search_epochs)
     tuner = KDASTuner(
         oracle, dataset=dataset, config=search_config, strategy=strategy,
-        teacher=teacher if search_config.loss != "ce" else None,
+        teacher=cli.teacher_targets(teacher, search_config.loss, dataset, teacher_workdir=workdir),
         logdir=os.path.join(workdir, "tb", "trials"), directory=workdir, project_name="search",
     )
     tuner.oracle.verbose = 0
@@ -110,7 +110,7 @@ def main(_):
             config = cli.train_config(loss=loss)
             rows[f"{role}_{loss}"] = train_architecture(
                 arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "final", f"{role}_{loss}"),
-                teacher=teacher if loss != "ce" else None, name=f"{role} {loss}",
+                teacher=cli.teacher_targets(teacher, loss, dataset, teacher_workdir=workdir), name=f"{role} {loss}",
             )
     served = max((k for k in rows if k.startswith("kdas_")), key=lambda k: rows[k]["val"]["top1"])
     model = storage.load_model(os.path.join(workdir, "final", served, "model.keras"))

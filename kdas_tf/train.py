@@ -52,8 +52,10 @@ def main(_):
     strategy = cli.make_strategy()
     teacher = None
     if config.loss != "ce":
+        teacher_workdir = FLAGS.teacher_workdir or workdir
         with strategy.scope():
-            teacher = teachers.load_ensemble(FLAGS.teacher_workdir or workdir, FLAGS.num_teachers)
+            ensemble = teachers.load_ensemble(teacher_workdir, FLAGS.num_teachers)
+        teacher = cli.teacher_targets(ensemble, config.loss, dataset, teacher_workdir=teacher_workdir)
     run_dir = os.path.join(workdir, "train", f"{str(arch).replace('/', '_').replace(':', '-')}_{config.loss}")
     train_architecture(arch, dataset, config, strategy=strategy, workdir=run_dir, teacher=teacher)
 
