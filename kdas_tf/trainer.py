@@ -144,7 +144,7 @@ class Trainer:
             else None
         )
         self._writer = tf.summary.create_file_writer(logdir) if logdir else None
-        self._decayed = _decayed_weights(model)
+        self._decayed = {id(w) for w in _decayed_weights(model)}
         self._train_step = tf.function(self._distributed_train_step)
         self._eval_step = tf.function(self._distributed_eval_step)
 
@@ -165,10 +165,13 @@ class Trainer:
             logits = self.model(images, training=True)
             per_example = self._per_example_loss(batch, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
-            if self.config.weight_decay and self._decayed:
-                l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) for w in self._decayed])
-                loss += 0.5 * self.config.weight_decay * l2 / replicas
         grads = tape.gradient(loss, self.model.trainable_variables)
+        if self.config.weight_decay:
+            # The gradient of 0.5 * weight_decay * |w|^2, added directly rather than
+            # differentiated through the tape; summed over replicas by the optimizer.
+            decay = self.config.weight_decay / replicas
+            grads = [g + decay * tf.cast(w, g.dtype) if id(w) in self._decayed else g
+                     for g, w in zip(grads, self.model.trainable_variables)]
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return _batch_stats(labels, logits, per_example)
 
@@ -266,6 +269,25 @@ class Trainer:
             tf.summary.scalar("learning_rate", self.current_learning_rate())
             tf.summary.scalar("images_per_second", metrics["images_per_second"])
         self._writer.flush()
+
+
+def release_traced_steps():
+    """Let the compiled steps of finished trainings be freed; call between networks (search trials).
+
+    Tracing a training step under tf.distribute registers a gradient named
+    "CustomGradient-<uid>" in TensorFlow's process-wide gradient registry for
+    each gradient all-reduce (Keras' optimizer calls ReplicaContext.all_reduce,
+    a tf.custom_gradient). The registry is never pruned, and each entry holds
+    its whole traced step: about 10 MB per trained network, so a search grows
+    without bound (tensorflow/tensorflow#62854 reports the growth). The entries
+    are needed only while a step is traced, so dropping them between trainings
+    is safe.
+    """
+    from tensorflow.python.framework import ops  # the registry has no public API
+
+    registry = ops._gradient_registry._registry  # pylint: disable=protected-access
+    for name in [name for name in registry if name.startswith("CustomGradient-")]:
+        del registry[name]
 
 
 def _duration(seconds):
