@@ -32,7 +32,8 @@ def define_bench_flags():
     flags.DEFINE_integer("batch_size", 128, "Global batch size of the step rows.")
     flags.DEFINE_integer("num_teachers", 5, "Teacher members N of the distillation rows.")
     flags.DEFINE_integer("steps", 24, "Timed steps per row, after the warm-up steps, in --repeats chunks.")
-    flags.DEFINE_integer("repeats", 3, "Chunks the timed steps are split into; a row reports its fastest chunk.")
+    flags.DEFINE_integer("repeats", 3, "Chunks the timed steps are split into; the rows take turns chunk "
+                         "by chunk and each reports its fastest chunk.")
     flags.DEFINE_integer("warmup_steps", 2, "Untimed steps per row (tracing, first allocations).")
     flags.DEFINE_integer("image_size", 32, "Height and width of the random images.")
     flags.DEFINE_integer("channels", 3, "Channels of the random images.")
@@ -43,7 +44,7 @@ def define_bench_flags():
     flags.DEFINE_string("search_backbone", "resnet8", "Backbone of the search rows (small, so 20 trials stay short).")
     flags.DEFINE_enum("search_dataset", "digits", ["digits", "random"], "Data of the search rows.")
     flags.DEFINE_integer("search_trials", 20, "Search trials whose time and resident memory are measured.")
-    flags.DEFINE_integer("search_epochs", 1, "Epochs of each search candidate.")
+    flags.DEFINE_integer("search_epochs", 4, "Epochs of each search candidate (4, as flags/digits.cfg).")
     flags.DEFINE_integer("search_batch_size", 64, "Batch size of the search candidates.")
     flags.DEFINE_integer("search_reference_trials", 10, "Candidates (evenly spaced) retrained with CE as the search's reference.")
     flags.DEFINE_string("json", None, "Write every measurement and ratio to this JSON file.")
@@ -87,7 +88,6 @@ class Bench:
         self.repeats = repeats
 
     def build(self, seed=0, policy="float32"):
-        keras.backend.clear_session()
         keras.mixed_precision.set_global_policy(policy)
         try:
             keras.utils.set_random_seed(seed)
@@ -96,25 +96,27 @@ class Bench:
         finally:
             keras.mixed_precision.set_global_policy("float32")
 
-    def _rate(self, run_steps):
-        """Images/s of the fastest of `repeats` chunks of steps: on a shared machine the
-        fastest chunk is the one least disturbed by other processes."""
-        chunk = max(1, self.steps // self.repeats)
-        best = float("inf")
-        for _ in range(self.repeats):
-            start = time.perf_counter()
-            run_steps(chunk)
-            best = min(best, time.perf_counter() - start)
-        return chunk * self.batch_size / best
+    def measure(self, runners):
+        """Images/s of each runner (run_steps(n), already warmed up), taking turns chunk by chunk.
 
-    def trainer_step(self, loss="ce", teacher=None, policy="float32", prepare=None):
-        """The Trainer's compiled step over the (seed 0, epoch 1) stream, after warm-up on epoch 0."""
+        Taking turns puts a measurement and its reference under the same load;
+        each reports its fastest chunk, the one least disturbed by other processes.
+        """
+        chunk = max(1, self.steps // self.repeats)
+        best = {name: float("inf") for name in runners}
+        for _ in range(self.repeats):
+            for name, run_steps in runners.items():
+                start = time.perf_counter()
+                run_steps(chunk)
+                best[name] = min(best[name], time.perf_counter() - start)
+        return {name: chunk * self.batch_size / seconds for name, seconds in best.items()}
+
+    def trainer_step(self, loss="ce", teacher=None, policy="float32"):
+        """The Trainer's compiled step over the (seed 0, epoch 1) stream, warmed up on epoch 0."""
         config = TrainConfig(epochs=2, batch_size=self.batch_size, loss=loss)
         trainer = Trainer(self.build(policy=policy), self.dataset, config, teacher=teacher)
         trainer.train_epoch(0, steps=self.warmup_steps)
-        if prepare:
-            prepare()
-        return self._rate(lambda steps: trainer.train_epoch(1, steps=steps))
+        return lambda steps: trainer.train_epoch(1, steps=steps)
 
     def keras_fit(self):
         """keras.Model.fit on the same model, optimizer, loss and input stream."""
@@ -128,7 +130,7 @@ class Bench:
             return self.dataset.train(self.batch_size, epoch=epoch, seed=0).map(lambda b: (b["image"], b["label"]))
 
         model.fit(stream(0).take(self.warmup_steps), verbose=0)
-        return self._rate(lambda steps: model.fit(stream(1).take(steps), verbose=0))
+        return lambda steps: model.fit(stream(1).take(steps), verbose=0)
 
     def forward(self, policy="float32"):
         """Inference of one network (one teacher member) on a batch already in memory."""
@@ -143,7 +145,7 @@ class Bench:
                 out = infer(images)
             float(tf.reduce_sum(tf.cast(out, tf.float32)))
 
-        return self._rate(run)
+        return run
 
     def input_pipeline(self, epochs=3):
         """The augmented training stream alone, consumed as fast as it comes."""
@@ -171,28 +173,29 @@ class Bench:
 
 def step_rows(bench, num_teachers, policy):
     """Every step measurement (images/s) and the comparisons between them."""
-    m = {}
-    m["keras_fit_ce"] = bench.keras_fit()
-    m["custom_step_ce"] = bench.trainer_step("ce")
-    m["teacher_forward"] = bench.forward()
     ensemble, paths = bench.make_teachers(num_teachers)
-    m["online_kd"] = bench.trainer_step("kd", ensemble)
-    m["online_od"] = bench.trainer_step("od", ensemble)
-    # One student step plus N member forwards, each at the speed measured alone.
-    m["online_bound"] = 1.0 / (1.0 / m["custom_step_ce"] + num_teachers / m["teacher_forward"])
     cache = teacher_outputs.CachedTeacherOutputs(
         ensemble, "od", bench.dataset, member_paths=paths, cache_dir=os.path.join(bench.scratch, "cache")
     )
     cache.epoch_targets(0, 0)  # the warm-up epoch
-
-    def build_epoch():
-        nonlocal build_seconds
-        start = time.perf_counter()
-        cache.epoch_targets(1, 0)
-        build_seconds = time.perf_counter() - start
-
-    build_seconds = None
-    m["cached_od"] = bench.trainer_step("od", cache, prepare=build_epoch)
+    start = time.perf_counter()
+    cache.epoch_targets(1, 0)  # the timed epoch, built before timing as a search builds it once
+    build_seconds = time.perf_counter() - start
+    runners = {
+        "keras_fit_ce": bench.keras_fit(),
+        "custom_step_ce": bench.trainer_step("ce"),
+        "teacher_forward": bench.forward(),
+        "online_kd": bench.trainer_step("kd", ensemble),
+        "online_od": bench.trainer_step("od", ensemble),
+        "cached_od": bench.trainer_step("od", cache),
+    }
+    if policy:
+        runners[f"custom_step_ce_{policy}"] = bench.trainer_step("ce", policy=policy)
+        runners[f"teacher_forward_{policy}"] = bench.forward(policy=policy)
+    m = bench.measure(runners)
+    # One student step plus N member forwards, each at the speed measured alone.
+    m["online_bound"] = 1.0 / (1.0 / m["custom_step_ce"] + num_teachers / m["teacher_forward"])
+    m["ensemble_forward"] = m["teacher_forward"] / num_teachers
     m["cache_build"] = bench.dataset.info.num_train / build_seconds
     m["input_pipeline"] = bench.input_pipeline()
     rows = [
@@ -202,12 +205,10 @@ def step_rows(bench, num_teachers, policy):
         ("online_kd", "online_bound", None, None),
         ("online_od", "online_bound", ">=", 0.9),
         ("cached_od", "custom_step_ce", ">=", 0.9),
-        ("cache_build", "teacher_forward", None, None),
+        ("cache_build", "ensemble_forward", None, None),
         ("input_pipeline", "custom_step_ce", ">=", 5.0),
     ]
     if policy:
-        m[f"custom_step_ce_{policy}"] = bench.trainer_step("ce", policy=policy)
-        m[f"teacher_forward_{policy}"] = bench.forward(policy=policy)
         rows += [(f"custom_step_ce_{policy}", "custom_step_ce", None, None),
                  (f"teacher_forward_{policy}", "teacher_forward", None, None)]
     return m, rows
