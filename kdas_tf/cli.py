@@ -10,7 +10,7 @@ import sys
 
 from absl import app, flags, logging
 
-from kdas_tf import data, distribute, losses, models
+from kdas_tf import data, distribute, losses, models, teacher_outputs, teachers
 from kdas_tf.trainer import TrainConfig, TrainingDivergedError
 
 FLAGS = flags.FLAGS
@@ -45,6 +45,12 @@ def define_train_flags():
     flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
     flags.DEFINE_float("alpha", 0.9, "Weight a of the distillation term.")
     flags.DEFINE_integer("seed", 0, "Seed for initialisation and the augmentation stream.")
+    flags.DEFINE_enum(
+        "teacher_outputs", "cached", list(teacher_outputs.KINDS),
+        "How kd/od get the teachers' targets: 'cached' computes them once per (seed, epoch) into "
+        "WORKDIR/teacher_outputs and shares them with every candidate and final training; "
+        "'online' runs the teachers inside every training step (no disk).",
+    )
 
 
 def define_teacher_flags():
@@ -90,6 +96,15 @@ def train_config(*, network, loss="ce", epochs=None):
         temperature=FLAGS.temperature,
         alpha=FLAGS.alpha,
         seed=FLAGS.seed,
+    )
+
+
+def teacher_targets(teacher, loss, dataset):
+    """What a `loss` training distils from under --teacher_outputs: a targets source, or None for CE."""
+    return teacher_outputs.make(
+        FLAGS.teacher_outputs, teacher, loss, dataset,
+        member_paths=[teachers.member_model_path(teacher_workdir(), i) for i in range(FLAGS.num_teachers)],
+        cache_dir=os.path.join(FLAGS.workdir, "teacher_outputs"),
     )
 
 

@@ -159,7 +159,8 @@ def build_tuner(oracle, dataset, strategy, teacher, workdir, tuner_class=KDASTun
     return tuner_class(
         oracle, dataset=dataset, config=cli.train_config(network=FLAGS.backbone, loss=FLAGS.search_loss,
                                                           epochs=FLAGS.search_epochs),
-        strategy=strategy, teacher=teacher, logdir=os.path.join(workdir, "tb", "trials"), directory=workdir,
+        strategy=strategy, teacher=cli.teacher_targets(teacher, FLAGS.search_loss, dataset),
+        logdir=os.path.join(workdir, "tb", "trials"), directory=workdir,
         project_name="search", **kwargs,
     )
 
@@ -262,7 +263,7 @@ def main(_):
             rows[row] = train_architecture(
                 arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "final", row),
                 logdir=os.path.join(workdir, "tb", "final", row),
-                teacher=teacher if loss != "ce" else None, name=f"{kind} {loss}",
+                teacher=cli.teacher_targets(teacher, loss, dataset), name=f"{kind} {loss}",
             )
     served = max((k for k in rows if k.startswith("kdas_")), key=lambda k: rows[k]["val"]["top1"])
     model = storage.load_model(os.path.join(workdir, "final", served, "model.keras"))

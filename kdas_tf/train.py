@@ -61,8 +61,10 @@ def main(_):
     strategy = cli.make_strategy()
     teacher = None
     if config.loss != "ce":
+        teacher_workdir = FLAGS.teacher_workdir or workdir
         with strategy.scope():
-            teacher = teachers.load_ensemble(cli.teacher_workdir(), FLAGS.num_teachers)
+            ensemble = teachers.load_ensemble(cli.teacher_workdir(), FLAGS.num_teachers)
+        teacher = cli.teacher_targets(ensemble, config.loss, dataset)
     name = f"{str(arch).replace('/', '_').replace(':', '-')}_{config.loss}"
     train_architecture(arch, dataset, config, strategy=strategy, workdir=os.path.join(workdir, "train", name),
                        logdir=os.path.join(workdir, "tb", "train", name), teacher=teacher)

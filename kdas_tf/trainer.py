@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import losses
+from kdas_tf import losses, teacher_outputs
 
 
 class TrainingDivergedError(RuntimeError):
@@ -116,9 +116,11 @@ def _means(totals):
 class Trainer:
     """Trains `model` on `dataset` with `config`, optionally distilling from `teacher`.
 
-    `model` and `teacher` must be built under `strategy.scope()`; `teacher`
-    maps images to the members' logits [N, B, C] in one call. With `workdir`,
-    a checkpoint is written every epoch and `fit` resumes from the last one.
+    `model` and `teacher` must be built under `strategy.scope()`. `teacher` is
+    either the ensemble (a model mapping images to the members' logits
+    [N, B, C] in one call, run online in the step) or a teacher-outputs source
+    of kdas_tf.teacher_outputs (online, or cached on disk). With `workdir`, a
+    checkpoint is written every epoch and `fit` resumes from the last one.
     """
 
     def __init__(self, model, dataset, config, *, strategy=None, teacher=None, workdir=None, logdir=None, name="train"):
@@ -128,7 +130,10 @@ class Trainer:
         self.dataset = dataset
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.teacher = teacher
+        self.teacher_outputs = None
+        if config.loss != "ce":
+            is_source = hasattr(teacher, "with_targets")
+            self.teacher_outputs = teacher if is_source else teacher_outputs.OnlineTeacherOutputs(teacher, config.loss)
         self.name = name
         if dataset.info.num_train < config.batch_size:
             # Whole batches only: a smaller split would give no step at all, and a silent no-op training.
@@ -150,19 +155,18 @@ class Trainer:
             else None
         )
         self._writer = tf.summary.create_file_writer(logdir) if logdir else None
-        self._decayed = _decayed_weights(model)
+        self._decayed = {id(w) for w in _decayed_weights(model)}
         self._train_step = tf.function(self._distributed_train_step)
         self._eval_step = tf.function(self._distributed_eval_step)
 
     # --- compiled steps -------------------------------------------------------------
 
-    def _per_example_loss(self, labels, logits, images):
-        if self.config.loss == "ce":
-            return losses.cross_entropy(labels, logits)
-        teacher_logits = self.teacher(images, training=False)
-        target, has_target = losses.distillation_targets(self.config.loss, labels, teacher_logits)
+    def _per_example_loss(self, batch, logits):
+        if self.teacher_outputs is None:
+            return losses.cross_entropy(batch["label"], logits)
+        target, has_target = self.teacher_outputs.targets(batch)
         return losses.distill_to_target(
-            labels, logits, target, has_target, temperature=self.config.temperature, alpha=self.config.alpha
+            batch["label"], logits, target, has_target, temperature=self.config.temperature, alpha=self.config.alpha
         )
 
     def _replica_train_step(self, batch):
@@ -170,12 +174,15 @@ class Trainer:
         replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
-            per_example = self._per_example_loss(labels, logits, images)
+            per_example = self._per_example_loss(batch, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
-            if self.config.weight_decay and self._decayed:
-                l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) for w in self._decayed])
-                loss += 0.5 * self.config.weight_decay * l2 / replicas
         grads = tape.gradient(loss, self.model.trainable_variables)
+        if self.config.weight_decay:
+            # The gradient of 0.5 * weight_decay * |w|^2, added directly rather than
+            # differentiated through the tape; summed over replicas by the optimizer.
+            decay = self.config.weight_decay / replicas
+            grads = [g + decay * tf.cast(w, g.dtype) if id(w) in self._decayed else g
+                     for g, w in zip(grads, self.model.trainable_variables)]
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return _batch_stats(labels, logits, per_example)
 
@@ -193,8 +200,10 @@ class Trainer:
 
     # --- loops ------------------------------------------------------------------------
 
-    def _run(self, step, dataset):
+    def _run(self, step, dataset, steps=None):
         totals = None
+        if steps is not None:
+            dataset = dataset.take(steps)
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             stats = step(batch)
             totals = stats if totals is None else {k: totals[k] + stats[k] for k in totals}
@@ -218,6 +227,13 @@ class Trainer:
             logging.info("%s: resumed from %s at epoch %d", self.name, path, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
 
+    def train_epoch(self, epoch, *, steps=None):
+        """One pass over the (seed, epoch) training stream, or its first `steps` batches; mean metrics."""
+        stream = self.dataset.train(self.config.batch_size, epoch=epoch, seed=self.config.seed)
+        if self.teacher_outputs is not None:
+            stream = self.teacher_outputs.with_targets(stream, epoch, self.config.seed)
+        return _means(self._run(self._train_step, stream, steps))
+
     def fit(self):
         """Train to config.epochs (resuming if possible); returns the last epoch's metrics."""
         start = self.restore()
@@ -227,9 +243,7 @@ class Trainer:
         for epoch in range(start, config.epochs):
             epoch_start = time.time()
             learning_rate = self.current_learning_rate()  # the rate this epoch starts with, not the next one's
-            train = _means(
-                self._run(self._train_step, self.dataset.train(config.batch_size, epoch=epoch, seed=config.seed))
-            )
+            train = self.train_epoch(epoch)
             seconds = time.time() - epoch_start
             if not math.isfinite(train["loss"]):
                 raise TrainingDivergedError(
@@ -268,6 +282,25 @@ class Trainer:
             tf.summary.scalar("learning_rate", metrics["learning_rate"])
             tf.summary.scalar("images_per_second", metrics["images_per_second"])
         self._writer.flush()
+
+
+def release_traced_steps():
+    """Let the compiled steps of finished trainings be freed; call between networks (search trials).
+
+    Tracing a training step under tf.distribute registers a gradient named
+    "CustomGradient-<uid>" in TensorFlow's process-wide gradient registry for
+    each gradient all-reduce (Keras' optimizer calls ReplicaContext.all_reduce,
+    a tf.custom_gradient). The registry is never pruned, and each entry holds
+    its whole traced step: about 10 MB per trained network, so a search grows
+    without bound (tensorflow/tensorflow#62854 reports the growth). The entries
+    are needed only while a step is traced, so dropping them between trainings
+    is safe.
+    """
+    from tensorflow.python.framework import ops  # the registry has no public API
+
+    registry = ops._gradient_registry._registry  # pylint: disable=protected-access
+    for name in [name for name in registry if name.startswith("CustomGradient-")]:
+        del registry[name]
 
 
 def _duration(seconds):

@@ -17,7 +17,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from kdas_tf import models, storage, summaries
 from kdas_tf.oracle import OBJECTIVE
-from kdas_tf.trainer import Trainer
+from kdas_tf.trainer import Trainer, release_traced_steps
 
 
 class KDASTuner(keras_tuner.Tuner):
@@ -44,6 +44,7 @@ class KDASTuner(keras_tuner.Tuner):
         arch = models.Architecture.parse(values["architecture"])
         trial_dir = self.get_trial_dir(trial.trial_id)
         keras.backend.clear_session()
+        release_traced_steps()
         gc.collect()
         keras.utils.set_random_seed(self.train_config.seed)
         with self.strategy.scope():

@@ -136,3 +136,31 @@ def test_distilling_without_teachers_is_refused(digits):
 def test_a_batch_larger_than_the_training_split_is_refused(digits):
     with pytest.raises(ValueError, match="--batch_size=4096 is larger than the 1347 training examples"):
         Trainer(tiny_net(0), digits, TrainConfig(batch_size=4096))
+
+
+def test_a_finished_training_leaves_no_traced_step_behind_after_release(digits):
+    """Without release_traced_steps TensorFlow's gradient registry keeps every traced step (~10 MB each)."""
+    import gc
+    import weakref
+
+    from tensorflow.python.framework import func_graph
+
+    from kdas_tf.trainer import release_traced_steps
+
+    def traced_graphs():
+        return {id(g): g for g in gc.get_objects() if isinstance(g, func_graph.FuncGraph)}
+
+    gc.collect()
+    before = traced_graphs()
+    config = TrainConfig(epochs=1, batch_size=256, learning_rate=0.05)
+    trainer = Trainer(tiny_net(0), digits, config)
+    trainer.train_epoch(0, steps=1)
+    graphs = [weakref.ref(g) for key, g in traced_graphs().items() if key not in before]
+    del before
+    assert graphs
+    del trainer
+    gc.collect()
+    assert any(g() is not None for g in graphs)  # held by the registry, not by the trainer
+    release_traced_steps()
+    gc.collect()
+    assert all(g() is None for g in graphs)
