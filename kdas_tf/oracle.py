@@ -211,9 +211,17 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
         logging.info("round %d starts from backbone %s", round_index, self.round_backbones[-1])
 
     def best_trial_of_round(self, round_index):
+        return self.best_trial(round_index)
+
+    def best_trial(self, round_index=None):
+        """The completed trial with the highest reward (of one round, or of all); ties go to the smaller network.
+
+        The paper's m* = argmax R(m) s.t. |m| <= M leaves ties open; of two equally
+        accurate students the smaller is the better one to serve.
+        """
         done = [t for t in self.trials.values() if t.status == trial_module.TrialStatus.COMPLETED
-                and t.hyperparameters.values.get("round") == round_index]
-        return max(done, key=lambda t: t.score, default=None)
+                and t.score is not None and round_index in (None, t.hyperparameters.values.get("round"))]
+        return max(done, key=lambda t: (t.score, -t.hyperparameters.values["parameters"]), default=None)
 
     def _check_consecutive_failures(self):
         """KerasTuner's stop after max_consecutive_failed_trials, in one line that says why and what to do.

@@ -245,14 +245,14 @@ def main(_):
         oracle = run_parallel_search(dataset, workdir, budget)
     else:
         oracle = run_search(dataset, strategy, search_teacher, workdir, budget)
-    best = oracle.get_best_trials(1)
-    if not best or best[0].score is None:
+    best = oracle.best_trial()
+    if best is None:
         raise RuntimeError(f"no search trial finished in {workdir}/search: see the trial messages there")
-    found = models.Architecture.parse(best[0].hyperparameters.values["architecture"])
-    logging.info("search: best %s with val top1 %.2f%%", found, 100 * best[0].score)
+    found = models.Architecture.parse(best.hyperparameters.values["architecture"])
+    logging.info("search: best %s with val top1 %.2f%%", found, 100 * best.score)
     summaries.write_search_result(
-        os.path.join(workdir, "tb", "search"), best_architecture=str(found), best_reward=best[0].score,
-        parameters=best[0].hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
+        os.path.join(workdir, "tb", "search"), best_architecture=str(found), best_reward=best.score,
+        parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
     )
 
     rows = {}

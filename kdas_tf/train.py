@@ -24,8 +24,12 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
     results_path = os.path.join(workdir, "results.json")
     model_path = os.path.join(workdir, "model.keras")
     if os.path.exists(results_path) and os.path.exists(model_path):
+        finished = storage.read_json(results_path)
+        if finished.get("architecture") != str(arch) or finished.get("loss") != config.loss:
+            raise ValueError(f"{workdir} holds a finished {finished.get('architecture')} trained with "
+                             f"{finished.get('loss')}, not {arch} with {config.loss}: move it aside to train this one")
         logging.info("%s: already finished, see %s", name, results_path)
-        return storage.read_json(results_path)
+        return finished
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = models.build_student(arch, dataset.info.num_classes, dataset.info.image_shape)

@@ -160,3 +160,12 @@ def test_a_trial_ended_before_a_kill_is_not_queued_again_on_resume(tmp_path):
     resumed = make_oracle()
     FormulaTuner(resumed, str(tmp_path))
     assert resumed._retry_queue == [] and resumed.end_order == oracle.end_order
+
+
+def test_of_equally_rewarded_trials_the_smaller_network_is_best(tmp_path):
+    oracle, _ = search(tmp_path)
+    completed = [t for t in oracle.trials.values() if t.status == trial_module.TrialStatus.COMPLETED]
+    for trial in completed:
+        trial.score = 0.5  # every trial ties
+    smallest = min(completed, key=lambda t: t.hyperparameters.values["parameters"])
+    assert oracle.best_trial() is smallest and oracle.best_trial_of_round(0) is smallest

@@ -1,0 +1,20 @@
+"""train_architecture: a finished training is read back, never mixed up with another one."""
+
+import json
+
+import pytest
+
+from kdas_tf import models
+from kdas_tf.train import train_architecture
+from kdas_tf.trainer import TrainConfig
+
+
+def test_a_directory_finished_with_another_architecture_is_refused_not_reused(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"finished")
+    (tmp_path / "results.json").write_text(json.dumps({"architecture": "resnet8:conv3x3/skip/skip", "loss": "od"}))
+    with pytest.raises(ValueError, match="holds a finished resnet8:conv3x3/skip/skip trained with od, not resnet8"):
+        train_architecture(models.Architecture("resnet8"), None, TrainConfig(loss="od"), strategy=None,
+                           workdir=str(tmp_path))
+    same = train_architecture(models.Architecture.parse("resnet8:conv3x3/skip/skip"), None, TrainConfig(loss="od"),
+                              strategy=None, workdir=str(tmp_path))
+    assert same["architecture"] == "resnet8:conv3x3/skip/skip"
