@@ -125,10 +125,16 @@ def teacher_workdir():
     return FLAGS.teacher_workdir or FLAGS.workdir
 
 
-def require_workdir():
+def check_workdir():
+    """--workdir is set (judged with the other flags, before anything is made)."""
     if not FLAGS.workdir:
         raise ValueError("--workdir is required: the directory where results and checkpoints go")
-    os.makedirs(FLAGS.workdir, exist_ok=True)
+    return FLAGS.workdir
+
+
+def require_workdir():
+    """--workdir, made if it does not exist yet."""
+    os.makedirs(check_workdir(), exist_ok=True)
     return FLAGS.workdir
 
 

@@ -99,8 +99,7 @@ def check_flags():
     recorded it, would cost the run; here it costs a second. Returns
     (budget, backbone_parameters) in parameters.
     """
-    if not FLAGS.workdir:
-        raise ValueError("--workdir is required: the directory where results and checkpoints go")
+    cli.check_workdir()
     cli.refuse_multi_worker("search")
     data.check_val_fraction(FLAGS.val_fraction)
     num_classes, image_shape = data.NUM_CLASSES[FLAGS.dataset], data.IMAGE_SHAPES[FLAGS.dataset]
