@@ -64,7 +64,7 @@ def parse_budget(text, backbone_parameters):
 
 
 RECIPE_FLAGS = (
-    "epochs", "batch_size", "learning_rate", "lr_decay_at", "lr_decay_factor", "momentum", "nesterov",
+    "epochs", "batch_size", "learning_rate", "lr_decay_at", "lr_decay_factor", "momentum", "nesterov", "precision",
     "weight_decay", "temperature", "alpha", "teacher_epochs", "search_epochs",
     "controller_units", "controller_learning_rate", "baseline_decay", "entropy_weight",
 )

@@ -146,6 +146,9 @@ class Trainer:
                 momentum=config.momentum,
                 nesterov=config.nesterov,
             )
+            if keras.mixed_precision.global_policy().compute_dtype == "float16":
+                # float16 gradients underflow without a loss scale (bfloat16 has float32's range).
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, epoch=self.epoch)
@@ -176,15 +179,22 @@ class Trainer:
             logits = self.model(images, training=True)
             per_example = self._per_example_loss(batch, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
-        grads = tape.gradient(loss, self.model.trainable_variables)
+            scaled_loss = self.optimizer.scale_loss(loss)  # the loss itself unless float16 needs a scale
+        grads = tape.gradient(scaled_loss, self.model.trainable_variables)
         if self.config.weight_decay:
             # The gradient of 0.5 * weight_decay * |w|^2, added directly rather than
-            # differentiated through the tape; summed over replicas by the optimizer.
-            decay = self.config.weight_decay / replicas
+            # differentiated through the tape; summed over replicas by the optimizer,
+            # and scaled like the loss's gradients, which the optimizer unscales.
+            decay = self.config.weight_decay / replicas * self._loss_scale()
             grads = [g + decay * tf.cast(w, g.dtype) if id(w) in self._decayed else g
                      for g, w in zip(grads, self.model.trainable_variables)]
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return _batch_stats(labels, logits, per_example)
+
+    def _loss_scale(self):
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            return tf.cast(self.optimizer.dynamic_scale, tf.float32)
+        return 1.0
 
     def _distributed_train_step(self, batch):
         stats = self.strategy.run(self._replica_train_step, args=(batch,))

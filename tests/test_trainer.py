@@ -164,3 +164,46 @@ def test_a_finished_training_leaves_no_traced_step_behind_after_release(digits):
     release_traced_steps()
     gc.collect()
     assert all(g() is None for g in graphs)
+
+
+@pytest.fixture
+def policy():
+    """Sets a global mixed-precision policy for one test and restores float32 after it."""
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def one_step_weights(digits, config, initial, precision, policy):
+    policy(precision)
+    model = tiny_net(0)
+    model.set_weights(initial)
+    trainer = Trainer(model, digits, config)
+    if precision == "mixed_float16":
+        # At Keras's initial scale of 2**15 this net's float16 gradients overflow and the step is
+        # skipped; at 256 they are finite, so the step must happen and unscale exactly.
+        trainer.optimizer.dynamic_scale.assign(256.0)
+    trainer.train_epoch(0, steps=1)
+    if precision == "mixed_float16":
+        assert float(trainer.optimizer.dynamic_scale) == 256.0  # the step was taken, not skipped
+    return weights(model)
+
+
+def test_mixed_float16_takes_the_float32_step_with_loss_scaling_and_weight_decay(digits, policy):
+    config = TrainConfig(epochs=1, batch_size=64, learning_rate=0.1, weight_decay=0.5, lr_decay_at=())
+    initial = tiny_net(0).get_weights()
+    reference = one_step_weights(digits, config, initial, "float32", policy)
+    mixed = one_step_weights(digits, config, initial, "mixed_float16", policy)
+    undecayed = one_step_weights(digits, dataclasses.replace(config, weight_decay=0.0), initial, "float32", policy)
+    # float16 activations and gradients: agreement to 2e-3, while the decay alone moves weights by ~1e-2.
+    for got, want, without in zip(mixed, reference, undecayed):
+        np.testing.assert_allclose(got, want, atol=2e-3)
+    assert max(np.abs(w - u).max() for w, u in zip(reference, undecayed)) > 1e-2
+
+
+def test_mixed_bfloat16_trains_a_resnet_with_float32_weights_and_logits(digits, policy):
+    policy("mixed_bfloat16")
+    model = models.build_network("resnet8", 10, (8, 8, 1))
+    metrics = Trainer(model, digits, TrainConfig(epochs=1, batch_size=64, learning_rate=0.05)).fit()
+    assert np.isfinite(metrics["train"]["loss"]) and metrics["train"]["top1"] > 0.2
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert model(np.zeros((2, 8, 8, 1), np.float32)).dtype == "float32"
