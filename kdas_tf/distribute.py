@@ -36,3 +36,19 @@ def make_strategy(name="default", *, tpu=None, devices=None):
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"--strategy={name!r} is not a strategy: expected one of {', '.join(STRATEGIES)}")
+
+
+def is_chief_task(task_type, task_id, cluster_tasks=()):
+    """Whether a multi-worker task writes the run's files: the chief, or worker 0 in a cluster without one."""
+    if task_type in (None, "chief"):
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster_tasks
+
+
+def writes_files(strategy):
+    """False only on the non-chief workers of MultiWorkerMirroredStrategy, which run every step but must
+    not write the checkpoints and results that the chief writes to the same (shared) paths."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    return is_chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())

@@ -9,7 +9,7 @@ import os
 import keras
 from absl import flags, logging
 
-from kdas_tf import cli, models, storage, teachers
+from kdas_tf import cli, distribute, models, storage, teachers
 from kdas_tf.trainer import Trainer
 
 FLAGS = flags.FLAGS
@@ -38,7 +38,6 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
     )
     last = trainer.fit()
     test = trainer.evaluate(dataset.test(config.batch_size))
-    storage.save_model(model, model_path)
     results = {
         "architecture": str(arch),
         "loss": config.loss,
@@ -47,7 +46,9 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
         "val": last["val"],
         "test": test,
     }
-    storage.write_json(results_path, results)
+    if distribute.writes_files(strategy):  # not a multi-worker task beside the chief, which writes them
+        storage.save_model(model, model_path)
+        storage.write_json(results_path, results)
     logging.info("%s: %s test top1 %.2f%% (%d parameters)", name, arch, 100 * test["top1"], results["parameters"])
     return results
 

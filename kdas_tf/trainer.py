@@ -9,13 +9,15 @@ candidates (the search loss) and final models (the final loss).
 import dataclasses
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import keras
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import losses, teacher_outputs
+from kdas_tf import distribute, losses, teacher_outputs
 
 
 class TrainingDivergedError(RuntimeError):
@@ -152,12 +154,14 @@ class Trainer:
             self.optimizer.build(model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, epoch=self.epoch)
-        self._manager = (
-            tf.train.CheckpointManager(self._checkpoint, f"{workdir}/checkpoints", max_to_keep=2)
-            if workdir
-            else None
-        )
-        self._writer = tf.summary.create_file_writer(logdir) if logdir else None
+        self._checkpoint_dir = os.path.join(workdir, "checkpoints") if workdir else None
+        self._manager = None
+        if workdir:
+            # Every multi-worker task saves (saving is collective), but only the chief where it is read.
+            writes = distribute.writes_files(self.strategy)
+            directory = self._checkpoint_dir if writes else tempfile.mkdtemp(prefix="kdas_tf-worker-checkpoints-")
+            self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=1 if not writes else 2)
+        self._writer = tf.summary.create_file_writer(logdir) if logdir and distribute.writes_files(self.strategy) else None
         self._decayed = {id(w) for w in _decayed_weights(model)}
         self._train_step = tf.function(self._distributed_train_step)
         self._eval_step = tf.function(self._distributed_eval_step)
@@ -225,8 +229,8 @@ class Trainer:
 
     def restore(self):
         """Resume from the last checkpoint, if any; returns the epoch to start at."""
-        if self._manager and self._manager.latest_checkpoint:
-            path = self._manager.latest_checkpoint
+        path = tf.train.latest_checkpoint(self._checkpoint_dir) if self._checkpoint_dir else None
+        if path:
             try:
                 self._checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, AssertionError, ValueError) as error:
@@ -275,6 +279,8 @@ class Trainer:
                 self.name, epoch + 1, config.epochs, train["loss"], 100 * train["top1"],
                 100 * val["top1"], learning_rate, metrics["images_per_second"], _duration(eta),
             )
+        if self._manager and self._manager.directory != self._checkpoint_dir:
+            shutil.rmtree(self._manager.directory, ignore_errors=True)  # a non-chief worker's throwaway saves
         if not metrics:
             metrics = {"epoch": start, "val": self.evaluate(self.dataset.val(config.batch_size))}
         return metrics

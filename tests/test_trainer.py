@@ -207,3 +207,12 @@ def test_mixed_bfloat16_trains_a_resnet_with_float32_weights_and_logits(digits, 
     assert np.isfinite(metrics["train"]["loss"]) and metrics["train"]["top1"] > 0.2
     assert all(w.dtype == "float32" for w in model.weights)
     assert model(np.zeros((2, 8, 8, 1), np.float32)).dtype == "float32"
+
+
+@pytest.mark.parametrize("task_type,task_id,cluster,writes", [
+    (None, None, (), True), ("chief", 0, ("chief", "worker"), True), ("worker", 0, ("chief", "worker"), False),
+    ("worker", 0, ("worker",), True), ("worker", 1, ("worker",), False),
+])
+def test_only_the_chief_task_of_a_multi_worker_run_writes_files(task_type, task_id, cluster, writes):
+    assert distribute.is_chief_task(task_type, task_id, cluster) is writes
+    assert distribute.writes_files(tf.distribute.get_strategy())  # one process: always
