@@ -43,7 +43,9 @@ class KDASTuner(keras_tuner.Tuner):
         values = trial.hyperparameters.values
         arch = models.Architecture.parse(values["architecture"])
         trial_dir = self.get_trial_dir(trial.trial_id)
-        keras.backend.clear_session()
+        policy = keras.mixed_precision.global_policy()
+        keras.backend.clear_session()  # also resets the global dtype policy (--precision): set it again
+        keras.mixed_precision.set_global_policy(policy)
         release_traced_steps()
         gc.collect()
         keras.utils.set_random_seed(self.train_config.seed)

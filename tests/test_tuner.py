@@ -67,3 +67,25 @@ def test_a_search_whose_trials_all_fail_stops_with_one_clear_line(digits, tmp_pa
     assert "\n" not in message
     assert "the last 3 trials failed" in message and "nan" in message and "lower --learning_rate" in message
     assert oracle.trial_updates == 0
+
+
+def test_every_trial_is_built_in_the_precision_the_search_runs_in(digits, tmp_path, monkeypatch):
+    import keras
+
+    from kdas_tf import tuner as tuner_module
+
+    built_with = []
+    build_student = tuner_module.models.build_student
+
+    def recording_build_student(*args, **kwargs):
+        built_with.append(keras.mixed_precision.global_policy().name)
+        return build_student(*args, **kwargs)
+
+    monkeypatch.setattr(tuner_module.models, "build_student", recording_build_student)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        oracle, tuner = search(digits, tmp_path, diverge=())
+        tuner.search()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert built_with == ["mixed_bfloat16"] * 3  # the session reset between trials must not drop it
