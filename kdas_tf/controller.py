@@ -121,15 +121,19 @@ class Controller:
             v for v in self._optimizer.variables if v is not self._optimizer.learning_rate
         ]
 
+        # XLA-compiled: every search trial resets Keras (clear_session, set_random_seed), which
+        # clears TensorFlow's kernel cache, and plain tf.functions are then instantiated again:
+        # 0.3 s per trial for these three, against 10 ms from XLA's cache, which survives it.
         self._sample_fn = tf.function(
-            self._sample_tokens, input_signature=[tf.TensorSpec([d], tf.float32)]
+            self._sample_tokens, input_signature=[tf.TensorSpec([d], tf.float32)], jit_compile=True
         )
         self._logits_fn = tf.function(
-            self._logits_along, input_signature=[tf.TensorSpec([d], tf.int32)]
+            self._logits_along, input_signature=[tf.TensorSpec([d], tf.int32)], jit_compile=True
         )
         self._train_fn = tf.function(
             self._train_step,
             input_signature=[tf.TensorSpec([d], tf.int32), tf.TensorSpec([], tf.float32)],
+            jit_compile=True,
         )
 
     # ---- the policy, as graphs ----
