@@ -239,11 +239,10 @@ def main(_):
         config=cli.teacher_config(), workdir=cli.teacher_workdir(), strategy=strategy,
     )
     logging.info(teachers.describe(teacher_report))
-    search_teacher = teacher if FLAGS.search_loss != "ce" else None
     if role == "chief":
         oracle = run_parallel_search(dataset, workdir, budget)
     else:
-        oracle = run_search(dataset, strategy, search_teacher, workdir, budget)
+        oracle = run_search(dataset, strategy, teacher, workdir, budget)  # unused by a ce search
     best = oracle.best_trial()
     if best is None:
         raise RuntimeError(f"no search trial finished in {workdir}/search: see the trial messages there")

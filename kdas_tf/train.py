@@ -66,7 +66,6 @@ def main(_):
     strategy = cli.make_strategy()
     teacher = None
     if config.loss != "ce":
-        teacher_workdir = FLAGS.teacher_workdir or workdir
         with strategy.scope():
             ensemble = teachers.load_ensemble(cli.teacher_workdir(), FLAGS.num_teachers)
         teacher = cli.teacher_targets(ensemble, config.loss, dataset)

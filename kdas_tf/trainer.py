@@ -156,12 +156,12 @@ class Trainer:
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, epoch=self.epoch)
         self._checkpoint_dir = os.path.join(workdir, "checkpoints") if workdir else None
         self._manager = None
+        writes = distribute.writes_files(self.strategy)
         if workdir:
             # Every multi-worker task saves (saving is collective), but only the chief where it is read.
-            writes = distribute.writes_files(self.strategy)
             directory = self._checkpoint_dir if writes else tempfile.mkdtemp(prefix="kdas_tf-worker-checkpoints-")
-            self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=1 if not writes else 2)
-        self._writer = tf.summary.create_file_writer(logdir) if logdir and distribute.writes_files(self.strategy) else None
+            self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2 if writes else 1)
+        self._writer = tf.summary.create_file_writer(logdir) if logdir and writes else None
         self._decayed = {id(w) for w in _decayed_weights(model)}
         self._train_step = tf.function(self._distributed_train_step)
         self._eval_step = tf.function(self._distributed_eval_step)
