@@ -7,18 +7,16 @@ candidates with CE through the same Trainer, outside any search. Resident
 memory is read after every trial: it must not grow with the trial count.
 """
 
-import gc
 import os
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from kdas_tf import models
 from kdas_tf.controller import ControllerConfig
 from kdas_tf.oracle import KDASOracle
-from kdas_tf.trainer import TrainConfig, Trainer, release_traced_steps
+from kdas_tf.trainer import TrainConfig, Trainer, build_fresh
 from kdas_tf.tuner import KDASTuner
 
 
@@ -56,17 +54,16 @@ class TimedTuner(KDASTuner):
 def train_with_ce(arch, dataset, config, workdir):
     """What the tuner does for one candidate, with CE and without the search: seconds."""
     start = time.perf_counter()
-    keras.backend.clear_session()
-    release_traced_steps()
-    gc.collect()
-    keras.utils.set_random_seed(config.seed)
-    model = models.build_student(models.Architecture.parse(arch), dataset.info.num_classes, dataset.info.image_shape)
+    info = dataset.info
+    model = build_fresh(lambda: models.build_student(models.Architecture.parse(arch), info.num_classes,
+                                                     info.image_shape),
+                        seed=config.seed, strategy=tf.distribute.get_strategy())
     Trainer(model, dataset, config, workdir=workdir).fit()
     return time.perf_counter() - start
 
 
-def measure(dataset, teacher, *, backbone, trials, epochs, batch_size, reference_trials, scratch):
-    """Run a `trials`-candidate OD search distilling from `teacher` (a targets source) and its CE reference."""
+def measure(dataset, targets, *, backbone, trials, epochs, batch_size, reference_trials, scratch):
+    """Run a `trials`-candidate OD search distilling from `targets` (a targets source) and its CE reference."""
     info = dataset.info
     backbone_size = models.count_parameters(backbone, info.num_classes, info.image_shape)
     oracle = KDASOracle(
@@ -77,7 +74,7 @@ def measure(dataset, teacher, *, backbone, trials, epochs, batch_size, reference
     )
     config = TrainConfig(epochs=epochs, batch_size=batch_size, loss="od", learning_rate=0.05)
     tuner = TimedTuner(oracle, dataset=dataset, config=config, strategy=tf.distribute.get_strategy(),
-                       teacher=teacher, directory=scratch, project_name="search")
+                       targets=targets, directory=scratch, project_name="search")
     tuner.oracle.verbose = 0
     start = time.perf_counter()
     tuner.search()

@@ -1,239 +1,32 @@
-"""SavedModel export for serving: raw uint8 images in, probabilities and classes out.
+"""python -m kdas_tf.export --workdir=runs/digits [--model=final/kdas_kd] [--output=DIR]: a SavedModel for serving.
 
-Normalisation lives inside the graph (the training pipeline's own `normalise`),
-so a client sends pixels as they are. The archive is written through
-keras.export.ExportArchive, which (unlike tf.saved_model.save of a module
-holding a Keras 3 model) also loads in the graph-mode loader that
-saved_model_cli and serving systems use. The export is written next to its
-destination and renamed into place, so a half-written export never replaces a
-good one.
-
-python -m kdas_tf.export --workdir=runs/digits [--model=final/kdas_kd] [--output=DIR]
-exports the run's served model, or any final model, trial or teacher member
-(a .keras file, or a directory with model.keras or checkpoints/).
+Exports the run's served model, or any final model, trial or teacher member (a .keras file, or a directory
+with model.keras or checkpoints/); kdas_tf.serving does the work.
 """
 
-import json
-import os
-import shutil
-import tempfile
+from absl import flags
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import flags, logging
-
-from kdas_tf import data, models, storage
-from kdas_tf.data.pipeline import normalise
+from kdas_tf import cli, config, serving
 
 FLAGS = flags.FLAGS
 
-SIGNATURE = "serving_default"
-METADATA = "kdas_export.json"  # next to saved_model.pb: what the signature expects, and where it came from
 
-
-def serving_function(model, mean, std):
-    """uint8 images [B, H, W, C] -> {"probabilities": [B, C] float32, "classes": [B] int64}."""
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
-
-    def serve(images):
-        logits = tf.cast(model(normalise(images, mean, std), training=False), tf.float32)
-        return {"probabilities": tf.nn.softmax(logits), "classes": tf.argmax(logits, axis=-1)}
-
-    return serve
-
-
-def export_saved_model(model, path, *, mean, std, metadata=None):
-    """Write `model` as a SavedModel with a `serving_default` signature at `path`, atomically.
-
-    mean, std: per channel, 0..255 scale (DatasetInfo's). metadata: extra JSON
-    values recorded in kdas_export.json. Returns `path`.
-    """
-    height, width, channels = model.input_shape[1:]
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name=SIGNATURE,
-        fn=serving_function(model, mean, std),
-        input_signature=[tf.TensorSpec([None, height, width, channels], tf.uint8, name="images")],
-    )
-    description = {
-        "signature": SIGNATURE,
-        "inputs": {"images": {"dtype": "uint8", "shape": [None, height, width, channels]}},
-        "outputs": {"probabilities": {"dtype": "float32", "shape": [None, model.output_shape[-1]]},
-                    "classes": {"dtype": "int64", "shape": [None]}},
-        "mean": [float(m) for m in np.ravel(mean)],
-        "std": [float(s) for s in np.ravel(std)],
-        **(metadata or {}),
-    }
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
-        archive.write_out(staging, verbose=False)
-        with open(os.path.join(staging, METADATA), "w") as f:
-            json.dump(description, f, indent=2)
-        _move_into_place(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful move
-    return path
-
-
-def _move_into_place(staging, path):
-    """Rename the finished `staging` directory to `path`, replacing what is there.
-
-    A directory cannot be renamed over a non-empty one, so the old export is
-    first moved aside (and put back if the second rename fails); between the
-    two renames `path` is briefly absent, never half-written.
-    """
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.exists(path):
-        os.replace(staging, path)
-        return
-    aside = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
-    old = os.path.join(aside, "old")
-    os.replace(path, old)
-    try:
-        os.replace(staging, path)
-    except BaseException:
-        os.replace(old, path)
-        raise
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
-
-
-# --- python -m kdas_tf.export -----------------------------------------------------------
-
-
-def served_model_path(workdir):
-    """The model the run serves: results.json's `exported` final model, else the best KDAS final by val."""
-    results = os.path.join(workdir, "results.json")
-    if os.path.exists(results):
-        with open(results) as f:
-            exported = json.load(f).get("exported")
-        if exported:
-            return os.path.join(workdir, "final", exported, "model.keras")
-    finished = {}
-    final = os.path.join(workdir, "final")
-    for name in sorted(os.listdir(final)) if os.path.isdir(final) else ():
-        row = os.path.join(final, name, "results.json")
-        if name.startswith("kdas_") and os.path.exists(row) and os.path.exists(os.path.join(final, name, "model.keras")):
-            with open(row) as f:
-                finished[name] = json.load(f)["val"]["top1"]
-    if not finished:
-        raise FileNotFoundError(f"no finished final model in {final}: pass --model (a .keras file or a "
-                                "directory with model.keras or checkpoints/)")
-    return os.path.join(final, max(finished, key=finished.get), "model.keras")
-
-
-def resolve_model_path(workdir, model):
-    """--model as given, or relative to the work directory."""
-    if os.path.exists(model):
-        return model
-    inside = os.path.join(workdir, model)
-    if os.path.exists(inside):
-        return inside
-    raise FileNotFoundError(f"--model={model!r} exists neither as given nor inside --workdir={workdir}")
-
-
-def architecture_of(directory, workdir):
-    """The architecture string a training directory holds (final/*, search/trial_*, teachers/member_*), or None."""
-    for name in ("results.json", "result.json"):
-        path = os.path.join(directory, name)
-        if os.path.exists(path):
-            with open(path) as f:
-                arch = json.load(f).get("architecture")
-            if arch:
-                return arch
-    trial = os.path.join(directory, "trial.json")
-    if os.path.exists(trial):
-        with open(trial) as f:
-            return json.load(f)["hyperparameters"]["values"].get("architecture")
-    if os.path.basename(os.path.dirname(os.path.abspath(directory))) == "teachers":
-        for path, key in ((os.path.join(workdir, "teachers", "results.json"), "network"),
-                          (os.path.join(workdir, "settings.json"), "teacher_network")):
-            if os.path.exists(path):
-                with open(path) as f:
-                    return json.load(f).get(key)
-    return None
-
-
-def load_model_for_export(path, workdir, info, architecture=None):
-    """A .keras file, a directory with model.keras, or one with checkpoints/ (rebuilt, then restored).
-
-    Returns (model, the file or checkpoint it was loaded from).
-    """
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.keras")):
-        path = os.path.join(path, "model.keras")
-    if os.path.isfile(path) and path.endswith(".keras"):
-        return storage.load_model(path), path
-    directory = path.rstrip(os.sep)
-    if os.path.basename(directory) == "checkpoints":
-        directory = os.path.dirname(directory)
-    checkpoint = tf.train.latest_checkpoint(os.path.join(directory, "checkpoints"))
-    if checkpoint is None:
-        raise FileNotFoundError(f"--model={path!r}: no model.keras and no checkpoints/ with a checkpoint in it")
-    architecture = architecture or architecture_of(directory, workdir)
-    if not architecture:
-        raise ValueError(f"--model={path!r}: cannot tell which architecture {checkpoint} holds; pass --architecture")
-    model = models.build_student(architecture, info.num_classes, info.image_shape)
-    try:
-        status = tf.train.Checkpoint(model=model).read(checkpoint)
-        status.expect_partial()  # the optimizer's slots are not wanted
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:
-        raise ValueError(f"checkpoint {checkpoint} does not hold a {architecture} "
-                         f"({str(error).splitlines()[0]}): pass the right --architecture") from None
-    return model, checkpoint
-
-
-def run_dataset_settings(workdir):
-    """--dataset, --val_fraction and --split_seed as the run recorded them (settings.json): they fix mean and std."""
-    keys = ("dataset", "val_fraction", "split_seed")
-    path = os.path.join(workdir, "settings.json")
-    if not os.path.exists(path):
-        return {k: FLAGS[k].value for k in keys}
-    with open(path) as f:
-        recorded = json.load(f)
-    for key in keys:
-        if FLAGS[key].present and FLAGS[key].value != recorded.get(key):
-            raise ValueError(f"--{key}={FLAGS[key].value!r} but {workdir} was made with "
-                             f"{recorded.get(key)!r}: drop the flag")
-    return {k: recorded.get(k, FLAGS[k].value) for k in keys}
-
-
-def main(_):
-    workdir = FLAGS.workdir
-    if not workdir or not os.path.isdir(workdir):
-        raise ValueError(f"--workdir={workdir!r} is not a directory: give a run's work directory")
-    settings = run_dataset_settings(workdir)
-    info = data.load(settings["dataset"], data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
-                     val_fraction=settings["val_fraction"], split_seed=settings["split_seed"]).info
-    if FLAGS.model:
-        source = resolve_model_path(workdir, FLAGS.model)
-        relative = os.path.relpath(os.path.abspath(source), os.path.abspath(workdir))
-        slug = relative.replace(os.sep, "_").removesuffix(".keras").removesuffix("_model").strip("._") or "model"
-        output = FLAGS.output or os.path.join(workdir, "exports", slug)
-    else:
-        source = served_model_path(workdir)
-        output = FLAGS.output or os.path.join(workdir, "export")
-    model, loaded_from = load_model_for_export(source, workdir, info, FLAGS.architecture)
-    export_saved_model(model, output, mean=info.mean, std=info.std, metadata={
-        "source": os.path.abspath(loaded_from), "dataset": info.name, "num_classes": info.num_classes,
-    })
-    logging.info("exported %s -> %s (signature %s: uint8 images %s -> probabilities, classes)",
-                 loaded_from, output, SIGNATURE, list(info.image_shape))
-
-
-if __name__ == "__main__":
-    from kdas_tf import cli
-
-    cli.define_data_flags()
+def define_flags():
+    config.define_flags("data")
     flags.DEFINE_string("workdir", None, "The run's work directory.")
     flags.DEFINE_string("model", None, "What to export: a .keras file or a directory with model.keras or "
                         "checkpoints/ (absolute or inside --workdir). Default: the run's served final model.")
     flags.DEFINE_string("architecture", None, "Architecture of a checkpoint, when its directory does not record it.")
     flags.DEFINE_string("output", None, "SavedModel directory. Default: WORKDIR/export for the served model, "
                         "WORKDIR/exports/NAME for --model.")
+
+
+def main(_):
+    given = {name: FLAGS[name].value for name in serving.DATA_SETTINGS if FLAGS[name].present}
+    serving.export_from_workdir(FLAGS.workdir, data_config=config.section_from_flags("data"), given=given,
+                                model=FLAGS.model, architecture=FLAGS.architecture, output=FLAGS.output)
+
+
+if __name__ == "__main__":
+    define_flags()
     cli.run(main)

@@ -20,29 +20,31 @@ Parallel trials (kdas_tf.parallel): with K trials in flight the controller
 still learns once per finished trial, from the tokens stored in that trial's
 own values (never from whichever sample came last), in the order trials end.
 A worker is told to stop only once no trial is in flight, so a trial re-queued
-late still finds a worker. A trial whose worker falls silent is re-queued, and
-given up (FAILED, no reward) after MAX_TRIAL_LOSSES losses; see
-`requeue_silent_trials`. A late report of a trial that was already recorded
-is ignored, so each trial ends, and teaches the controller, exactly once.
+late still finds a worker. A trial whose worker falls silent (the chief keeps
+the heartbeats, kdas_tf.parallel.chief) is taken back: re-queued, and given
+up (FAILED, no reward) after MAX_TRIAL_LOSSES losses; see `take_back`. A late
+report of a trial that was already recorded is ignored, so each trial ends,
+and teaches the controller, exactly once.
 """
 
 import json
-import os
-import time
 
 import keras_tuner
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import models, storage
+from kdas_tf import _internals, models, storage
 from kdas_tf.controller import Controller, ControllerConfig
-from kdas_tf.worker_liveness import WorkerLiveness
+from kdas_tf.errors import UserError
 
 OBJECTIVE = "val_top1"
 RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.IDLE,
                           trial_module.TrialStatus.STOPPED)
+# A trial that loses its worker this many times is more likely killing its workers
+# (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
+MAX_TRIAL_LOSSES = 2
 
 
 def check_budget(backbone, budget, num_classes, input_shape):
@@ -66,7 +68,7 @@ def slot_name(stage, slot):
     return f"stage{stage + 1}_op{slot + 1}"
 
 
-class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
+class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
     """Samples add-on operations with a REINFORCE-trained LSTM under a parameter budget."""
 
     def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
@@ -113,7 +115,6 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
         self.repeat_updates = 0
         self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
         self.trial_losses = {}  # trial id -> times its worker fell silent
-        self._last_heard = {}  # trial id -> time.monotonic() of its worker's last word
         self.failure = None  # the error that stopped the search (too many failed trials)
         self._writer = tf.summary.create_file_writer(logdir) if logdir else None
 
@@ -145,14 +146,13 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
 
     @keras_tuner.synchronized
     def create_trial(self, tuner_id):
-        if self.ongoing_trials and tuner_id not in self.ongoing_trials and not self._retry_queue \
+        if self.ongoing_trials and tuner_id not in self.ongoing_trials and not _internals.retry_queue(self) \
                 and len(self.trials) >= self.max_trials:
             self.tuner_ids.add(tuner_id)
             return trial_module.Trial(self.get_space(), status=IDLE)  # not STOPPED: see the module docstring
         trial = super().create_trial(tuner_id)
         if trial.status == RUNNING:
             self.trial_tuners[trial.trial_id] = tuner_id
-            self._last_heard[trial.trial_id] = time.monotonic()
         return trial
 
     def populate_space(self, trial_id):
@@ -200,7 +200,7 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
         return {_canonical_key(t) for t in self.trials.values() if t.status == status}
 
     def _start_round(self, round_index):
-        best = self.best_trial_of_round(self.round)
+        best = self.best_trial(self.round)
         if best is not None:
             self.round_backbones.append(best.hyperparameters.values["architecture"])
         else:
@@ -209,9 +209,6 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
         self.round_converged = False
         self.controller = self._new_controller(round_index)
         logging.info("round %d starts from backbone %s", round_index, self.round_backbones[-1])
-
-    def best_trial_of_round(self, round_index):
-        return self.best_trial(round_index)
 
     def best_trial(self, round_index=None):
         """The completed trial with the highest reward (of one round, or of all); ties go to the smaller network.
@@ -223,25 +220,19 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
                 and t.score is not None and round_index in (None, t.hyperparameters.values.get("round"))]
         return max(done, key=lambda t: (t.score, -t.hyperparameters.values["parameters"]), default=None)
 
-    def _check_consecutive_failures(self):
-        """KerasTuner's stop after max_consecutive_failed_trials, in one line that says why and what to do.
-
-        KerasTuner's own message ends with the last trial's whole traceback.
-        """
-        try:
-            super()._check_consecutive_failures()
-        except RuntimeError:
-            last = self.trials[self.end_order[-1]]
-            reason = (last.message or "no message").strip().splitlines()[-1]
-            raise RuntimeError(
-                f"the search stopped: the last {self.max_consecutive_failed_trials} trials failed, the last with "
-                f"{reason!r}; the reasons are in {self._project_dir}/trial_*/trial.json. Fix the cause "
-                "(e.g. lower --learning_rate for a nan loss) and rerun the same command"
-            ) from None
+    def too_many_failures(self):
+        """The error that stops the search after max_consecutive_failed_trials: one line, what to do."""
+        last = self.trials[self.end_order[-1]]
+        reason = (last.message or "no message").strip().splitlines()[-1]
+        return UserError(
+            f"the search stopped: the last {self.max_consecutive_failed_trials} trials failed, the last with "
+            f"{reason!r}; the reasons are in {_internals.project_dir(self)}/trial_*/trial.json. Fix the cause "
+            "(e.g. lower --learning_rate for a nan loss) and rerun the same command"
+        )
 
     def search_finished(self):
         """True once every trial has ended and none is left to start."""
-        if self.ongoing_trials or self._retry_queue:
+        if self.ongoing_trials or _internals.retry_queue(self):
             return False
         return len(self.trials) >= self.max_trials or (self._round_finished() and self.round + 1 >= self.rounds)
 
@@ -264,13 +255,12 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
             logging.warning("trial %s was already recorded; a late report of it is ignored", trial_id)
             self._drop_ongoing(trial_id)
             return None
-        if trial_id in self._retry_queue:  # its lost worker came back: no need to train it again
-            self._retry_queue.remove(trial_id)
-        self._last_heard.pop(trial_id, None)
+        if trial_id in _internals.retry_queue(self):  # its lost worker came back: no need to train it again
+            _internals.retry_queue(self).remove(trial_id)
         try:
             super().end_trial(trial)
-        except RuntimeError as error:  # too many consecutive failures: finish what KerasTuner skipped
-            self._save_trial(self.trials[trial_id])
+        except UserError as error:  # too many consecutive failures: finish what KerasTuner skipped
+            _internals.save_trial(self, self.trials[trial_id])
             self._drop_ongoing(trial_id)
             self.failure = error
             self.save()
@@ -280,6 +270,43 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
 
     def _drop_ongoing(self, trial_id):
         self.ongoing_trials = {t: o for t, o in self.ongoing_trials.items() if o.trial_id != trial_id}
+
+    def take_back(self, tuner_id, trial_id, reason):
+        """Take back trial `trial_id` from worker `tuner_id`, which fell silent; False if it has ended already.
+
+        Re-queued, not failed: the controller chose the sample, so its reward is
+        worth having, and the trial's per-epoch checkpoint (on a shared work
+        directory) lets the next worker continue it. A trial lost
+        MAX_TRIAL_LOSSES times is recorded FAILED and gives the controller no
+        reward, like any failed trial; too many failures in a row stop the
+        search (raised here, outside KerasTuner's lock, as in end_trial).
+        """
+        taken, failed = self._take_back(tuner_id, trial_id, reason)
+        if failed:
+            self._check_consecutive_failures()
+        return taken
+
+    @keras_tuner.synchronized
+    def _take_back(self, tuner_id, trial_id, reason):
+        trial = self.ongoing_trials.get(tuner_id)
+        if trial is None or trial.trial_id != trial_id:
+            return False, False
+        del self.ongoing_trials[tuner_id]
+        self.tuner_ids.discard(tuner_id)
+        self.trial_losses[trial_id] = self.trial_losses.get(trial_id, 0) + 1
+        failed = self.trial_losses[trial_id] >= MAX_TRIAL_LOSSES
+        if failed:
+            trial.status = trial_module.TrialStatus.FAILED
+            trial.message = f"lost with its worker {self.trial_losses[trial_id]} times (last {tuner_id}: {reason})"
+            self.end_order.append(trial_id)
+            _internals.save_trial(self, trial)
+            logging.warning("trial %s: %s; recorded FAILED", trial_id, trial.message)
+        else:
+            _internals.retry_queue(self).append(trial_id)
+            logging.warning("trial %s: worker %s %s; the trial is re-queued for another worker",
+                            trial_id, tuner_id, reason)
+        self.save()
+        return True, failed
 
     def score_trial(self, trial):
         """Score a completed trial and, once per trial, teach the controller its reward."""
@@ -334,8 +361,8 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
         super().set_state(state)
         kdas = state["kdas"]
         if kdas["budget"] != self.budget or kdas["round_backbones"][0] != str(self.backbone):
-            raise ValueError(
-                f"the search in {self._project_dir} was made with backbone {kdas['round_backbones'][0]} and budget "
+            raise UserError(
+                f"the search in {_internals.project_dir(self)} was made with backbone {kdas['round_backbones'][0]} and budget "
                 f"{kdas['budget']}: rerun with the same flags or another --workdir"
             )
         self.round = kdas["round"]
@@ -356,17 +383,15 @@ class KDASOracle(WorkerLiveness, keras_tuner.Oracle):
         try:
             super().reload()
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RuntimeError) as error:
-            raise RuntimeError(
-                f"the search state in {self._project_dir} cannot be read ({type(error).__name__}: "
+            raise UserError(
+                f"the search state in {_internals.project_dir(self)} cannot be read ({type(error).__name__}: "
                 f"{str(error).splitlines()[0] if str(error) else ''}): restore that directory from a backup, "
                 "or move it aside to start the search over"
             ) from None
         # A kill between KerasTuner's save in end_trial and ours leaves an ended trial among the
         # ongoing ones, which reload queues for a retry: it is recorded already.
-        self._retry_queue = [t for t in self._retry_queue if t not in self.end_order]
+        queue = _internals.retry_queue(self)
+        queue[:] = [t for t in queue if t not in self.end_order]
 
     def save(self):
-        storage.write_json(self._get_oracle_fname(), self.get_state())
-
-    def _save_trial(self, trial):
-        storage.write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+        storage.write_json(_internals.oracle_file(self), self.get_state())

@@ -12,6 +12,8 @@ import zipfile
 
 import keras
 
+from kdas_tf.errors import UserError
+
 
 def _temporary_path(path, suffix=""):
     directory = os.path.dirname(os.path.abspath(path))
@@ -59,12 +61,12 @@ def load_model(path):
     import kdas_tf.models  # noqa: F401  (registers the add-on layers for deserialisation)
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist")
+        raise UserError(f"{path} does not exist")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
         # Keras calls an unreadable file "File not found"; say what it is and how to recover.
-        raise ValueError(
+        raise UserError(
             f"{path} is not a readable Keras model ({type(error).__name__}): it may be corrupt; "
             "delete it and rerun the same command to rebuild it from its checkpoints"
         ) from None
@@ -81,7 +83,7 @@ def claim_workdir(workdir, settings):
     changed = {k: (recorded[k], v) for k, v in settings.items() if k in recorded and recorded[k] != v}
     if changed:
         detail = ", ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in sorted(changed.items()))
-        raise ValueError(f"{workdir} was made with other settings ({detail}): rerun with those or use another --workdir")
+        raise UserError(f"{workdir} was made with other settings ({detail}): rerun with those or use another --workdir")
     if not settings.keys() <= recorded.keys():
         # A directory made before a setting was recorded takes the value it is resumed with.
         write_json(path, {**settings, **recorded})

@@ -1,185 +1,28 @@
-"""The teacher: N independently trained backbones whose ensemble distils into the student.
+"""python -m kdas_tf.teachers: train (or reuse) the teacher ensemble and write its report (kdas_tf.ensemble)."""
 
-Each member is trained with CE from its own seed and saved as
-WORKDIR/teachers/member_{i}/model.keras once finished; a finished member is
-reused, never retrained. The ensemble is one Keras model returning the members'
-logits stacked as [N, B, C], so the training step gets them in one call.
-"""
+from absl import flags
 
-import dataclasses
-import hashlib
-import os
+from kdas_tf import cli, config, pipeline
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import logging
-
-from kdas_tf import models, storage
-from kdas_tf.trainer import Trainer
+FLAGS = flags.FLAGS
 
 
-def member_dir(workdir, index):
-    return os.path.join(workdir, "teachers", f"member_{index}")
-
-
-def member_model_path(workdir, index):
-    return os.path.join(member_dir(workdir, index), "model.keras")
-
-
-def train_member(dataset, *, network, index, config, workdir, strategy):
-    """Train member `index` with CE (seed = config.seed + index) unless it is already finished."""
-    path = member_model_path(workdir, index)
-    if os.path.exists(path):
-        logging.info("teacher member %d: reusing %s", index, path)
-        return
-    config = dataclasses.replace(config, loss="ce", seed=config.seed + index)
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = models.build_network(network, dataset.info.num_classes, dataset.info.image_shape)
-    trainer = Trainer(
-        model, dataset, config, strategy=strategy, workdir=member_dir(workdir, index),
-        logdir=os.path.join(workdir, "tb", "teachers", f"member_{index}"), name=f"teacher {index}",
-    )
-    trainer.fit()
-    storage.save_model(model, path)
-
-
-def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy):
-    """Train (or reuse) every member, then return the ensemble report."""
-    storage.claim_workdir(os.path.join(workdir, "teachers"), ensemble_settings(dataset, network, config))
-    for index in range(num_teachers):
-        train_member(dataset, network=network, index=index, config=config, workdir=workdir, strategy=strategy)
-    with strategy.scope():
-        ensemble = load_ensemble(workdir, num_teachers)
-    report = ensemble_report(ensemble, dataset, batch_size=config.batch_size)
-    report["network"] = network
-    report["parameters_per_member"] = models.count_parameters(
-        models.Architecture.backbone_only(network), dataset.info.num_classes, dataset.info.image_shape
-    )
-    storage.write_json(os.path.join(workdir, "teachers", "results.json"), report)
-    return ensemble, report
-
-
-def ensemble_settings(dataset, network, config):
-    """What the members' results depend on; runs sharing them (--teacher_workdir) must agree.
-
-    The validation split enters as a digest of its examples: members trained
-    on another split have seen this run's validation images.
-    """
-    val_split = hashlib.sha1(dataset.splits["val"].source_index.tobytes()).hexdigest()[:12]
-    return {
-        "dataset": dataset.info.name, "val_split": val_split, "teacher_network": network,
-        "teacher_epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
-        "lr_decay_at": list(config.lr_decay_at), "weight_decay": config.weight_decay, "seed": config.seed,
-    }
-
-
-def stack_members(members):
-    """One model: images -> the members' logits [N, B, C]."""
-    inputs = keras.Input(members[0].input_shape[1:], name="image")
-    outputs = keras.ops.stack([member(inputs, training=False) for member in members], axis=0)
-    ensemble = keras.Model(inputs, outputs, name=f"ensemble_of_{len(members)}")
-    ensemble.trainable = False
-    return ensemble
-
-
-def load_ensemble(workdir, num_teachers):
-    """Load the finished members as one ensemble model; call under the strategy's scope."""
-    missing = [i for i in range(num_teachers) if not os.path.exists(member_model_path(workdir, i))]
-    if missing:
-        raise FileNotFoundError(
-            f"teacher members {missing} are not trained in {workdir}/teachers: "
-            "run python -m kdas_tf.teachers with the same --workdir first"
-        )
-    members = []
-    for index in range(num_teachers):
-        member = storage.load_model(member_model_path(workdir, index))
-        member.name = f"member_{index}"  # unique names inside the ensemble
-        members.append(member)
-    return stack_members(members)
-
-
-@tf.function
-def _member_logits(ensemble, images):
-    return ensemble(images, training=False)
-
-
-def _correct_members(ensemble, dataset):
-    """Per example, which members are right and which prefix ensembles are: ([N, E] bool, [N, E] bool).
-
-    Row k-1 of the second array is the ensemble of the first k members (mean
-    logits), the paper's Table 1 "teacher" as N grows, at no extra forward pass.
-    """
-    member_correct, ensemble_correct = [], []
-    for batch in dataset:
-        logits = _member_logits(ensemble, batch["image"])  # [N, B, C]
-        labels = tf.cast(batch["label"], tf.int64)[tf.newaxis, :]
-        member_correct.append((tf.argmax(logits, -1) == labels).numpy())
-        # argmax of the running sum = argmax of the running mean
-        ensemble_correct.append((tf.argmax(tf.cumsum(logits, axis=0), -1) == labels).numpy())
-    return np.concatenate(member_correct, axis=1), np.concatenate(ensemble_correct, axis=1)
-
-
-def ensemble_report(ensemble, dataset, *, batch_size):
-    """Member, ensemble and oracle test accuracy, and how many members are right per training example."""
-    member_correct, ensemble_correct = _correct_members(ensemble, dataset.test(batch_size))
-    member_accuracy = member_correct.mean(axis=1)
-    train_correct, _ = _correct_members(ensemble, dataset.train_eval(batch_size))
-    num_members = member_correct.shape[0]
-    histogram = np.bincount(train_correct.sum(axis=0), minlength=num_members + 1) / train_correct.shape[1]
-    return {
-        "num_teachers": int(num_members),
-        "member_test_top1": [float(a) for a in member_accuracy],
-        "member_test_top1_mean": float(member_accuracy.mean()),
-        "member_test_top1_std": float(member_accuracy.std()),
-        "ensemble_test_top1": float(ensemble_correct[-1].mean()),
-        # test accuracy of the ensemble of the first k members, k = 1..N (Table 1)
-        "ensemble_test_top1_by_size": [float(a) for a in ensemble_correct.mean(axis=1)],
-        "oracle_test_top1": float(member_correct.any(axis=0).mean()),
-        "member_train_top1_mean": float(train_correct.mean()),
-        # share of training examples that exactly k members classify correctly, k = 0..N
-        "train_members_correct_histogram": [float(h) for h in histogram],
-    }
-
-
-def describe(report):
-    """One line for the log: test accuracies and the members-right histogram."""
-    histogram = " / ".join(f"{k}:{100 * h:.1f}%" for k, h in enumerate(report["train_members_correct_histogram"]))
-    return (
-        f"teachers: member {100 * report['member_test_top1_mean']:.2f}% (+-{100 * report['member_test_top1_std']:.2f}), "
-        f"ensemble {100 * report['ensemble_test_top1']:.2f}%, oracle {100 * report['oracle_test_top1']:.2f}%; "
-        f"training examples by members right {histogram}"
-    )
+def define_flags():
+    config.define_flags("run", "data", "recipe", "teachers")
+    flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
 
 
 def main(_):
-    """python -m kdas_tf.teachers: train (or reuse) the ensemble and write its report."""
-    from kdas_tf import cli
-
-    models.parse_network(cli.FLAGS.teacher_network)  # judged before any data is read
-    cli.refuse_multi_worker("teachers")
-    if cli.FLAGS.num_teachers < 1:
-        raise ValueError(f"--num_teachers must be at least 1, got {cli.FLAGS.num_teachers}")
-    config = cli.teacher_config()
-    if cli.FLAGS.dry_run:
-        print(f"dry run: would train {cli.FLAGS.num_teachers} x {cli.FLAGS.teacher_network} on {cli.FLAGS.dataset} "
-              f"for {config.epochs} epochs each, into {cli.teacher_workdir()}/teachers")
+    run_config = config.from_flags()
+    run_config.refuse_multi_worker("teachers")
+    if FLAGS.dry_run:
+        teachers = run_config.teachers
+        print(f"dry run: would train {teachers.num_teachers} x {teachers.network} on {run_config.data.dataset} "
+              f"for {run_config.teacher_epochs} epochs each, into {run_config.teacher_workdir}/teachers")
         return
-    cli.require_workdir()
-    dataset = cli.load_dataset()
-    _, report = train_teachers(
-        dataset, network=cli.FLAGS.teacher_network, num_teachers=cli.FLAGS.num_teachers,
-        config=config, workdir=cli.teacher_workdir(), strategy=cli.make_strategy(),
-    )
-    logging.info(describe(report))
+    pipeline.train_teachers(run_config)
 
 
 if __name__ == "__main__":
-    from kdas_tf import cli
-
-    cli.define_data_flags()
-    cli.define_run_flags()
-    cli.define_train_flags()
-    cli.define_teacher_flags()
+    define_flags()
     cli.run(main)

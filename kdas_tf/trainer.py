@@ -7,6 +7,7 @@ candidates (the search loss) and final models (the final loss).
 """
 
 import dataclasses
+import gc
 import math
 import os
 import shutil
@@ -17,10 +18,13 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import distribute, losses, teacher_outputs
+from kdas_tf import _internals, distribute, losses
+from kdas_tf.errors import UserError
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(UserError):
     """The loss became NaN or infinite; the last finite checkpoint is kept."""
 
 
@@ -116,30 +120,28 @@ def _means(totals):
 
 
 class Trainer:
-    """Trains `model` on `dataset` with `config`, optionally distilling from `teacher`.
+    """Trains `model` on `dataset` with `config`, distilling from `targets` unless the loss is CE.
 
-    `model` and `teacher` must be built under `strategy.scope()`. `teacher` is
-    either the ensemble (a model mapping images to the members' logits
-    [N, B, C] in one call, run online in the step) or a teacher-outputs source
-    of kdas_tf.teacher_outputs (online, or cached on disk). With `workdir`, a
-    checkpoint is written every epoch and `fit` resumes from the last one.
+    `model` must be built under `strategy.scope()`. `targets` is a source of
+    kdas_tf.teacher_outputs (the teachers online, or their cached outputs):
+    `with_targets` adds an epoch's targets to its input stream, `targets(batch)`
+    reads them inside the step. With `workdir`, a checkpoint is written every
+    epoch and `fit` resumes from the last one.
     """
 
-    def __init__(self, model, dataset, config, *, strategy=None, teacher=None, workdir=None, logdir=None, name="train"):
-        if config.loss != "ce" and teacher is None:
-            raise ValueError(f"--loss={config.loss} distils from teachers, but no teacher ensemble was given")
+    def __init__(self, model, dataset, config, *, strategy=None, targets=None, workdir=None, logdir=None,
+                 name="train"):
+        if config.loss != "ce" and targets is None:
+            raise ValueError(f"loss {config.loss} distils from teachers, but no targets source was given")
         self.model = model
         self.dataset = dataset
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.teacher_outputs = None
-        if config.loss != "ce":
-            is_source = hasattr(teacher, "with_targets")
-            self.teacher_outputs = teacher if is_source else teacher_outputs.OnlineTeacherOutputs(teacher, config.loss)
+        self.targets = targets if config.loss != "ce" else None
         self.name = name
         if dataset.info.num_train < config.batch_size:
             # Whole batches only: a smaller split would give no step at all, and a silent no-op training.
-            raise ValueError(f"--batch_size={config.batch_size} is larger than the {dataset.info.num_train} "
+            raise UserError(f"--batch_size={config.batch_size} is larger than the {dataset.info.num_train} "
                              "training examples: lower --batch_size")
         self.steps_per_epoch = dataset.info.num_train // config.batch_size
         with self.strategy.scope():
@@ -169,9 +171,9 @@ class Trainer:
     # --- compiled steps -------------------------------------------------------------
 
     def _per_example_loss(self, batch, logits):
-        if self.teacher_outputs is None:
+        if self.targets is None:
             return losses.cross_entropy(batch["label"], logits)
-        target, has_target = self.teacher_outputs.targets(batch)
+        target, has_target = self.targets.targets(batch)
         return losses.distill_to_target(
             batch["label"], logits, target, has_target, temperature=self.config.temperature, alpha=self.config.alpha
         )
@@ -234,7 +236,7 @@ class Trainer:
             try:
                 self._checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, AssertionError, ValueError) as error:
-                raise RuntimeError(
+                raise UserError(
                     f"checkpoint {path} is corrupt or does not fit this model ({type(error).__name__}): "
                     f"delete {os.path.dirname(path)} to train from scratch, or use another --workdir"
                 ) from error
@@ -244,8 +246,8 @@ class Trainer:
     def train_epoch(self, epoch, *, steps=None):
         """One pass over the (seed, epoch) training stream, or its first `steps` batches; mean metrics."""
         stream = self.dataset.train(self.config.batch_size, epoch=epoch, seed=self.config.seed)
-        if self.teacher_outputs is not None:
-            stream = self.teacher_outputs.with_targets(stream, epoch, self.config.seed)
+        if self.targets is not None:
+            stream = self.targets.with_targets(stream, epoch, self.config.seed)
         return _means(self._run(self._train_step, stream, steps))
 
     def fit(self):
@@ -300,23 +302,22 @@ class Trainer:
         self._writer.flush()
 
 
-def release_traced_steps():
-    """Let the compiled steps of finished trainings be freed; call between networks (search trials).
+def build_fresh(build, *, seed, strategy):
+    """`build()` on a clean slate: every training (teacher, trial, final row, bench) starts here.
 
-    Tracing a training step under tf.distribute registers a gradient named
-    "CustomGradient-<uid>" in TensorFlow's process-wide gradient registry for
-    each gradient all-reduce (Keras' optimizer calls ReplicaContext.all_reduce,
-    a tf.custom_gradient). The registry is never pruned, and each entry holds
-    its whole traced step: about 10 MB per trained network, so a search grows
-    without bound (tensorflow/tensorflow#62854 reports the growth). The entries
-    are needed only while a step is traced, so dropping them between trainings
-    is safe.
+    Keras' session is reset (its name counters and caches; the global dtype
+    policy, which clear_session also resets, is kept), the steps traced for
+    earlier networks are freed, and the seed is set, so a network's initial
+    weights depend on `seed` alone, whatever was trained before it.
     """
-    from tensorflow.python.framework import ops  # the registry has no public API
-
-    registry = ops._gradient_registry._registry  # pylint: disable=protected-access
-    for name in [name for name in registry if name.startswith("CustomGradient-")]:
-        del registry[name]
+    policy = keras.mixed_precision.global_policy()
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(policy)
+    _internals.release_traced_steps()
+    gc.collect()
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        return build()
 
 
 def _duration(seconds):

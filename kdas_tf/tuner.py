@@ -6,33 +6,32 @@ the trial's directory, so a killed trial resumes mid-way) and reports the
 validation accuracy that the oracle turns into the controller's reward.
 """
 
-import gc
 import os
 import time
 
-import keras
 import keras_tuner
 from absl import logging
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import models, storage, summaries
+from kdas_tf import _internals, models, storage, summaries
 from kdas_tf.oracle import OBJECTIVE
-from kdas_tf.trainer import Trainer, release_traced_steps
+from kdas_tf.trainer import Trainer, build_fresh
 
 
 class KDASTuner(keras_tuner.Tuner):
     """Runs KDAS trials: `run_trial` trains one candidate and returns its validation accuracy."""
 
-    def __init__(self, oracle, *, dataset, config, strategy, teacher=None, logdir=None, **kwargs):
+    def __init__(self, oracle, *, dataset, config, strategy, targets=None, logdir=None, **kwargs):
         self.dataset = dataset
         self.train_config = config
         self.strategy = strategy
-        self.teacher = teacher
+        self.targets = targets
         self.logdir = logdir
         super().__init__(oracle, hypermodel=None, **kwargs)
         # KerasTuner reloads the oracle only if this tuner id's file exists: a search begun
         # with --parallel_trials (worker ids) and resumed in one process would start over.
-        if not self._is_worker() and not self.oracle.trials and os.path.exists(self.oracle._get_oracle_fname()):
+        if not _internals.is_worker(self) and not self.oracle.trials \
+                and os.path.exists(_internals.oracle_file(self.oracle)):
             self.oracle.reload()
         # KerasTuner reloads a project only if this tuner's file exists, and writes it
         # after the first trial: write it now, so a kill during trial 0 still resumes.
@@ -43,16 +42,11 @@ class KDASTuner(keras_tuner.Tuner):
         values = trial.hyperparameters.values
         arch = models.Architecture.parse(values["architecture"])
         trial_dir = self.get_trial_dir(trial.trial_id)
-        policy = keras.mixed_precision.global_policy()
-        keras.backend.clear_session()  # also resets the global dtype policy (--precision): set it again
-        keras.mixed_precision.set_global_policy(policy)
-        release_traced_steps()
-        gc.collect()
-        keras.utils.set_random_seed(self.train_config.seed)
-        with self.strategy.scope():
-            model = models.build_student(arch, self.dataset.info.num_classes, self.dataset.info.image_shape)
+        info = self.dataset.info
+        model = build_fresh(lambda: models.build_student(arch, info.num_classes, info.image_shape),
+                            seed=self.train_config.seed, strategy=self.strategy)
         trainer = Trainer(
-            model, self.dataset, self.train_config, strategy=self.strategy, teacher=self.teacher,
+            model, self.dataset, self.train_config, strategy=self.strategy, targets=self.targets,
             workdir=trial_dir, name=f"trial {trial.trial_id}",
             logdir=os.path.join(self.logdir, f"trial_{trial.trial_id}") if self.logdir else None,
         )

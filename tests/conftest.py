@@ -18,29 +18,40 @@ import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
+from kdas_tf import config, pipeline  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The digits flagfile shrunk so the whole pipeline (teachers, search, final trainings, export) takes ~40 s.
 TINY_SEARCH = [
     "--num_teachers=2", "--epochs=2", "--search_epochs=1", "--trials_per_round=2",
-    "--final_loss=od", "--student_loss=ce", "--verbosity=0",
+    "--final_loss=od", "--student_loss=ce",
 ]
 
 
 def run_search(workdir, *extra, timeout=400):
     """python -m kdas_tf.search on digits as a user runs it, from the repository root."""
     command = [sys.executable, "-m", "kdas_tf.search", "--flagfile=flags/digits.cfg", f"--workdir={workdir}",
-               *TINY_SEARCH, *extra]
+               *TINY_SEARCH, "--verbosity=0", *extra]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_config(workdir, *extra):
+    """The Config of run_search's command, for the Python API."""
+    return config.from_args([f"--flagfile={os.path.join(ROOT, 'flags', 'digits.cfg')}", f"--workdir={workdir}",
+                             *TINY_SEARCH, *extra])
+
+
+# Two final rows, so that which one is served is a choice (test_search_e2e checks it).
+TINY_RUN_EXTRA = ("--final_loss=kd,od",)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """One finished tiny digits run shared by the end-to-end, export, report and TensorBoard tests.
+    """One finished tiny digits run, through the Python API, shared by the end-to-end, export, report and
+    TensorBoard tests.
 
-    Returns (workdir, the finished process). Tests may add files (report/, exports/)
+    Returns (workdir, the results pipeline.run returned). Tests may add files (report/, exports/)
     but must not change what the run wrote.
     """
     workdir = str(tmp_path_factory.mktemp("tiny_run"))
-    finished = run_search(workdir)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    return workdir, finished
+    return workdir, pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))

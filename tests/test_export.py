@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdas_tf import data, export, storage
+from kdas_tf import data, serving as export, storage
 
 pytestmark = pytest.mark.slow
 

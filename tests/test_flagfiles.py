@@ -55,6 +55,7 @@ def test_flagfile_passes_every_check_of_its_entry_point(path, results):
 
 
 def test_weight_decay_defaults_to_the_papers_per_family():
-    from kdas_tf import cli
+    from kdas_tf.config import RecipeConfig
 
-    assert [cli.default_weight_decay(n) for n in ("resnet32", "wrn16_4", "densenet40_12")] == [1e-4, 5e-4, 5e-4]
+    decays = [RecipeConfig().train_config(network=n).weight_decay for n in ("resnet32", "wrn16_4", "densenet40_12")]
+    assert decays == [1e-4, 5e-4, 5e-4]

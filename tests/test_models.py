@@ -148,10 +148,7 @@ ROUND_TRIP_ARCHS = [
 
 
 @pytest.mark.parametrize("arch", ROUND_TRIP_ARCHS, ids=str)
-def test_json_and_string_round_trips(arch):
-    assert Architecture.from_json(arch.to_json()) == arch
-    assert Architecture.from_json(json.loads(arch.to_json())) == arch
-    assert Architecture.from_dict(arch.to_dict()) == arch
+def test_string_round_trips(arch):
     assert Architecture.parse(str(arch)) == arch
     assert hash(Architecture.parse(str(arch))) == hash(arch)
 
@@ -168,7 +165,7 @@ def test_string_form_reads_like_the_docs():
 def test_with_addons_appends_one_module_per_stage():
     arch = Architecture("wrn16_2").with_addons(["conv3x3"] * 3).with_addons([["sep3x3", "skip"]] * 3)
     assert arch.addons[1] == (("conv3x3",), ("sep3x3", "skip"))
-    assert arch.num_modules == 2
+    assert [len(stage) for stage in arch.addons] == [2, 2, 2]
 
 
 def test_canonical_drops_skips_and_identity_modules():
@@ -225,10 +222,6 @@ def test_malformed_values_are_rejected():
         Architecture("resnet32").with_addons([[], ["skip"], ["skip"]])
     with pytest.raises(ValueError, match="one op sequence per stage"):
         Architecture("resnet32").with_addons(["skip"])
-    with pytest.raises(ValueError, match="does not decode"):
-        Architecture.from_json("{not json")
-    with pytest.raises(ValueError, match="'backbone' and 'addons'"):
-        Architecture.from_json('{"backbone": "resnet32"}')
     with pytest.raises(ValueError, match="num_classes"):
         count_parameters("resnet32", 0)
 

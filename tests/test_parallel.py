@@ -19,12 +19,13 @@ import time
 
 import grpc
 import pytest
-from keras_tuner.src.distribute import oracle_client
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
+from keras_tuner.src.distribute import oracle_client  # the client a worker uses, built as KerasTuner builds it
 
-from kdas_tf import models, parallel
-from kdas_tf.oracle import KDASOracle
-from kdas_tf.worker_liveness import MAX_TRIAL_LOSSES
+from kdas_tf import _internals, config, models, parallel
+from kdas_tf.errors import UserError
+from kdas_tf.oracle import MAX_TRIAL_LOSSES, KDASOracle
+from kdas_tf.parallel import chief, launcher
 from kdas_tf.tuner import KDASTuner
 
 INPUT = dict(num_classes=10, input_shape=(8, 8, 1))
@@ -37,7 +38,7 @@ def make_oracle(directory, trials_per_round=4):
     # A budget far above any sample: every sample is trained, so every update is a trial's.
     oracle = KDASOracle(backbone="resnet8", budget=100 * models.count_parameters("resnet8", **INPUT),
                         trials_per_round=trials_per_round, seed=0, **INPUT)
-    oracle._set_project_dir(str(directory), "search")
+    _internals.set_project_dir(oracle, str(directory), "search")
     oracle.verbose = 0
     return oracle
 
@@ -97,10 +98,12 @@ def test_a_worker_is_told_to_stop_only_once_no_trial_is_in_flight(tmp_path):
 
 def test_a_silent_workers_trial_is_requeued_and_recorded_once(tmp_path):
     oracle = make_oracle(tmp_path, trials_per_round=2)
-    start = time.monotonic()
     t0, t1 = oracle.create_trial("w0"), oracle.create_trial("w1")
-    oracle.heard_from(t1.trial_id, now=start + 8)  # w1 heartbeats, w0 has vanished
-    assert oracle.requeue_silent_trials(10, now=start + 11) == [t0.trial_id]
+    liveness, start = chief.Liveness(), 1000.0  # the clock is the test's: no timing on a loaded machine
+    liveness.heard_from(t0.trial_id, now=start)
+    liveness.heard_from(t1.trial_id, now=start + 8)  # w1 heartbeats, w0 has vanished
+    assert liveness.requeue_silent_trials(oracle, 10, now=start + 9) == []
+    assert liveness.requeue_silent_trials(oracle, 10, now=start + 11) == [t0.trial_id]
     again = oracle.create_trial("w2")
     assert again.trial_id == t0.trial_id and again.hyperparameters.values == t0.hyperparameters.values
     report(oracle, again, 0.4)
@@ -116,12 +119,14 @@ def test_a_trial_lost_again_and_again_is_recorded_failed_without_a_reward(tmp_pa
     oracle = make_oracle(tmp_path, trials_per_round=2)
     trial = oracle.create_trial("w0")
     updates = spy_on_updates(oracle)
+    liveness = chief.Liveness()
     for loss in range(MAX_TRIAL_LOSSES):
         assert oracle.create_trial(f"w{loss}").trial_id == trial.trial_id
-        oracle.requeue_silent_trials(10, now=time.monotonic() + 11)
+        liveness.heard_from(trial.trial_id, now=100.0 * loss)
+        liveness.requeue_silent_trials(oracle, 10, now=100.0 * loss + 11)
     assert oracle.trials[trial.trial_id].status == trial_module.TrialStatus.FAILED
     assert "lost with its worker" in oracle.trials[trial.trial_id].message
-    assert oracle.end_order == [trial.trial_id] and not oracle._retry_queue
+    assert oracle.end_order == [trial.trial_id] and not _internals.retry_queue(oracle)
     assert updates == [] and oracle.trial_updates == 0
 
 
@@ -134,7 +139,7 @@ def test_too_many_failed_trials_stop_the_search_without_locking_the_oracle(tmp_p
         if index < 2:
             oracle.end_trial(copy)
         else:
-            with pytest.raises(RuntimeError, match="the last 3 trials failed"):
+            with pytest.raises(UserError, match="the last 3 trials failed"):
                 oracle.end_trial(copy)
     assert oracle.failure is not None and not oracle.ongoing_trials  # the chief stops on it
     answered = []  # a gRPC handler thread must still get an answer, not wait forever on the lock
@@ -148,7 +153,7 @@ def test_a_restarted_chief_hands_the_interrupted_trials_out_again(tmp_path):
     oracle = make_oracle(tmp_path)
     t0, t1 = oracle.create_trial("w0"), oracle.create_trial("w1")
     report(oracle, t0, 0.5)
-    restarted = parallel.open_oracle(make_oracle(tmp_path), str(tmp_path), "search")
+    restarted = chief.open_oracle(make_oracle(tmp_path), str(tmp_path), "search")
     assert restarted.trial_updates == 1 and not restarted.ongoing_trials
     assert restarted.create_trial("w7").trial_id == t1.trial_id  # before any new sample
     assert restarted.create_trial("w8").trial_id == "2"  # trial 0 ended: it is not handed out again
@@ -165,9 +170,9 @@ class ScoreTuner(KDASTuner):
 
 
 def test_a_parallel_search_resumed_in_one_process_continues_it(tmp_path):
-    chief = parallel.open_oracle(make_oracle(tmp_path, trials_per_round=3), str(tmp_path), "search")
-    report(chief, chief.create_trial("worker-0"), 0.9)
-    chief.create_trial("worker-1")  # in flight when the chief dies
+    served = chief.open_oracle(make_oracle(tmp_path, trials_per_round=3), str(tmp_path), "search")
+    report(served, served.create_trial("worker-0"), 0.9)
+    served.create_trial("worker-1")  # in flight when the chief dies
     oracle = make_oracle(tmp_path, trials_per_round=3)
     tuner = ScoreTuner(oracle, str(tmp_path))  # KerasTuner alone reloads only from tuner0.json, absent here
     tuner.oracle.verbose = 0
@@ -177,11 +182,11 @@ def test_a_parallel_search_resumed_in_one_process_continues_it(tmp_path):
 
 
 def test_workers_get_one_gpu_each_or_a_share_of_the_cores():
-    assert parallel.worker_devices(2, gpus=[], cpu_count=8) == [({}, 4), ({}, 4)]
-    pinned = parallel.worker_devices(3, gpus=["2", "5"], cpu_count=8)
+    assert launcher.worker_devices(2, gpus=[], cpu_count=8) == [({}, 4), ({}, 4)]
+    pinned = launcher.worker_devices(3, gpus=["2", "5"], cpu_count=8)
     assert [env["CUDA_VISIBLE_DEVICES"] for env, _ in pinned] == ["2", "5", "2"]
     assert all(env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for env, _ in pinned)  # two workers share GPU 2
-    assert "TF_FORCE_GPU_ALLOW_GROWTH" not in parallel.worker_devices(2, gpus=["0", "1"], cpu_count=8)[0][0]
+    assert "TF_FORCE_GPU_ALLOW_GROWTH" not in launcher.worker_devices(2, gpus=["0", "1"], cpu_count=8)[0][0]
 
 
 def test_roles_follow_kerastuners_variables():
@@ -194,8 +199,8 @@ def test_roles_follow_kerastuners_variables():
     assert parallel.role(worker_env, worker=True, parallel_trials=1) == "worker"
     with pytest.raises(ValueError, match="KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT"):
         parallel.role({"KERASTUNER_TUNER_ID": "host2"}, worker=False, parallel_trials=1)
-    with pytest.raises(ValueError, match="--parallel_trials=0"):
-        parallel.role({}, worker=False, parallel_trials=0)
+    with pytest.raises(UserError, match="--parallel_trials=0"):
+        config.ParallelConfig(parallel_trials=0)
     assert parallel.chief_address({}) == ("127.0.0.1", 0)
 
 
@@ -207,7 +212,7 @@ def test_a_worker_whose_chief_is_gone_gives_up_within_its_deadline(monkeypatch):
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "w0")
     client = oracle_client.OracleClient(None)
-    client.stub = parallel._Deadline(client.stub, 1.0)  # as WorkerTuner does, with timeout/2 = 1 s
+    _internals.set_call_deadline(client, 1.0)  # as WorkerTuner does, with timeout/2 = 1 s
     start = time.monotonic()
     with pytest.raises(grpc.RpcError) as error:
         client.create_trial("w0")  # KerasTuner alone would wait an hour here (#645)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdas_tf import plots, report, results, storage
+from kdas_tf import plots, reports as report, results, storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ["table1.md", "table1.csv", "table2.md", "table2.csv", "table5.md", "table5.csv",

@@ -1,35 +1,37 @@
-"""python -m kdas_tf.search end to end on digits, as a user runs it, and the same command again.
+"""The whole pipeline end to end on digits, through the Python API (pipeline.run), and again.
 
-The flagfile is the embedded default's, shrunk by command-line overrides so the
-whole pipeline (teachers, search, final trainings, export) fits the test budget.
+The run is conftest's tiny_run: the embedded default's flagfile, shrunk so teachers, search, final
+trainings and export fit the test budget. The command line is tested where it is the point: a rerun as
+a user types it, and the refusal of a work directory made with other settings.
 """
 
 import glob
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
-from conftest import run_search
+import tensorflow as tf
+from conftest import run_search, tiny_config, TINY_RUN_EXTRA
+
+from kdas_tf import data, pipeline, storage
+from kdas_tf.errors import UserError
+from kdas_tf.workdir import Workdir, served_model_path, served_row
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def finished_run(tiny_run):
-    return tiny_run
-
-
-def test_the_pipeline_writes_every_result(finished_run):
-    workdir, first = finished_run
-    assert "epoch 1/" in first.stderr  # progress lines (the rerun test relies on their absence)
+def test_the_pipeline_writes_every_result(tiny_run):
+    workdir, summary = tiny_run
     results = json.load(open(os.path.join(workdir, "results.json")))
+    assert results == json.loads(json.dumps(summary))  # what run() returns is what it wrote
     trials = results["trials"]
     assert [t["status"] for t in trials] == ["COMPLETED", "COMPLETED"]
     assert len({t["architecture"] for t in trials}) == 2
     assert all(t["parameters"] <= results["budget"] for t in trials)
     assert results["found_architecture"] in {t["architecture"] for t in trials}
-    assert set(results["final"]) == {"student_ce", "kdas_od"}
-    assert results["final"]["kdas_od"]["test"]["top1"] > 0.2  # ten classes, two epochs: well above chance
+    assert set(results["final"]) == {"student_ce", "kdas_kd", "kdas_od"}
     assert results["controller"]["trial_updates"] == 2
     table = open(os.path.join(workdir, "results.md")).read()
     assert "| Teacher (2 x resnet8) | - | CE |" in table and "| KDAS resnet8" in table
@@ -37,25 +39,70 @@ def test_the_pipeline_writes_every_result(finished_run):
     assert len(glob.glob(os.path.join(workdir, "teachers", "member_*", "model.keras"))) == 2
 
 
-def test_the_same_command_again_redoes_nothing(finished_run):
-    workdir, _ = finished_run
+def test_the_reported_test_accuracy_is_the_saved_models(tiny_run):
+    """Each final row's test top-1 against an independent pass of its saved model over the test split."""
+    workdir, summary = tiny_run
+    dataset = data.load("digits", val_fraction=0.1, split_seed=0)
+    test = dataset.splits["test"]
+    for row, result in summary["final"].items():
+        model = storage.load_model(os.path.join(workdir, "final", row, "model.keras"))
+        images = (test.images.astype(np.float32) - np.array(dataset.info.mean)) / np.array(dataset.info.std)
+        logits = model(tf.constant(images, tf.float32), training=False).numpy()
+        accuracy = float(np.mean(np.argmax(logits, -1) == test.labels))
+        assert result["test"]["top1"] == pytest.approx(accuracy, abs=1e-6), row  # exact: counts of 300 images
+
+
+def test_the_served_row_is_chosen_by_validation_not_test(tiny_run, tmp_path):
+    """Rankings by val and by test made to disagree: the rerun serves the val winner, and exports its model."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], workdir)
+    run = Workdir(workdir)
+    for row, val, test in (("kdas_kd", 0.5, 0.99), ("kdas_od", 0.9, 0.1)):
+        result = storage.read_json(run.final_results(row))
+        result["val"]["top1"], result["test"]["top1"] = val, test
+        storage.write_json(run.final_results(row), result)
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))  # every step finished: only read back
+    assert summary["exported"] == "kdas_od"
+    exported = tf.saved_model.load(run.export).signatures["serving_default"]
+    dataset = data.load("digits")
+    images = dataset.splits["test"].images[:32]
+    served = storage.load_model(run.final_model("kdas_od"))
+    normalised = (images.astype(np.float32) - np.array(dataset.info.mean)) / np.array(dataset.info.std)
+    expected = served(normalised, training=False).numpy().argmax(-1)
+    np.testing.assert_array_equal(exported(images=tf.constant(images))["classes"].numpy(), expected)
+    os.remove(run.results)  # without results.json's record, the export command applies the same rule
+    assert served_model_path(run) == run.final_model("kdas_od")
+
+
+def test_the_served_rule_ignores_students_and_test_accuracy():
+    rows = {"student_od": {"val": {"top1": 1.0}, "test": {"top1": 1.0}},
+            "kdas_ce": {"val": {"top1": 0.7}, "test": {"top1": 0.9}},
+            "kdas_kd": {"val": {"top1": 0.8}, "test": {"top1": 0.6}}}
+    assert served_row(rows) == "kdas_kd"
+    assert served_row({"student_ce": rows["student_od"]}) is None
+
+
+def test_the_same_run_again_redoes_nothing(tiny_run):
+    workdir, _ = tiny_run
     finished = sorted(
         glob.glob(os.path.join(workdir, "**", "model.keras"), recursive=True)
         + glob.glob(os.path.join(workdir, "search", "trial_*", "result.json"))
     )
     stamps = {path: os.stat(path).st_mtime_ns for path in finished}
-    again = run_search(workdir, "--verbosity=0")
+    again = run_search(workdir, *TINY_RUN_EXTRA)  # as a user reruns it
     assert again.returncode == 0, again.stderr[-3000:]
     assert {path: os.stat(path).st_mtime_ns for path in finished} == stamps
-    assert "epoch 1/" not in again.stderr  # no training at all
+    assert "epoch 1/" not in again.stderr and "already finished" in again.stderr  # no training at all
     results = json.load(open(os.path.join(workdir, "results.json")))
     assert len(results["trials"]) == 2
 
 
-def test_a_workdir_of_another_configuration_is_refused_in_one_line(finished_run):
-    workdir, _ = finished_run
-    other = run_search(workdir, "--budget=3x")
+def test_a_workdir_of_another_configuration_is_refused_in_one_line(tiny_run):
+    workdir, _ = tiny_run
+    other = run_search(workdir, *TINY_RUN_EXTRA, "--budget=3x")
     assert other.returncode == 2
     lines = [line for line in other.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "--budget was '2x', now '3x'" in lines[0] and "another --workdir" in lines[0]
     assert "Traceback" not in other.stderr
+    with pytest.raises(UserError, match="--budget was '2x', now '3x'"):  # the Python API refuses it alike
+        pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--budget=3x"))

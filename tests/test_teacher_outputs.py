@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdas_tf import data, losses, storage, teacher_outputs, teachers
+from kdas_tf import data, ensemble as teachers, losses, storage, teacher_outputs
+from kdas_tf.workdir import Workdir
 from kdas_tf.teacher_outputs import CachedTeacherOutputs, OnlineTeacherOutputs
 from kdas_tf.trainer import TrainConfig, Trainer
 
@@ -35,15 +36,15 @@ def digits():
 def save_members(workdir, seeds):
     for index, seed in enumerate(seeds):
         # Logits of tens, as trained teachers have: where float16 rounding shows.
-        storage.save_model(tiny_net(seed, TEACHER_LOGIT_SCALE), teachers.member_model_path(workdir, index))
-    return [teachers.member_model_path(workdir, i) for i in range(len(seeds))]
+        storage.save_model(tiny_net(seed, TEACHER_LOGIT_SCALE), Workdir(workdir).member_model(index))
+    return Workdir(workdir).member_models(len(seeds))
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("teachers"))
     paths = save_members(workdir, [10 + i for i in range(NUM_TEACHERS)])
-    return workdir, paths, teachers.load_ensemble(workdir, NUM_TEACHERS)
+    return workdir, paths, teachers.load_ensemble(paths)
 
 
 def cached(members, dataset, cache_dir, loss="od"):
@@ -115,9 +116,9 @@ def test_a_trainer_fed_from_the_cache_trains_like_one_running_the_teachers(membe
     _, _, ensemble = members
     config = TrainConfig(epochs=2, batch_size=64, loss="od", learning_rate=0.05)
     results = {}
-    for name, source in (("online", ensemble), ("cached", cached(members, digits, tmp_path))):
+    for name, source in (("online", OnlineTeacherOutputs(ensemble, "od")), ("cached", cached(members, digits, tmp_path))):
         model = tiny_net(7)
-        metrics = Trainer(model, digits, config, teacher=source).fit()
+        metrics = Trainer(model, digits, config, targets=source).fit()
         results[name] = (metrics, [np.array(w) for w in model.weights])
     (online, online_weights), (from_cache, cached_weights) = results["online"], results["cached"]
     assert from_cache["train"]["loss"] == pytest.approx(online["train"]["loss"], rel=2e-3)
@@ -141,7 +142,7 @@ def test_the_cache_is_reused_until_teachers_split_or_seed_change(members, digits
     retrained = os.path.join(str(tmp_path), "retrained")
     paths = save_members(retrained, [10, 11, 77])  # member 2 retrained from another seed
     source = CachedTeacherOutputs(
-        teachers.load_ensemble(retrained, NUM_TEACHERS), "od", digits, member_paths=paths, cache_dir=str(tmp_path)
+        teachers.load_ensemble(paths), "od", digits, member_paths=paths, cache_dir=str(tmp_path)
     )
     changed = source.epoch_targets(0, 0)
     assert builds.count == 5

@@ -7,8 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from kdas_tf import data, distribute, models, storage, teachers
-from kdas_tf.train import train_architecture
+from kdas_tf import data, distribute, ensemble as teachers, models, storage
+from kdas_tf.errors import UserError
+from kdas_tf.finals import train_architecture
+from kdas_tf.teacher_outputs import OnlineTeacherOutputs
+from kdas_tf.workdir import Workdir
 from kdas_tf.trainer import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -21,7 +24,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def ensemble_run(digits, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("teachers"))
+    workdir = Workdir(str(tmp_path_factory.mktemp("teachers")))
     config = TrainConfig(epochs=8, batch_size=64, learning_rate=0.05)
     strategy = distribute.make_strategy("default")
     ensemble, report = teachers.train_teachers(
@@ -43,7 +46,7 @@ def test_the_ensemble_beats_its_mean_member(ensemble_run):
 
 def test_report_matches_an_independent_count(ensemble_run, digits):
     workdir, _, _, report = ensemble_run
-    members = [storage.load_model(teachers.member_model_path(workdir, i)) for i in range(3)]
+    members = [storage.load_model(path) for path in workdir.member_models(3)]
     test = list(digits.test(256).as_numpy_iterator())
     images = np.concatenate([b["image"] for b in test])
     labels = np.concatenate([b["label"] for b in test])
@@ -54,12 +57,12 @@ def test_report_matches_an_independent_count(ensemble_run, digits):
     by_size = [(logits[:k].mean(0).argmax(-1) == labels).mean() for k in (1, 2, 3)]
     np.testing.assert_allclose(report["ensemble_test_top1_by_size"], by_size, atol=1e-9)
     assert report["oracle_test_top1"] == pytest.approx(member_right.any(0).mean())
-    assert storage.read_json(os.path.join(workdir, "teachers", "results.json")) == report
+    assert storage.read_json(workdir.teachers_results) == report
 
 
 def test_finished_members_are_reused_not_retrained(ensemble_run, digits):
     workdir, config, _, report = ensemble_run
-    paths = [teachers.member_model_path(workdir, i) for i in range(3)]
+    paths = workdir.member_models(3)
     stamps = [os.stat(p).st_mtime_ns for p in paths]
     _, again = teachers.train_teachers(
         digits, network="resnet8", num_teachers=3, config=config, workdir=workdir,
@@ -88,7 +91,7 @@ def test_a_student_distilled_with_oracle_kd_learns(ensemble_run, digits, tmp_pat
     keras.utils.set_random_seed(3)
     results = train_architecture(
         models.Architecture.parse("resnet8"), digits, od, strategy=distribute.make_strategy("default"),
-        workdir=str(tmp_path), teacher=ensemble, name="od student",
+        workdir=str(tmp_path), targets=OnlineTeacherOutputs(ensemble, "od"), name="od student",
     )
     # Ten classes: chance is 10%; a learning student is far above it.
     assert results["test"]["top1"] > 0.85
@@ -96,5 +99,5 @@ def test_a_student_distilled_with_oracle_kd_learns(ensemble_run, digits, tmp_pat
 
 
 def test_missing_members_name_the_command_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m kdas_tf.teachers"):
-        teachers.load_ensemble(str(tmp_path), 2)
+    with pytest.raises(UserError, match="python -m kdas_tf.teachers"):
+        teachers.load_ensemble(Workdir(str(tmp_path)).member_models(2))

@@ -16,10 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSE_FLAGFILES = """
 import json, sys
 from absl import flags
-from kdas_tf import cli, search
+from kdas_tf import search
 absl_flags = set(flags.FLAGS)
-cli.define_data_flags(); cli.define_run_flags(); cli.define_train_flags(); cli.define_teacher_flags()
-search.define_search_flags()
+search.define_flags()
 parsed = []
 for flagfile in sys.argv[1:]:
     flags.FLAGS.unparse_flags()

@@ -1,11 +1,11 @@
-"""train_architecture: a finished training is read back, never mixed up with another one."""
+"""finals.train_architecture: a finished training is read back, never mixed up with another one."""
 
 import json
 
 import pytest
 
 from kdas_tf import models
-from kdas_tf.train import train_architecture
+from kdas_tf.finals import train_architecture
 from kdas_tf.trainer import TrainConfig
 
 

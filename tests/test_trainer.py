@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 
 from kdas_tf import data, distribute, models
-from kdas_tf.teachers import stack_members
+from kdas_tf.ensemble import stack_members
+from kdas_tf.errors import UserError
+from kdas_tf.teacher_outputs import OnlineTeacherOutputs
 from kdas_tf.trainer import TrainConfig, Trainer, TrainingDivergedError, learning_rate_schedule
 
 
@@ -35,7 +37,8 @@ def train_under(strategy, dataset, config):
     with strategy.scope():
         teacher = stack_members([tiny_net(100 + i) for i in range(3)])
         model = tiny_net(0)
-    metrics = Trainer(model, dataset, config, strategy=strategy, teacher=teacher).fit()
+    metrics = Trainer(model, dataset, config, strategy=strategy,
+                      targets=OnlineTeacherOutputs(teacher, config.loss)).fit()
     return weights(model), metrics
 
 
@@ -113,7 +116,7 @@ def test_a_checkpoint_of_another_network_is_refused_with_advice(digits, tmp_path
     config = TrainConfig(epochs=1, batch_size=64)
     Trainer(tiny_net(0), digits, config, workdir=str(tmp_path)).fit()
     other = models.build_network("resnet8", 10, (8, 8, 1))
-    with pytest.raises(RuntimeError, match="does not fit this model.*another --workdir"):
+    with pytest.raises(UserError, match="does not fit this model.*another --workdir"):
         Trainer(other, digits, config, workdir=str(tmp_path)).fit()
 
 
@@ -145,7 +148,7 @@ def test_a_finished_training_leaves_no_traced_step_behind_after_release(digits):
 
     from tensorflow.python.framework import func_graph
 
-    from kdas_tf.trainer import release_traced_steps
+    from kdas_tf._internals import release_traced_steps
 
     def traced_graphs():
         return {id(g): g for g in gc.get_objects() if isinstance(g, func_graph.FuncGraph)}

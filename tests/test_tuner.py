@@ -5,9 +5,10 @@ import dataclasses
 
 import pytest
 import tensorflow as tf
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
 from kdas_tf import data, models
+from kdas_tf.errors import UserError
 from kdas_tf.oracle import KDASOracle
 from kdas_tf.trainer import TrainConfig
 from kdas_tf.tuner import KDASTuner
@@ -61,7 +62,7 @@ def test_a_nan_trial_is_recorded_failed_with_its_reason_and_the_search_goes_on(d
 
 def test_a_search_whose_trials_all_fail_stops_with_one_clear_line(digits, tmp_path):
     oracle, tuner = search(digits, tmp_path, diverge={"0", "1", "2"})
-    with pytest.raises(RuntimeError) as raised:
+    with pytest.raises(UserError) as raised:
         tuner.search()
     message = str(raised.value)
     assert "\n" not in message

@@ -14,13 +14,14 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from kdas_tf.data import tiny_imagenet
+from kdas_tf.errors import UserError
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"  # TFDS's own default when data_dir is None
 DIGITS_TEST_SIZE = 300
 DIGITS_SPLIT_SEED = 0  # fixed: the digits test split is part of the dataset, not of a run
 
 
-class DataNotFoundError(Exception):
+class DataNotFoundError(UserError):
     """The dataset is not prepared locally; the message says which flag to set and how to prepare it."""
 
 

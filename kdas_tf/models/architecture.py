@@ -1,9 +1,7 @@
 """Architecture: a backbone plus, per stage, the add-on modules the search has chosen (a hashable value)."""
 
 import dataclasses
-import json
 from collections.abc import Sequence
-from typing import Any
 
 from kdas_tf.models.addons import ADDON_OPS, SKIP
 from kdas_tf.models.networks import num_stages, parse_network
@@ -51,43 +49,11 @@ class Architecture:
     def num_stages(self) -> int:
         return len(self.addons)
 
-    @property
-    def num_modules(self) -> int:
-        """Modules in the deepest stage: the number of search rounds behind this architecture."""
-        return max(len(stage) for stage in self.addons)
-
     def canonical(self) -> "Architecture":
         """The same network with skips and identity modules removed: equal networks get equal values."""
         return Architecture(self.backbone, tuple(
             tuple(kept for kept in (tuple(op for op in ops if op != SKIP) for ops in stage) if kept)
             for stage in self.addons))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"backbone": self.backbone, "addons": [[list(ops) for ops in stage] for stage in self.addons]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Architecture":
-        if not isinstance(data, dict) or set(data) != {"backbone", "addons"}:
-            raise ValueError(f"architecture dict needs exactly the keys 'backbone' and 'addons', got {data!r}")
-        addons = data["addons"]
-        if not isinstance(addons, list | tuple) or not all(isinstance(stage, list | tuple) for stage in addons):
-            raise ValueError(f"architecture 'addons' must be a list (stages) of lists (modules) of lists (ops), "
-                             f"got {addons!r}")
-        return cls(data["backbone"], tuple(tuple(tuple(ops) for ops in stage) for stage in addons))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str | dict[str, Any]) -> "Architecture":
-        """Inverse of to_json; a dict (already decoded JSON) is accepted too."""
-        if isinstance(text, dict):
-            return cls.from_dict(text)
-        try:
-            data = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as error:
-            raise ValueError(f"architecture JSON {text!r} does not decode: {error}") from None
-        return cls.from_dict(data)
 
     def __str__(self) -> str:
         if not any(self.addons):

@@ -1,0 +1,55 @@
+"""The search step of the pipeline: a KDASOracle and the KDASTuner that trains its candidates.
+
+In one process the tuner runs the search loop itself; with --parallel_trials (or a chief address in
+KerasTuner's variables) the oracle is served to worker processes instead (kdas_tf.parallel.chief), each
+of which builds the same tuner around KerasTuner's client (kdas_tf.parallel.worker).
+"""
+
+from kdas_tf import summaries, teacher_outputs
+from kdas_tf.oracle import KDASOracle
+from kdas_tf.parallel import chief
+from kdas_tf.tuner import KDASTuner
+from kdas_tf.workdir import SEARCH_PROJECT
+
+
+def targets_for(config, workdir, ensemble, loss, dataset):
+    """What a `loss` training distils from under --teacher_outputs: a targets source, or None for CE."""
+    return teacher_outputs.make(
+        config.teachers.outputs, ensemble, loss, dataset,
+        member_paths=workdir.member_models(config.teachers.num_teachers), cache_dir=workdir.teacher_outputs,
+    )
+
+
+def build_oracle(config, info, workdir, budget):
+    """The search's KDASOracle; its search space goes to the HParams dashboard of the trials' logs."""
+    search = config.search
+    oracle = KDASOracle(
+        backbone=search.backbone, num_classes=info.num_classes, input_shape=info.image_shape, budget=budget,
+        rounds=search.rounds, trials_per_round=search.trials_per_round, ops_per_addon=search.ops_per_addon,
+        controller=config.controller_config(), seed=config.recipe.seed, logdir=workdir.tb("controller"),
+    )
+    summaries.write_search_space(workdir.tb("trials"), num_stages=oracle.num_stages,
+                                 ops_per_addon=oracle.ops_per_addon)
+    return oracle
+
+
+def build_tuner(config, oracle, dataset, strategy, targets, workdir, tuner_class=KDASTuner, **kwargs):
+    """The tuner that trains each candidate with L_S for --search_epochs, in WORKDIR/search."""
+    search = config.search
+    return tuner_class(
+        oracle, dataset=dataset, config=config.train_config(search.search_loss, epochs=search.search_epochs),
+        strategy=strategy, targets=targets, logdir=workdir.tb("trials"), directory=workdir.root,
+        project_name=SEARCH_PROJECT, **kwargs,
+    )
+
+
+def run(config, dataset, strategy, ensemble, workdir, budget, *, parallel=False):
+    """The architecture search, resumed where it stopped; returns the oracle (trials, controller state)."""
+    oracle = build_oracle(config, dataset.info, workdir, budget)
+    if parallel:
+        return chief.run(config, oracle, workdir.root, SEARCH_PROJECT)
+    targets = targets_for(config, workdir, ensemble, config.search.search_loss, dataset)
+    tuner = build_tuner(config, oracle, dataset, strategy, targets, workdir)
+    tuner.oracle.verbose = 0
+    tuner.search()
+    return oracle

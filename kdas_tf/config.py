@@ -1,0 +1,442 @@
+"""The run's configuration: frozen sections, built once (from flags, or by hand in Python), checked once.
+
+    Config(run=RunConfig(workdir="runs/x"), data=DataConfig(dataset="digits"), ...)
+
+Each field is also its command-line flag: `option(...)` records the flag's name (when it differs from the
+field's), its help and its choices, so the entry points define their flags from these classes
+(`define_flags`), read them back into a Config (`from_flags`) and write a Config as flags for the workers
+of a parallel search (`to_flags`). Every value is judged when its section is made, and the sections
+against each other when the Config is made, so the Python API and the command lines refuse the same
+mistakes with the same one-line messages, before any data is read or anything is written.
+
+A work directory's settings.json is `Config.settings()`: every field of every section except those marked
+`setting=False`, each with the reason a rerun may change it. A new field is a setting unless it says why not.
+"""
+
+import dataclasses
+import typing
+
+from absl import flags
+
+from kdas_tf import data, distribute, losses, models, teacher_outputs
+from kdas_tf.controller import ControllerConfig
+from kdas_tf.errors import UserError
+from kdas_tf.oracle import check_budget
+from kdas_tf.trainer import PRECISIONS, TrainConfig
+
+# The flags defined here belong to the entry point that asks for them, so its --help lists them.
+flags.disclaim_key_flags()
+
+
+def option(default, help, *, flag=None, choices=None, setting=True):
+    """A config field with its flag: `flag` (default: the field's name), help text, enum choices.
+
+    setting=False: a rerun of the same work directory may change it (say why beside it).
+    """
+    metadata = {"flag": flag, "help": help, "choices": choices, "setting": setting}
+    if isinstance(default, (list, tuple)):
+        return dataclasses.field(default=tuple(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(field):
+    return field.metadata["flag"] or field.name
+
+
+def _at_least_one(section, *names):
+    for name in names:
+        value = getattr(section, name)
+        if value < 1:
+            raise UserError(f"--{flag_name(_field(section, name))} must be at least 1, got {value}")
+
+
+def _field(section, name):
+    return next(f for f in dataclasses.fields(section) if f.name == name)
+
+
+def _user_errors(call, *args, **kwargs):
+    """A lower layer's ValueError about a value the user gave, as a UserError (the value entered here)."""
+    try:
+        return call(*args, **kwargs)
+    except UserError:
+        raise
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Where the run writes and what it runs on."""
+
+    # A work directory may be moved or copied and resumed elsewhere.
+    workdir: str = option(None, "Directory for checkpoints, models, summaries and results.", setting=False)
+    strategy: str = option("default", "tf.distribute strategy.", choices=distribute.STRATEGIES, setting=False)
+    tpu: typing.Optional[str] = option(None, "TPU name or address for --strategy=tpu.", setting=False)
+
+    def __post_init__(self):
+        if not self.workdir:
+            raise UserError("--workdir is required: the directory where results and checkpoints go")
+        if self.strategy not in distribute.STRATEGIES:
+            raise UserError(f"--strategy={self.strategy!r} is not a strategy: expected one of "
+                            f"{', '.join(distribute.STRATEGIES)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The dataset and its held-out validation split."""
+
+    dataset: str = option("digits", "Dataset to train and evaluate on.", choices=data.DATASETS)
+    # Where the data lives does not change what it is.
+    data_dir: typing.Optional[str] = option(None, "TFDS data directory (prepared CIFAR-100 lives here).",
+                                            setting=False)
+    manual_dir: typing.Optional[str] = option(None, "Directory holding tiny-imagenet-200.zip (TinyImageNet only).",
+                                              setting=False)
+    val_fraction: float = option(0.1, "Share of the training set held out as the validation split.")
+    split_seed: int = option(0, "Seed of the train/validation split.")
+
+    def __post_init__(self):
+        if self.dataset not in data.DATASETS:
+            raise UserError(f"--dataset={self.dataset}: value should be one of {', '.join(data.DATASETS)}")
+        _user_errors(data.check_val_fraction, self.val_fraction)
+
+    @property
+    def num_classes(self):
+        return data.NUM_CLASSES[self.dataset]
+
+    @property
+    def image_shape(self):
+        return data.IMAGE_SHAPES[self.dataset]
+
+    def load(self):
+        """The dataset in memory, split; DataNotFoundError (a UserError) says how to prepare it."""
+        return data.load(self.dataset, data_dir=self.data_dir, manual_dir=self.manual_dir,
+                         val_fraction=self.val_fraction, split_seed=self.split_seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeConfig:
+    """The training recipe of PAPER.md section 5, shared by teachers, candidates and final rows."""
+
+    epochs: int = option(200, "Epochs of the trained network.")
+    batch_size: int = option(128, "Global batch size.")
+    learning_rate: float = option(0.1, "Initial SGD learning rate.")
+    lr_decay_at: typing.Tuple[float, ...] = option((0.5, 0.75), "Fractions of training where the rate drops.")
+    lr_decay_factor: float = option(0.1, "Factor applied to the rate at each drop.")
+    momentum: float = option(0.9, "SGD momentum.")
+    nesterov: bool = option(True, "Nesterov momentum.")
+    weight_decay: typing.Optional[float] = option(
+        None, "L2 weight decay on kernels (default: PAPER.md's 1e-4 for ResNets, 5e-4 for WRN and DenseNet).")
+    temperature: float = option(4.0, "Distillation temperature T.")
+    alpha: float = option(0.9, "Weight a of the distillation term.")
+    seed: int = option(0, "Seed for initialisation and the augmentation stream.")
+    precision: str = option(
+        "float32", "Compute precision of the trained networks (weights stay float32): mixed_float16 on GPUs "
+        "(with loss scaling), mixed_bfloat16 on TPUs and CPUs with bf16 units (about 1.3x here, "
+        "docs/performance.md).", choices=PRECISIONS)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.train_config(network="resnet8")  # every range check of the recipe, by TrainConfig
+
+    def train_config(self, *, network, loss="ce", epochs=None):
+        """The TrainConfig for training `network` (a backbone name, which picks the default weight decay)."""
+        weight_decay = self.weight_decay
+        if weight_decay is None:  # PAPER.md section 5: 1e-4 for ResNets, 5e-4 for the other families
+            weight_decay = 1e-4 if models.parse_network(network).family == "resnet" else 5e-4
+        return _user_errors(
+            TrainConfig, epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, lr_decay_at=tuple(self.lr_decay_at),
+            lr_decay_factor=self.lr_decay_factor, momentum=self.momentum, nesterov=self.nesterov,
+            weight_decay=weight_decay, loss=loss, temperature=self.temperature, alpha=self.alpha, seed=self.seed,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """The ensemble: N members of one backbone, trained here (or in a shared work directory)."""
+
+    network: str = option("resnet32", "Backbone of each teacher member.", flag="teacher_network")
+    num_teachers: int = option(5, "Number of teacher members N.")
+    epochs: typing.Optional[int] = option(None, "Epochs per teacher member (default: --epochs).",
+                                          flag="teacher_epochs")
+    workdir: typing.Optional[str] = option(
+        None, "Work directory whose teachers/ holds the ensemble (default: --workdir): runs that share it "
+        "train the teachers once.", flag="teacher_workdir")
+    # Cached and online targets are equal within float16 (tested): switching is safe.
+    outputs: str = option(
+        "cached", "How kd/od get the teachers' targets: 'cached' computes them once per (seed, epoch) into "
+        "WORKDIR/teacher_outputs and shares them with every candidate and final training; 'online' runs the "
+        "teachers inside every training step (no disk).", flag="teacher_outputs", choices=teacher_outputs.KINDS,
+        setting=False)
+
+    def __post_init__(self):
+        _user_errors(models.parse_network, self.network)
+        _at_least_one(self, "num_teachers")
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"--teacher_epochs must be at least 1 (or unset: --epochs), got {self.epochs}")
+        if self.outputs not in teacher_outputs.KINDS:
+            raise UserError(f"--teacher_outputs={self.outputs!r} is not a choice: expected one of "
+                            f"{', '.join(teacher_outputs.KINDS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The architecture search and the final rows trained from what it finds."""
+
+    backbone: str = option("resnet32", "Student backbone the search adds operations to.")
+    budget: str = option("2x", "Memory budget M: millions of parameters (0.9) or a multiple of the backbone (2x).")
+    # A finished search may be extended by more rounds or trials, and more final rows added to it.
+    rounds: int = option(1, "Search rounds; each starts from the previous round's best.", setting=False)
+    trials_per_round: int = option(20, "Candidates trained per round.", setting=False)
+    ops_per_addon: int = option(2, "Operations per add-on module (L).")
+    search_loss: str = option("od", "Loss L_S that trains candidates: ce, kd or od.")
+    search_epochs: int = option(10, "Epochs of each candidate's training.")
+    final_loss: typing.Tuple[str, ...] = option(("ce", "kd", "od"), "Losses L_T of the final trainings (found model).",
+                                                setting=False)
+    student_loss: typing.Tuple[str, ...] = option(
+        ("ce", "kd", "od"), "Losses for the plain backbone student rows (empty: skip).", setting=False)
+
+    def __post_init__(self):
+        _user_errors(models.Architecture.backbone_only, self.backbone)
+        _at_least_one(self, "rounds", "trials_per_round", "ops_per_addon", "search_epochs")
+        _user_errors(losses.check_loss_name, self.search_loss, "--search_loss")
+        if not self.final_loss:
+            raise UserError(f"--final_loss is empty: give at least one of {', '.join(losses.LOSSES)}")
+        for flag in ("final_loss", "student_loss"):
+            for loss in getattr(self, flag):
+                _user_errors(losses.check_loss_name, loss, f"--{flag}")
+
+    def budget_parameters(self, num_classes, image_shape):
+        """(M, the backbone's parameters): --budget in millions ('0.9', '0.9M') or a multiple ('2x')."""
+        backbone = models.Architecture.backbone_only(self.backbone)
+        backbone_parameters = models.count_parameters(backbone, num_classes, image_shape)
+        text = str(self.budget).strip().lower()
+        try:
+            budget = int(float(text[:-1]) * backbone_parameters) if text.endswith("x") else int(
+                float(text.rstrip("m")) * 1e6)
+        except (ValueError, OverflowError):
+            raise UserError(f"--budget={text!r} is not a budget: give millions of parameters (0.9) or a "
+                            "multiple (2x)") from None
+        return _user_errors(check_budget, backbone, budget, num_classes, image_shape), backbone_parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerSettings:
+    """The LSTM controller's hyper-parameters (PAPER.md section 4, ours)."""
+
+    units: int = option(64, "LSTM units of the controller.", flag="controller_units")
+    learning_rate: float = option(3.5e-4, "Adam learning rate of the controller.", flag="controller_learning_rate")
+    baseline_decay: float = option(0.95, "Decay of the REINFORCE moving-average baseline.")
+    entropy_weight: float = option(1e-4, "Weight of the controller's entropy bonus.")
+
+    def __post_init__(self):
+        self.controller_config(num_decisions=1, seed=0)
+
+    def controller_config(self, *, num_decisions, seed):
+        return _user_errors(
+            ControllerConfig, num_decisions=num_decisions, num_choices=len(models.ADDON_OPS), units=self.units,
+            learning_rate=self.learning_rate, baseline_decay=self.baseline_decay,
+            entropy_weight=self.entropy_weight, seed=seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+    """Parallel trials on KerasTuner's distributed mode (kdas_tf.parallel); never changes a result."""
+
+    parallel_trials: int = option(1, "Candidates trained at once on this host, one worker process each.",
+                                  setting=False)
+    worker_timeout: int = option(300, "Seconds a worker may go unheard before its trial is re-queued; a worker "
+                                 "stops when the chief is silent for half of it.", setting=False)
+    cpu_threads: int = option(0, "TensorFlow threads per pool (0: all cores); --parallel_trials gives each local "
+                              "worker its share.", setting=False)
+
+    def __post_init__(self):
+        if self.parallel_trials < 1:
+            raise UserError(f"--parallel_trials={self.parallel_trials}: give the number of trials to train at "
+                            "once, 1 or more")
+        _at_least_one(self, "worker_timeout")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+    """What python -m kdas_tf.train trains: a backbone or an architecture string, with one loss."""
+
+    network: str = option("resnet32", "Backbone to train (ignored when --architecture is set).")
+    architecture: typing.Optional[str] = option(
+        None, "Architecture string, e.g. resnet32:conv3x3+skip/sep5x5/avgpool3x3.")
+    loss: str = option("ce", "Training loss: ce, kd or od.")
+
+    def __post_init__(self):
+        self.parsed()
+        _user_errors(losses.check_loss_name, self.loss)
+
+    def parsed(self):
+        return _user_errors(models.Architecture.parse, self.architecture or self.network)
+
+
+# The sections of a search (python -m kdas_tf.search and its parallel workers).
+SEARCH_SECTIONS = ("run", "data", "recipe", "teachers", "search", "controller", "parallel")
+SECTIONS = {"run": RunConfig, "data": DataConfig, "recipe": RecipeConfig, "teachers": TeacherConfig,
+            "search": SearchConfig, "controller": ControllerSettings, "parallel": ParallelConfig, "train": TrainJob}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run: every section, checked against the others."""
+
+    run: RunConfig
+    data: DataConfig = DataConfig()
+    recipe: RecipeConfig = RecipeConfig()
+    teachers: TeacherConfig = TeacherConfig()
+    search: SearchConfig = SearchConfig()
+    controller: ControllerSettings = ControllerSettings()
+    parallel: ParallelConfig = ParallelConfig()
+    train: TrainJob = TrainJob()
+
+    def __post_init__(self):
+        self.budget()  # the budget fits the backbone on this dataset
+        self.recipe.train_config(network=self.teachers.network, epochs=self.teacher_epochs)
+
+    @property
+    def workdir(self):
+        return self.run.workdir
+
+    @property
+    def teacher_workdir(self):
+        """Where the teacher ensemble lives: --teacher_workdir, else the run's own --workdir."""
+        return self.teachers.workdir or self.run.workdir
+
+    @property
+    def teacher_epochs(self):
+        return self.teachers.epochs or self.recipe.epochs
+
+    def budget(self):
+        """(M, the backbone's parameters) in parameters, for this dataset's classes and image shape."""
+        return self.search.budget_parameters(self.data.num_classes, self.data.image_shape)
+
+    def teacher_train_config(self):
+        return self.recipe.train_config(network=self.teachers.network, epochs=self.teacher_epochs)
+
+    def train_config(self, loss, *, epochs=None):
+        """The recipe for the search's candidates and final rows (weight decay of the student's family)."""
+        return self.recipe.train_config(network=self.search.backbone, loss=loss, epochs=epochs)
+
+    def controller_config(self):
+        num_decisions = models.num_stages(self.search.backbone) * self.search.ops_per_addon
+        return self.controller.controller_config(num_decisions=num_decisions, seed=self.recipe.seed)
+
+    def refuse_multi_worker(self, entry):
+        """A search or an ensemble is many trainings: across hosts they are spread as trials, not split per step."""
+        if self.run.strategy == "multi_worker":
+            raise UserError(f"--strategy=multi_worker splits one training over hosts; python -m kdas_tf.{entry} "
+                            "runs many: spread a search over hosts with worker hosts (README, Parallel trials), "
+                            "and use multi_worker with python -m kdas_tf.train")
+
+    def settings(self):
+        """What makes a work directory's results what they are, keyed by flag: a rerun must agree."""
+        return {flag_name(f): _plain(getattr(section, f.name))
+                for name, section in self._sections() if name != "train"
+                for f in dataclasses.fields(section) if f.metadata["setting"]}
+
+    def _sections(self):
+        return [(name, getattr(self, name)) for name in SECTIONS]
+
+
+def _plain(value):
+    """A setting as JSON records it; lists as their flag's strings, as settings.json always held them."""
+    return [str(v) for v in value] if isinstance(value, tuple) else value
+
+
+# --- flags ------------------------------------------------------------------------------------------
+
+
+def define_flags(*sections, flag_values=flags.FLAGS):
+    """Define the flags of `sections` (names of SECTIONS, or other dataclasses of `option` fields)."""
+    for section in sections:
+        section = SECTIONS.get(section, section)
+        for field in dataclasses.fields(section):
+            _define(field, section, flag_values)
+
+
+def _define(field, section, flag_values):
+    name, help, default = flag_name(field), field.metadata["help"], field.default
+    kind = _kind(section, field)
+    if field.metadata["choices"]:
+        flags.DEFINE_enum(name, default, list(field.metadata["choices"]), help, flag_values=flag_values)
+    elif kind is bool:
+        flags.DEFINE_bool(name, default, help, flag_values=flag_values)
+    elif kind is int:
+        flags.DEFINE_integer(name, default, help, flag_values=flag_values)
+    elif kind is float:
+        flags.DEFINE_float(name, default, help, flag_values=flag_values)
+    elif kind is tuple:
+        flags.DEFINE_list(name, [str(v) for v in default], help, flag_values=flag_values)
+    else:
+        flags.DEFINE_string(name, default, help, flag_values=flag_values)
+
+
+def _kind(section, field):
+    """bool, int, float, str or tuple: the flag type of a field, from its annotation."""
+    hint = typing.get_type_hints(section)[field.name]
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return tuple if typing.get_origin(hint) is tuple else hint
+
+
+def _from_flag(section, field, value):
+    if _kind(section, field) is not tuple:
+        return value
+    element = typing.get_args(typing.get_type_hints(section)[field.name])[0]
+    try:
+        return tuple(element(v) for v in value)
+    except ValueError:
+        raise UserError(f"--{flag_name(field)} takes a comma-separated list of {element.__name__}s "
+                        f"(like {','.join(str(v) for v in field.default)}), got {','.join(value)}") from None
+
+
+def section_from_flags(section, flag_values=flags.FLAGS):
+    """The section (a name of SECTIONS, or a dataclass of `option` fields) from the flags, which must be defined."""
+    section = SECTIONS.get(section, section)
+    return section(**{f.name: _from_flag(section, f, flag_values[flag_name(f)].value)
+                      for f in dataclasses.fields(section)})
+
+
+def from_flags(flag_values=flags.FLAGS):
+    """The Config the parsed flags describe; sections whose flags are not defined keep their defaults."""
+    present = {name for name, section in SECTIONS.items()
+               if all(flag_name(f) in flag_values for f in dataclasses.fields(section))}
+    return Config(**{name: section_from_flags(name, flag_values) for name in SECTIONS if name in present})
+
+
+def from_args(args, sections=tuple(SECTIONS)):
+    """The Config that command-line `args` describe, e.g. ["--flagfile=flags/digits.cfg", "--workdir=runs/x"].
+
+    Parsed with flag values of its own: the process's flags are neither read nor changed. Bad values give
+    the same one-line UserError as the command lines.
+    """
+    flag_values = flags.FlagValues()
+    define_flags(*sections, flag_values=flag_values)
+    try:
+        flag_values(["kdas_tf", *args])
+    except flags.Error as error:
+        raise UserError(" ".join(str(error).split())) from None
+    return from_flags(flag_values)
+
+
+def to_flags(config, names=tuple(SECTIONS)):
+    """The named sections of `config` as command-line flags ('--name=value'), the inverse of from_flags."""
+    arguments = []
+    for name in names:
+        section = getattr(config, name)
+        for field in dataclasses.fields(section):
+            value = getattr(section, field.name)
+            if value is None:
+                continue  # unset: the flag's default is None too
+            if isinstance(value, bool):
+                arguments.append(f"--{'' if value else 'no'}{flag_name(field)}")
+            elif isinstance(value, tuple):
+                arguments.append(f"--{flag_name(field)}={','.join(str(v) for v in value)}")
+            else:
+                arguments.append(f"--{flag_name(field)}={value}")
+    return arguments

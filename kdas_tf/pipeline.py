@@ -1,0 +1,150 @@
+"""The KDAS pipeline as a library: run(config) does what python -m kdas_tf.search does, and returns its results.
+
+    from kdas_tf import config, pipeline
+    results = pipeline.run(config.Config(run=config.RunConfig(workdir="runs/x"), ...))
+
+teachers (reused if present) -> architecture search (KerasTuner, resumable) -> final training of the found
+architecture and of the plain student with each L_T -> test evaluation -> SavedModel export ->
+results.json and results.md. Calling it again on the same work directory resumes where it stopped;
+finished steps are read back from disk, never redone. `train_teachers` and `train_one` are the jobs of
+python -m kdas_tf.teachers and kdas_tf.train. Nothing here reads a flag.
+"""
+
+import contextlib
+import os
+
+import keras
+from absl import logging
+
+from kdas_tf import architecture_search, distribute, ensemble, finals, models, results, serving, storage, summaries
+from kdas_tf.errors import UserError
+from kdas_tf import parallel
+from kdas_tf.parallel import launcher
+from kdas_tf.workdir import Workdir, served_row
+
+
+@contextlib.contextmanager
+def precision(policy):
+    """The compute precision of every network built inside; the caller's policy is restored after."""
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def _start(config, dataset, *, claim):
+    """The data, the work directory and the strategy: the start of every job.
+
+    claim: record the config's settings (a search); a teachers or train job only adds to a directory, whose
+    teachers/ keeps its own settings (ensemble.ensemble_settings) and whose trainings are checked one by one.
+    """
+    dataset = dataset or config.data.load()  # missing data is reported before the work directory is claimed
+    workdir = Workdir(config.workdir, config.teacher_workdir)
+    workdir.claim(config.settings() if claim else {})
+    return dataset, workdir, distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
+
+
+def _teachers(config, dataset, strategy, workdir):
+    teacher, report = ensemble.train_teachers(
+        dataset, network=config.teachers.network, num_teachers=config.teachers.num_teachers,
+        config=config.teacher_train_config(), workdir=workdir, strategy=strategy,
+    )
+    logging.info(ensemble.describe(report))
+    return teacher, report
+
+
+def train_teachers(config, *, dataset=None):
+    """Train (or reuse) the teacher ensemble of `config`; returns its report."""
+    config.refuse_multi_worker("teachers")
+    with precision(config.recipe.precision):
+        dataset, workdir, strategy = _start(config, dataset, claim=False)
+        return _teachers(config, dataset, strategy, workdir)[1]
+
+
+def run(config, *, dataset=None):
+    """The whole KDAS pipeline in config.run.workdir; returns the results (also in results.json).
+
+    dataset: a kdas_tf.data.Dataset to use instead of loading config.data's.
+    """
+    config.refuse_multi_worker("search")
+    budget, backbone_parameters = config.budget()
+    is_chief = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials) == "chief"
+    if is_chief:
+        launcher.share_gpus_with_workers()
+    with precision(config.recipe.precision):
+        dataset, workdir, strategy = _start(config, dataset, claim=True)
+        teacher, teacher_report = _teachers(config, dataset, strategy, workdir)
+        oracle = architecture_search.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief)
+        best = oracle.best_trial()
+        if best is None:
+            raise UserError(f"no search trial finished in {workdir.search}: see the trial messages there")
+        found = models.Architecture.parse(best.hyperparameters.values["architecture"])
+        logging.info("search: best %s with val top1 %.2f%%", found, 100 * best.score)
+        summaries.write_search_result(
+            workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
+            parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
+        )
+        rows = train_final_rows(config, dataset, strategy, teacher, workdir, found)
+        served = served_row(rows)
+        serving.export_saved_model(storage.load_model(workdir.final_model(served)), workdir.export,
+                                   mean=dataset.info.mean, std=dataset.info.std)
+    summary = results.collect(
+        teacher_report=teacher_report, oracle=oracle, found=found, rows=rows, budget=budget,
+        backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
+    )
+    storage.write_json(workdir.results, summary)
+    table = results.table2_markdown(summary)
+    storage.write_text(workdir.results_table, table)
+    logging.info("results in %s:\n%s", workdir.root, table)
+    return summary
+
+
+def train_final_rows(config, dataset, strategy, teacher, workdir, found):
+    """The plain backbone with each --student_loss and the found architecture with each --final_loss."""
+    backbone = models.Architecture.backbone_only(config.search.backbone)
+    rows = {}
+    for kind, arch, row_losses in (("student", backbone, config.search.student_loss),
+                                   ("kdas", found, config.search.final_loss)):
+        for loss in row_losses:
+            row = f"{kind}_{loss}"
+            rows[row] = finals.train_architecture(
+                arch, dataset, config.train_config(loss), strategy=strategy, workdir=workdir.final(row),
+                logdir=workdir.tb("final", row), name=f"{kind} {loss}",
+                targets=architecture_search.targets_for(config, workdir, teacher, loss, dataset),
+            )
+    return rows
+
+
+def train_one(config, *, dataset=None):
+    """python -m kdas_tf.train's job: config.train's network or architecture with its loss; returns its results."""
+    arch = config.train.parsed()
+    train_config = config.recipe.train_config(network=arch.backbone, loss=config.train.loss)
+    with precision(config.recipe.precision):
+        dataset, workdir, strategy = _start(config, dataset, claim=False)
+        targets = None
+        if train_config.loss != "ce":
+            with strategy.scope():
+                teacher = ensemble.load_ensemble(workdir.member_models(config.teachers.num_teachers))
+            targets = architecture_search.targets_for(config, workdir, teacher, train_config.loss, dataset)
+        name = f"{str(arch).replace('/', '_').replace(':', '-')}_{train_config.loss}"
+        return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
+                                         logdir=workdir.tb("train", name), targets=targets)
+
+
+def describe_plan(config):
+    """What run(config) would do, for --dry_run: every step with its size."""
+    search, teachers = config.search, config.teachers
+    budget, backbone_parameters = config.budget()
+    return "\n".join([
+        f"dry run of {config.workdir} on {config.data.dataset} (strategy {config.run.strategy}):",
+        f"  teachers: {teachers.num_teachers} x {teachers.network}, {config.teacher_epochs} epochs each, "
+        f"in {config.teacher_workdir}/teachers (finished members are reused)",
+        f"  search: {search.rounds} round(s) x {search.trials_per_round} trials of {search.backbone} "
+        f"({backbone_parameters / 1e6:.3f}M) + {search.ops_per_addon} ops per stage, budget {budget / 1e6:.3f}M, "
+        f"trained with {search.search_loss} for {search.search_epochs} epochs each",
+        f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "
+        f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each",
+        f"  then: test evaluation, SavedModel in {config.workdir}/export, results.json and results.md",
+    ])

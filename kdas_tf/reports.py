@@ -1,0 +1,127 @@
+"""A finished run's tables and figures, in the paper's shapes (python -m kdas_tf.report's library).
+
+Writes under WORKDIR/report/ (or --output):
+- table1.md/.csv: the teacher ensemble of the first k members (k = 1..N) against the
+  KD student (the paper's Table 1: the gap a same-size student cannot close);
+- table2.md/.csv: teacher, plain student and the found model with each L_T (Table 2);
+- table5.md/.csv: the share of training examples that k members classify correctly (Table 5);
+- accuracy_vs_parameters.png (Figure 3: every trial, the budget line, the Pareto front),
+  reward_over_trials.png, teacher_agreement.png; and report.md with all of them.
+
+Everything comes from the run's results.json, which holds the teacher report
+(including the k-member ensemble accuracies, computed where the members' test
+logits already are) and every trial. The report thus needs neither the data nor
+the models: it runs anywhere the work directory is copied, in a second.
+"""
+
+import csv
+import io
+import os
+
+from kdas_tf import plots, results, storage
+from kdas_tf.errors import UserError
+from kdas_tf.workdir import Workdir
+
+TABLE1_COLUMNS = ("N", "teacher test top-1 %", "student (KD) test top-1 %", "gap")
+
+
+def load_summary(workdir):
+    """The run's results.json, or a one-line error that says how to get it."""
+    path = Workdir(workdir).results
+    if not os.path.exists(path):
+        raise UserError(f"--workdir={workdir} has no results.json: finish the run first "
+                                "(rerun the same python -m kdas_tf.search command; it resumes)")
+    return storage.read_json(path)
+
+
+def table1_rows(summary):
+    """(N, ensemble of the first N members %, KD student %, gap) for N = 1..members; the student is the run's own.
+
+    Runs made before the k-member accuracies were recorded give only the full
+    ensemble's row; rerunning their search command (which redoes nothing else)
+    records them.
+    """
+    teacher = summary["teacher"]
+    by_size = teacher.get("ensemble_test_top1_by_size") or [None] * (teacher["num_teachers"] - 1) + [
+        teacher["ensemble_test_top1"]]
+    student = summary["final"].get("student_kd")
+    rows = []
+    for k, accuracy in enumerate(by_size, start=1):
+        teacher_percent = None if accuracy is None else 100 * accuracy
+        student_percent = 100 * student["test"]["top1"] if student and k == len(by_size) else None
+        gap = teacher_percent - student_percent if student_percent is not None and teacher_percent is not None else None
+        rows.append((k, teacher_percent, student_percent, gap))
+    return rows
+
+
+def table5_columns(summary):
+    members = summary["teacher"]["num_teachers"]
+    return ("teacher", *(f"{k} right %" for k in range(members, -1, -1)), "member train top-1 %")
+
+
+def table5_rows(summary):
+    """One row: the members-right histogram from N down to 0 members, and a member's training accuracy."""
+    teacher = summary["teacher"]
+    histogram = teacher["train_members_correct_histogram"]
+    return [(f"{teacher['num_teachers']} x {teacher['network']}", *(100 * h for h in reversed(histogram)),
+             100 * teacher["member_train_top1_mean"])]
+
+
+def csv_text(columns, rows):
+    """CSV with full-precision numbers and empty cells where the Markdown shows '-'."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else round(v, 6) if isinstance(v, float) else v for v in row])
+    return buffer.getvalue()
+
+
+def tables(summary):
+    """{name: (title, columns, rows, markdown)} for Tables 1, 2 and 5."""
+    teacher = summary["teacher"]
+    table1, table5 = table1_rows(summary), table5_rows(summary)
+    return {
+        "table1": ("Table 1: teacher ensemble of N members against the KD student (test top-1 %)",
+                   TABLE1_COLUMNS, table1, results.markdown_table(TABLE1_COLUMNS, table1)),
+        "table2": ("Table 2: accuracy % and memory of the teacher, the student and the found model",
+                   results.TABLE2_COLUMNS, results.table2_rows(summary), results.table2_markdown(summary)),
+        "table5": (f"Table 5: training examples by how many of the {teacher['num_teachers']} members are right",
+                   table5_columns(summary), table5, results.markdown_table(table5_columns(summary), table5)),
+    }
+
+
+def figures(summary):
+    """{file name: PNG bytes}."""
+    teacher = summary["teacher"]
+    return {
+        "accuracy_vs_parameters.png": plots.accuracy_vs_parameters(
+            summary["trials"], budget=summary["budget"], backbone_parameters=summary["backbone_parameters"],
+            found=summary["found_architecture"]),
+        "reward_over_trials.png": plots.reward_over_trials(summary["trials"]),
+        "teacher_agreement.png": plots.teacher_agreement(teacher["train_members_correct_histogram"],
+                                                         network=teacher["network"]),
+    }
+
+
+def write_report(workdir, output=None):
+    """Write every table (Markdown and CSV), figure and report.md; returns the paths written."""
+    if not workdir or not os.path.isdir(workdir):
+        raise UserError(f"--workdir={workdir!r} is not a directory: give a run's work directory")
+    summary = load_summary(workdir)
+    output = output or Workdir(workdir).report
+    written = []
+    sections = [f"# KDAS run report: {os.path.basename(os.path.abspath(workdir))}\n",
+                f"Found architecture `{summary['found_architecture']}`; served model `{summary['exported']}`.\n"]
+    for name, (title, columns, rows, markdown) in tables(summary).items():
+        for path, text in ((f"{name}.md", markdown), (f"{name}.csv", csv_text(columns, rows))):
+            storage.write_text(os.path.join(output, path), text)
+            written.append(os.path.join(output, path))
+        sections.append(f"## {title}\n\n{markdown}")
+    for name, png in figures(summary).items():
+        storage.write_bytes(os.path.join(output, name), png)
+        written.append(os.path.join(output, name))
+        sections.append(f"![{name[:-4].replace('_', ' ')}]({name})\n")
+    storage.write_text(os.path.join(output, "report.md"), "\n".join(sections))
+    written.append(os.path.join(output, "report.md"))
+    return written

@@ -1,0 +1,149 @@
+"""The layout of a work directory, in one place, and the rule that says which final row is served.
+
+    WORKDIR/
+      settings.json            what the results depend on (config.Config.settings); a rerun must agree
+      teachers/member_i/       each member's checkpoints and model.keras; teachers/results.json, settings.json
+                               (under --teacher_workdir when runs share one ensemble)
+      teacher_outputs/{kd,od}/ the cached distillation targets, one folder per (seed, epoch)
+      search/                  the KerasTuner project: oracle.json, trial_N/ (checkpoints, trial.json, result.json)
+      final/ROW/               each final row (student_ce, kdas_od, ...): checkpoints, model.keras, results.json
+      train/NAME/              what python -m kdas_tf.train trains
+      tb/                      one TensorBoard tree: teachers/, trials/, controller/, search/, final/, train/
+      export/                  the served SavedModel; exports/NAME/ other exports
+      results.json, results.md the run's numbers and its Table 2
+      report/                  python -m kdas_tf.report's tables and figures
+"""
+
+import os
+
+from kdas_tf import storage
+from kdas_tf.errors import UserError
+
+SEARCH_PROJECT = "search"  # KerasTuner's project name: WORKDIR/search
+
+
+class Workdir:
+    """Every path of one work directory; `teacher_root` holds the ensemble (default: the same directory)."""
+
+    def __init__(self, root, teacher_root=None):
+        self.root = root
+        self.teacher_root = teacher_root or root
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    @property
+    def settings(self):
+        return self.path("settings.json")
+
+    @property
+    def results(self):
+        return self.path("results.json")
+
+    @property
+    def results_table(self):
+        return self.path("results.md")
+
+    @property
+    def export(self):
+        return self.path("export")
+
+    def other_export(self, name):
+        return self.path("exports", name)
+
+    @property
+    def report(self):
+        return self.path("report")
+
+    def tb(self, *parts):
+        return self.path("tb", *parts)
+
+    # --- teachers (in teacher_root) ---
+
+    @property
+    def teachers(self):
+        return os.path.join(self.teacher_root, "teachers")
+
+    def member(self, index):
+        return os.path.join(self.teachers, f"member_{index}")
+
+    def member_model(self, index):
+        return os.path.join(self.member(index), "model.keras")
+
+    def member_models(self, num_teachers):
+        return [self.member_model(i) for i in range(num_teachers)]
+
+    def member_tb(self, index):
+        return os.path.join(self.teacher_root, "tb", "teachers", f"member_{index}")
+
+    @property
+    def teachers_results(self):
+        return os.path.join(self.teachers, "results.json")
+
+    @property
+    def teacher_outputs(self):
+        return self.path("teacher_outputs")
+
+    # --- search, final rows, single trainings ---
+
+    @property
+    def search(self):
+        return self.path(SEARCH_PROJECT)
+
+    def trial(self, trial_id):
+        return self.path(SEARCH_PROJECT, f"trial_{trial_id}")
+
+    def final(self, row):
+        return self.path("final", row)
+
+    def final_model(self, row):
+        return self.path("final", row, "model.keras")
+
+    def final_results(self, row):
+        return self.path("final", row, "results.json")
+
+    def train(self, name):
+        return self.path("train", name)
+
+    def claim(self, settings):
+        """Make the directory and record `settings`; a directory made with other ones is refused."""
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"--workdir={self.root} cannot be made ({error.strerror}): choose another") from None
+        storage.claim_workdir(self.root, settings)
+
+
+def served_row(rows):
+    """The final row the run serves: the KDAS row (kdas_*) with the best validation top-1.
+
+    Validation, never test: the test split judges the served model, it does not choose it.
+    rows: {row name: results with ["val"]["top1"]}. Returns None when no KDAS row is finished.
+    """
+    kdas = {name: row for name, row in rows.items() if name.startswith("kdas_")}
+    if not kdas:
+        return None
+    return max(sorted(kdas), key=lambda name: kdas[name]["val"]["top1"])
+
+
+def finished_rows(workdir):
+    """{row: results} of the final rows that finished (results.json and model.keras both written)."""
+    final = workdir.path("final")
+    rows = {}
+    for name in sorted(os.listdir(final)) if os.path.isdir(final) else ():
+        if os.path.exists(workdir.final_results(name)) and os.path.exists(workdir.final_model(name)):
+            rows[name] = storage.read_json(workdir.final_results(name))
+    return rows
+
+
+def served_model_path(workdir):
+    """The served model's file: results.json's `exported` row, else the served rule over the finished rows."""
+    if os.path.exists(workdir.results):
+        exported = storage.read_json(workdir.results).get("exported")
+        if exported:
+            return workdir.final_model(exported)
+    row = served_row(finished_rows(workdir))
+    if row is None:
+        raise UserError(f"no finished final model in {workdir.path('final')}: pass --model (a .keras file or a "
+                        "directory with model.keras or checkpoints/)")
+    return workdir.final_model(row)

@@ -1,0 +1,156 @@
+"""The config: built once from flags or by hand, judged once, recorded whole in settings.json; and the layering
+rules it makes possible (flags only at the top, no import cycle)."""
+
+import ast
+import concurrent.futures
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kdas_tf import config
+from kdas_tf.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "kdas_tf")
+ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench")
+
+
+def base(**sections):
+    return config.Config(run=config.RunConfig(workdir="runs/x"), **sections)
+
+
+def changed(value):
+    """Another valid value of a field's type."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, tuple):
+        return value[:1]
+    if isinstance(value, float):
+        return value / 2
+    if isinstance(value, int):
+        return value + 1
+    return None
+
+
+def test_every_recipe_field_reaches_the_settings_and_changes_them():
+    reference = base().settings()
+    for field in dataclasses.fields(config.RecipeConfig):
+        assert config.flag_name(field) in reference, field.name
+        value = changed(getattr(config.RecipeConfig(), field.name))
+        if field.name == "weight_decay":
+            value = 5e-4
+        if field.name == "precision":
+            value = "mixed_bfloat16"
+        other = base(recipe=dataclasses.replace(config.RecipeConfig(), **{field.name: value})).settings()
+        assert other != reference, field.name
+
+
+def test_settings_hold_every_field_but_the_ones_a_rerun_may_change():
+    settings = base().settings()
+    for name, section in config.SECTIONS.items():
+        if name == "train":
+            continue  # python -m kdas_tf.train records its training in its own results.json
+        for field in dataclasses.fields(section):
+            assert (config.flag_name(field) in settings) == field.metadata["setting"], field.name
+    # Where the data lives, how targets reach the step and how trials are spread change no result.
+    assert not {"workdir", "data_dir", "manual_dir", "teacher_outputs", "parallel_trials", "strategy"} & set(settings)
+
+
+def test_flags_and_config_round_trip():
+    built = config.from_args(["--flagfile=" + os.path.join(ROOT, "flags", "digits.cfg"), "--workdir=/tmp/w",
+                              "--nonesterov", "--lr_decay_at=0.3,0.6", "--student_loss="])
+    assert built.search.backbone == "resnet8" and built.recipe.lr_decay_at == (0.3, 0.6)
+    assert built.recipe.nesterov is False and built.search.student_loss == ()
+    assert config.from_args(config.to_flags(built)) == built
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget=0.01"], "raise --budget"),
+    (["--budget=lots"], "--budget='lots' is not a budget"),
+    (["--search_epochs=0"], "--search_epochs must be at least 1"),
+    (["--val_fraction=1.5"], "val_fraction must be in (0, 1)"),
+    (["--backbone=resnet33"], "unknown network 'resnet33'"),
+    (["--final_loss=ce,xx"], "--final_loss='xx' is not a loss"),
+    (["--lr_decay_at=half"], "--lr_decay_at takes a comma-separated list of floats"),
+    (["--teacher_epochs=0"], "--teacher_epochs must be at least 1"),
+    (["--workdir="], "--workdir is required"),
+    (["--bogus=1"], "Unknown command line flag 'bogus'"),
+])
+def test_the_python_api_refuses_what_the_command_line_refuses(args, message):
+    with pytest.raises(UserError) as error:
+        config.from_args(["--flagfile=" + os.path.join(ROOT, "flags", "digits.cfg"), "--workdir=/tmp/w", *args])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_sections_built_by_hand_are_judged_alike():
+    with pytest.raises(UserError, match="--epochs must be at least 1"):
+        config.RecipeConfig(epochs=0)
+    with pytest.raises(UserError, match="raise --budget"):
+        base(search=config.SearchConfig(backbone="resnet8", budget="0.01"), data=config.DataConfig("digits"))
+
+
+def test_the_entry_points_help_lists_the_flags_a_user_needs():
+    expected = {"search": ["--workdir", "--dataset", "--epochs", "--strategy", "--budget", "--parallel_trials"],
+                "teachers": ["--workdir", "--dataset", "--epochs", "--num_teachers"],
+                "train": ["--workdir", "--dataset", "--epochs", "--architecture", "--loss"],
+                "export": ["--workdir", "--dataset", "--model"]}
+
+    def help_text(entry):
+        return subprocess.run([sys.executable, "-m", f"kdas_tf.{entry}", "--help"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120).stdout
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        texts = dict(zip(expected, pool.map(help_text, expected)))
+    for entry, names in expected.items():
+        missing = [n for n in names if f"{n}:" not in texts[entry] and f"{n}=" not in texts[entry]
+                   and f"  {n}" not in texts[entry]]
+        assert not missing, (entry, missing, texts[entry][:500])
+
+
+def modules():
+    """{module name: parsed source} of every kdas_tf module."""
+    found = {}
+    for directory, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                found[module] = ast.parse(open(path).read())
+    return found
+
+
+def test_only_entry_points_and_the_config_builder_read_flags():
+    allowed = {f"kdas_tf.{entry}" for entry in ENTRY_POINTS} | {"kdas_tf.cli", "kdas_tf.config"}
+    readers = {name for name, tree in modules().items()
+               if any(isinstance(node, ast.Attribute) and node.attr == "FLAGS" or
+                      isinstance(node, ast.Name) and node.id == "FLAGS" for node in ast.walk(tree))}
+    assert readers <= allowed, readers - allowed
+
+
+def test_no_library_module_imports_an_entry_point_and_there_is_no_import_cycle():
+    trees = modules()
+    graph = {}
+    for name, tree in trees.items():
+        targets = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kdas_tf"):
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names if alias.name.startswith("kdas_tf"))
+        graph[name] = {t for t in targets if t in trees and t != name}
+    entries = {f"kdas_tf.{entry}" for entry in ENTRY_POINTS}
+    for name, targets in graph.items():
+        assert not targets & entries, (name, targets & entries)
+
+    def visit(name, path):
+        assert name not in path, " -> ".join(path[path.index(name):] + [name])
+        for target in graph[name]:
+            if not target.startswith(name + "."):  # a package's __init__ may import its own modules
+                visit(target, path + [name])
+
+    for name in graph:
+        visit(name, [])
