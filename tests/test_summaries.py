@@ -42,7 +42,8 @@ def test_every_log_lives_under_one_tree(workdir):
     runs = {os.path.dirname(p) for p in events}
     assert all(p.startswith("tb" + os.sep) for p in events), events
     assert runs == {"tb/teachers/member_0", "tb/teachers/member_1", "tb/trials", "tb/trials/trial_0",
-                    "tb/trials/trial_1", "tb/controller", "tb/final/student_ce", "tb/final/kdas_od", "tb/search"}
+                    "tb/trials/trial_1", "tb/controller", "tb/final/student_ce", "tb/final/kdas_kd", "tb/final/kdas_od",
+                    "tb/search"}
 
 
 @pytest.mark.parametrize("run", ["teachers/member_1", "trials/trial_0", "final/kdas_od", "final/student_ce"])
