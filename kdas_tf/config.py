@@ -196,10 +196,13 @@ class SearchConfig:
                                                 setting=False)
     student_loss: typing.Tuple[str, ...] = option(
         ("ce", "kd", "od"), "Losses for the plain backbone student rows (empty: skip).", setting=False)
+    # More seeds may be added to a finished run: the first ones are read back.
+    seeds: int = option(1, "Trainings of every final and plain-student row, from seeds --seed, --seed+1, ...: "
+                        "the tables show their mean and standard deviation.", setting=False)
 
     def __post_init__(self):
         _user_errors(models.Architecture.backbone_only, self.backbone)
-        _at_least_one(self, "rounds", "trials_per_round", "ops_per_addon", "search_epochs")
+        _at_least_one(self, "rounds", "trials_per_round", "ops_per_addon", "search_epochs", "seeds")
         _user_errors(losses.check_loss_name, self.search_loss, "--search_loss")
         if not self.final_loss:
             raise UserError(f"--final_loss is empty: give at least one of {', '.join(losses.LOSSES)}")

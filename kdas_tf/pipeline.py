@@ -11,6 +11,7 @@ python -m kdas_tf.teachers and kdas_tf.train. Nothing here reads a flag.
 """
 
 import contextlib
+import dataclasses
 import os
 
 import keras
@@ -20,7 +21,7 @@ from kdas_tf import architecture_search, distribute, ensemble, finals, models, r
 from kdas_tf.errors import UserError
 from kdas_tf import parallel
 from kdas_tf.parallel import launcher
-from kdas_tf.workdir import Workdir, served_row
+from kdas_tf.workdir import Workdir, final_name, served_row, served_seed
 
 
 @contextlib.contextmanager
@@ -88,11 +89,13 @@ def run(config, *, dataset=None):
         )
         rows = train_final_rows(config, dataset, strategy, teacher, workdir, found)
         served = served_row(rows)
-        serving.export_saved_model(storage.load_model(workdir.final_model(served)), workdir.export,
+        seed = served_seed(rows[served]["seeds"])
+        serving.export_saved_model(storage.load_model(workdir.final_model(served, seed)), workdir.export,
                                    mean=dataset.info.mean, std=dataset.info.std)
     summary = results.collect(
         teacher_report=teacher_report, oracle=oracle, found=found, rows=rows, budget=budget,
         backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
+        exported_seed=seed,
     )
     storage.write_json(workdir.results, summary)
     table = results.table2_markdown(summary)
@@ -102,19 +105,33 @@ def run(config, *, dataset=None):
 
 
 def train_final_rows(config, dataset, strategy, teacher, workdir, found):
-    """The plain backbone with each --student_loss and the found architecture with each --final_loss."""
+    """The plain backbone with each --student_loss and the found architecture with each --final_loss, each
+    trained --seeds times (seeds --seed, --seed+1, ...); returns {row: its seeds combined (results.combine_seeds)}."""
     backbone = models.Architecture.backbone_only(config.search.backbone)
     rows = {}
     for kind, arch, row_losses in (("student", backbone, config.search.student_loss),
                                    ("kdas", found, config.search.final_loss)):
         for loss in row_losses:
             row = f"{kind}_{loss}"
-            rows[row] = finals.train_architecture(
-                arch, dataset, config.train_config(loss), strategy=strategy, workdir=workdir.final(row),
-                logdir=workdir.tb("final", row), name=f"{kind} {loss}",
-                targets=architecture_search.targets_for(config, workdir, teacher, loss, dataset),
-            )
+            rows[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row)
     return rows
+
+
+def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *, network=None):
+    """Row `row` of `workdir`: `arch` trained with `loss` from each of --seeds seeds; returns them combined.
+
+    network: the backbone whose family picks the default weight decay (default: the search's backbone).
+    """
+    targets = architecture_search.targets_for(config, workdir, teacher, loss, dataset)
+    recipe = config.recipe.train_config(network=network or config.search.backbone, loss=loss)
+    seeds = []
+    for index in range(config.search.seeds):
+        seeds.append(finals.train_architecture(
+            arch, dataset, dataclasses.replace(recipe, seed=recipe.seed + index), strategy=strategy,
+            workdir=workdir.final(row, index), logdir=workdir.tb("final", final_name(row, index)),
+            name=row.replace("_", " ") + (f" seed {index}" if index else ""), targets=targets,
+        ))
+    return results.combine_seeds(seeds)
 
 
 def train_one(config, *, dataset=None):
@@ -145,6 +162,7 @@ def describe_plan(config):
         f"({backbone_parameters / 1e6:.3f}M) + {search.ops_per_addon} ops per stage, budget {budget / 1e6:.3f}M, "
         f"trained with {search.search_loss} for {search.search_epochs} epochs each",
         f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "
-        f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each",
+        f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each, "
+        f"{search.seeds} seed(s) per row",
         f"  then: test evaluation, SavedModel in {config.workdir}/export, results.json and results.md",
     ])

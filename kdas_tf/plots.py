@@ -93,3 +93,25 @@ def teacher_agreement(histogram, *, network):
     axes.set_ylim(0, 110)
     axes.set_title("Teacher agreement on the training set")
     return _png(figure)
+
+
+def budget_sweep(points):
+    """Figure 3: test top-1 against parameters of the found models (one per budget) and the man-made ones.
+
+    points: dicts with "kind" ("KDAS" or "man-made"), "loss", "parameters", "test_top1", "test_top1_std".
+    """
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for kind, marker in (("KDAS", "o-"), ("man-made", "s--")):
+        for loss in sorted({p["loss"] for p in points}):
+            series = sorted((p for p in points if p["kind"] == kind and p["loss"] == loss),
+                            key=lambda p: p["parameters"])
+            if series:
+                axes.errorbar([p["parameters"] / 1e6 for p in series], [100 * p["test_top1"] for p in series],
+                              yerr=[100 * p["test_top1_std"] for p in series], fmt=marker, capsize=3,
+                              label=f"{kind}, L_T={loss.upper()}")
+    axes.set_xlabel("trainable parameters (M)")
+    axes.set_ylabel("test top-1 (%)")
+    axes.set_title("Accuracy against memory (the paper's Figure 3)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    return _png(figure)

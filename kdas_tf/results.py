@@ -1,9 +1,25 @@
 """A search's results as one JSON-friendly summary and a table in the shape of the paper's Table 2."""
 
+import numpy as np
+
 LOSS_NAMES = {"ce": "CE", "kd": "KD", "od": "OD"}
 
 
-def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported):
+def combine_seeds(seeds):
+    """One row from its trainings ([finals results], seed order): each metric's mean, top-1's std, every seed kept.
+
+    The std is the population's (ddof=0), as the paper's "mean ± std" over its runs; one seed has std 0.
+    """
+    row = {key: seeds[0][key] for key in ("architecture", "loss", "epochs", "parameters")}
+    for split in ("val", "test"):
+        row[split] = {key: float(np.mean([s[split][key] for s in seeds])) for key in seeds[0][split]}
+        row[split]["top1_std"] = float(np.std([s[split]["top1"] for s in seeds]))
+    row["seeds"] = seeds
+    return row
+
+
+def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
+            exported_seed=0):
     """Everything a report needs from one run, in plain values."""
     return {
         "teacher": teacher_report,
@@ -22,6 +38,7 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         },
         "final": rows,
         "exported": exported,
+        "exported_seed": exported_seed,  # index of the served training among its row's seeds
     }
 
 
@@ -42,6 +59,13 @@ def markdown_table(columns, rows):
 TABLE2_COLUMNS = ("model", "L_S", "L_T", "val top-1 %", "test top-1 %", "parameters")
 
 
+def accuracy(row, split):
+    """A row's top-1 in %: a float for one seed, "mean ± std" over several."""
+    if len(row.get("seeds", ())) > 1:
+        return f"{100 * row[split]['top1']:.2f} ± {100 * row[split]['top1_std']:.2f}"
+    return 100 * row[split]["top1"]
+
+
 def table2_rows(summary):
     """Teacher, plain student and found model with each L_T: (model, L_S, L_T, val %, test %, parameters)."""
     teacher = summary["teacher"]
@@ -54,7 +78,7 @@ def table2_rows(summary):
         role, loss = key.split("_", 1)
         name = f"Student {summary['backbone']}" if role == "student" else f"KDAS {row['architecture']}"
         search_loss = "-" if role == "student" else LOSS_NAMES[summary["search_loss"]]
-        rows.append((name, search_loss, LOSS_NAMES[loss], 100 * row["val"]["top1"], 100 * row["test"]["top1"],
+        rows.append((name, search_loss, LOSS_NAMES[loss], accuracy(row, "val"), accuracy(row, "test"),
                      row["parameters"]))
     return rows
 

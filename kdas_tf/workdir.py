@@ -6,7 +6,8 @@
                                (under --teacher_workdir when runs share one ensemble)
       teacher_outputs/{kd,od}/ the cached distillation targets, one folder per (seed, epoch)
       search/                  the KerasTuner project: oracle.json, trial_N/ (checkpoints, trial.json, result.json)
-      final/ROW/               each final row (student_ce, kdas_od, ...): checkpoints, model.keras, results.json
+      final/ROW/               each final row (student_ce, kdas_od, ...): checkpoints, model.keras, results.json;
+                               final/ROW_seedK/ its training from --seed + K (--seeds)
       train/NAME/              what python -m kdas_tf.train trains
       tb/                      one TensorBoard tree: teachers/, trials/, controller/, search/, final/, train/
       export/                  the served SavedModel; exports/NAME/ other exports
@@ -15,6 +16,7 @@
 """
 
 import os
+import re
 
 from kdas_tf import storage
 from kdas_tf.errors import UserError
@@ -93,14 +95,15 @@ class Workdir:
     def trial(self, trial_id):
         return self.path(SEARCH_PROJECT, f"trial_{trial_id}")
 
-    def final(self, row):
-        return self.path("final", row)
+    def final(self, row, seed_index=0):
+        """A final row's training from seed --seed + seed_index (the first keeps the row's own name)."""
+        return self.path("final", final_name(row, seed_index))
 
-    def final_model(self, row):
-        return self.path("final", row, "model.keras")
+    def final_model(self, row, seed_index=0):
+        return os.path.join(self.final(row, seed_index), "model.keras")
 
-    def final_results(self, row):
-        return self.path("final", row, "results.json")
+    def final_results(self, row, seed_index=0):
+        return os.path.join(self.final(row, seed_index), "results.json")
 
     def train(self, name):
         return self.path("train", name)
@@ -114,8 +117,12 @@ class Workdir:
         storage.claim_workdir(self.root, settings)
 
 
+def final_name(row, seed_index):
+    return row if seed_index == 0 else f"{row}_seed{seed_index}"
+
+
 def served_row(rows):
-    """The final row the run serves: the KDAS row (kdas_*) with the best validation top-1.
+    """The final row the run serves: the KDAS row (kdas_*) with the best mean validation top-1.
 
     Validation, never test: the test split judges the served model, it does not choose it.
     rows: {row name: results with ["val"]["top1"]}. Returns None when no KDAS row is finished.
@@ -126,24 +133,36 @@ def served_row(rows):
     return max(sorted(kdas), key=lambda name: kdas[name]["val"]["top1"])
 
 
+def served_seed(seeds):
+    """Of one row's trainings ([results] in seed order), the index of the best by validation; ties: the first."""
+    return max(range(len(seeds)), key=lambda index: (seeds[index]["val"]["top1"], -index))
+
+
 def finished_rows(workdir):
-    """{row: results} of the final rows that finished (results.json and model.keras both written)."""
+    """{row: [results of its finished seeds 0, 1, ... up to the first missing one]} (results.json and model.keras
+    both written)."""
     final = workdir.path("final")
     rows = {}
     for name in sorted(os.listdir(final)) if os.path.isdir(final) else ():
-        if os.path.exists(workdir.final_results(name)) and os.path.exists(workdir.final_model(name)):
-            rows[name] = storage.read_json(workdir.final_results(name))
-    return rows
+        row, seed = re.fullmatch(r"(.+?)(?:_seed(\d+))?", name).groups()
+        seed_index = int(seed or 0)
+        if os.path.exists(workdir.final_results(row, seed_index)) and os.path.exists(
+                workdir.final_model(row, seed_index)):
+            rows.setdefault(row, {})[seed_index] = storage.read_json(workdir.final_results(row, seed_index))
+    return {row: [seeds[k] for k in range(len(seeds)) if all(j in seeds for j in range(k + 1))]
+            for row, seeds in rows.items() if 0 in seeds}
 
 
 def served_model_path(workdir):
-    """The served model's file: results.json's `exported` row, else the served rule over the finished rows."""
+    """The served model's file: results.json's `exported` row and seed, else the served rule over the finished rows."""
     if os.path.exists(workdir.results):
-        exported = storage.read_json(workdir.results).get("exported")
-        if exported:
-            return workdir.final_model(exported)
-    row = served_row(finished_rows(workdir))
+        results = storage.read_json(workdir.results)
+        if results.get("exported"):
+            return workdir.final_model(results["exported"], results.get("exported_seed", 0))
+    rows = finished_rows(workdir)
+    means = {row: {"val": {"top1": sum(s["val"]["top1"] for s in seeds) / len(seeds)}} for row, seeds in rows.items()}
+    row = served_row(means)
     if row is None:
         raise UserError(f"no finished final model in {workdir.path('final')}: pass --model (a .keras file or a "
                         "directory with model.keras or checkpoints/)")
-    return workdir.final_model(row)
+    return workdir.final_model(row, served_seed(rows[row]))

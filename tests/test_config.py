@@ -15,7 +15,7 @@ from kdas_tf.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "kdas_tf")
-ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench")
+ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench", "sweep")
 
 
 def base(**sections):

@@ -106,3 +106,23 @@ def test_a_workdir_of_another_configuration_is_refused_in_one_line(tiny_run):
     assert "Traceback" not in other.stderr
     with pytest.raises(UserError, match="--budget was '2x', now '3x'"):  # the Python API refuses it alike
         pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--budget=3x"))
+
+
+def test_more_seeds_add_trainings_and_the_tables_show_their_mean_and_std(tiny_run, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], workdir)
+    run = Workdir(workdir)
+    first = {row: storage.read_json(run.final_results(row)) for row in ("student_ce", "kdas_kd", "kdas_od")}
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--seeds=2"))  # the first seeds are read back
+    for row, result in summary["final"].items():
+        seeds = result["seeds"]
+        assert seeds[0] == first[row] and len(seeds) == 2
+        assert storage.read_json(run.final_results(row, 1)) == seeds[1]
+        assert seeds[1]["test"] != seeds[0]["test"] or seeds[1]["val"] != seeds[0]["val"]  # another seed trained
+        assert result["test"]["top1"] == pytest.approx((seeds[0]["test"]["top1"] + seeds[1]["test"]["top1"]) / 2)
+    assert " ± " in open(run.results_table).read()
+    served = max(("kdas_kd", "kdas_od"), key=lambda row: summary["final"][row]["val"]["top1"])
+    assert summary["exported"] == served
+    seeds = summary["final"][served]["seeds"]
+    assert summary["exported_seed"] == (1 if seeds[1]["val"]["top1"] > seeds[0]["val"]["top1"] else 0)
+    assert served_model_path(run) == run.final_model(served, summary["exported_seed"])
