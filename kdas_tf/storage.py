@@ -2,9 +2,11 @@
 
 Everything finished (teacher models, results, exports) is written to a
 temporary name in the same directory and renamed into place, which POSIX
-makes atomic.
+makes atomic; a write that fails removes its temporary and leaves the old
+file as it was.
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -24,14 +26,29 @@ def _temporary_path(path, suffix=""):
     return temporary
 
 
+def _write_then_rename(path, write, suffix=""):
+    """write(temporary) beside `path`, then rename it onto `path`; on any failure `path` is untouched."""
+    temporary = _temporary_path(path, suffix=suffix)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        # A failed or interrupted write must not leave its half-written temporary behind either.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
 def write_bytes(path, content):
     """Write `content` (bytes) to `path`, atomically."""
-    temporary = _temporary_path(path)
-    with open(temporary, "wb") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+
+    def write(temporary):
+        with open(temporary, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _write_then_rename(path, write)
 
 
 def write_text(path, text):
@@ -51,9 +68,7 @@ def read_json(path):
 
 def save_model(model, path):
     """Save a Keras model to `path` (a .keras file), atomically."""
-    temporary = _temporary_path(path, suffix=".keras")
-    model.save(temporary)
-    os.replace(temporary, path)
+    _write_then_rename(path, model.save, suffix=".keras")  # Keras wants the .keras ending on the temporary too
 
 
 def load_model(path):

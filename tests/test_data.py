@@ -1,4 +1,4 @@
-"""kdas_tf.data: splits, deterministic augmented epochs, sources and missing-data errors.
+"""kdas_tf.data: splits, deterministic augmented epochs (checked against NumPy crops), sources and missing-data errors.
 
 digits is read for real (it ships with scikit-learn); CIFAR-100 comes from
 tfds.testing.mock_data; Tiny ImageNet from a small zip in the official layout,
@@ -23,6 +23,15 @@ from kdas_tf.data import pipeline
 @pytest.fixture(scope="module")
 def digits():
     return data.load("digits", split_seed=0)
+
+
+@pytest.fixture(scope="module")
+def noise():
+    """Random 8x8 colour images that may be flipped: every random choice of augmentation in play."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(330, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 5, size=330)
+    return data.from_arrays("noise", 5, images[:300], labels[:300], images[300:], labels[300:], flip=True)
 
 
 def _collect(ds):
@@ -113,20 +122,63 @@ def test_drop_remainder_keeps_only_full_batches(digits):
     assert sizes == [500] * (digits.info.num_train // 500)
 
 
-def test_crop_and_flip_is_a_zero_padded_shift_and_mirror():
-    images = tf.reshape(tf.range(1, 2 * 4 * 4 + 1, dtype=tf.int32), [2, 4, 4, 1])
-    pad = 1
-    centred = pipeline.crop_and_flip(
-        images, tf.constant([1, 1]), tf.constant([1, 1]), tf.constant([False, True]), pad
-    )
-    np.testing.assert_array_equal(centred[0], images[0])
-    np.testing.assert_array_equal(centred[1], images[1][:, ::-1])
-    shifted = pipeline.crop_and_flip(
-        images, tf.constant([0, 2]), tf.constant([0, 2]), tf.constant([False, False]), pad
-    )
-    expected = np.pad(images.numpy(), [[0, 0], [1, 1], [1, 1], [0, 0]])
-    np.testing.assert_array_equal(shifted[0], expected[0, 0:4, 0:4])
-    np.testing.assert_array_equal(shifted[1], expected[1, 2:6, 2:6])
+def numpy_crop(images, dy, dx, flip, pad):
+    """The reference augmentation: zero-pad, slice rows dy.. and columns dx.., mirror where flip."""
+    height, width = images.shape[1:3]
+    padded = np.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    crops = np.stack([p[y:y + height, x:x + width] for p, y, x in zip(padded, dy, dx)])
+    return np.where(np.asarray(flip)[:, None, None, None], crops[:, :, ::-1], crops)
+
+
+def test_crops_with_different_row_and_column_offsets_match_numpy():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, size=(6, 5, 7, 2)).astype(np.int32)  # not square, two channels
+    pad = 2
+    dy, dx = np.array([0, 4, 1, 3, 0, 2], np.int32), np.array([3, 0, 4, 2, 1, 0], np.int32)
+    flip = np.array([False, False, True, False, True, True])
+    assert np.all(dy != dx)
+    got = pipeline.crop_and_flip(tf.constant(images), tf.constant(dy), tf.constant(dx), tf.constant(flip), pad)
+    np.testing.assert_array_equal(got, numpy_crop(images, dy, dx, flip, pad))
+
+
+def test_train_images_are_the_numpy_crop_of_each_example_at_its_planned_offsets(noise):
+    augmentation = noise.augmentation
+    plan = pipeline.epoch_plan(noise.info.num_train, seed=2, epoch=1, pad=augmentation.pad, flip=augmentation.flip)
+    assert np.mean(plan["dy"] != plan["dx"]) > 0.5 and 0.3 < np.mean(plan["flip"]) < 0.7
+    seen = _collect(noise.train(64, epoch=1, seed=2, drop_remainder=False))
+    np.testing.assert_array_equal(seen["index"], plan["index"])
+    crops = numpy_crop(noise.splits["train"].images[plan["index"]], plan["dy"], plan["dx"], plan["flip"],
+                       augmentation.pad)
+    expected = (crops.astype(np.float32) - np.float32(noise.info.mean)) / np.float32(noise.info.std)
+    np.testing.assert_allclose(seen["image"], expected, rtol=0, atol=1e-5)
+
+
+class ReversedVisits:
+    """A NumPy generator whose permutation (epoch_plan's visiting order) is reversed; every other draw the same."""
+
+    def __init__(self, rng):
+        self._rng = rng
+
+    def permutation(self, n):
+        return self._rng.permutation(n)[::-1]
+
+    def __getattr__(self, name):
+        return getattr(self._rng, name)
+
+
+def _images_by_index(stream):
+    seen = _collect(stream)
+    return seen["index"], seen["image"][np.argsort(seen["index"])]
+
+
+def test_an_examples_crop_does_not_depend_on_the_visiting_order_or_batch_size(noise, monkeypatch):
+    """The crop and flip belong to (seed, epoch, index): not to the position the example is visited at."""
+    order, by_index = _images_by_index(noise.train(64, epoch=0, seed=0, drop_remainder=False))
+    draw = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: ReversedVisits(draw(seed)))
+    reversed_order, reversed_by_index = _images_by_index(noise.train(100, epoch=0, seed=0, drop_remainder=False))
+    np.testing.assert_array_equal(reversed_order, order[::-1])
+    np.testing.assert_array_equal(reversed_by_index, by_index)
 
 
 def test_augmentation_pads_proportionally_and_never_flips_digits(digits):

@@ -57,13 +57,53 @@ def test_densenet40_12_has_about_one_million_parameters():
     assert 1.0e6 <= count <= 1.1e6  # Huang et al. report 1.0M (10 classes)
 
 
+def numpy_windows(x, k, fill=0.0):
+    """The k x k neighbourhoods [B, H, W, C, k, k] of x [B, H, W, C] at stride 1, padded by k // 2 with fill."""
+    p = k // 2
+    padded = np.pad(x.astype(np.float64), [[0, 0], [p, p], [p, p], [0, 0]], constant_values=fill)
+    return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
+
+
+def numpy_addon_op(op, layer, x, training):
+    """The op by hand in float64, from the layer's weights; BatchNorm on batch (training) or moving statistics."""
+    if op == "skip":
+        return x
+    if op.endswith("pool3x3"):
+        if op == "maxpool3x3":
+            return numpy_windows(x, 3, fill=-np.inf).max(axis=(-2, -1))
+        counts = numpy_windows(np.ones_like(x), 3).sum(axis=(-2, -1))  # "same" averages only real pixels
+        return numpy_windows(x, 3).sum(axis=(-2, -1)) / counts
+    k = int(op[-1])
+    y = x
+    if op.startswith("sep"):
+        y = np.einsum("bhwcij,ijc->bhwc", numpy_windows(y, k), np.asarray(layer.depthwise.kernel)[..., 0])
+        k = 1
+    y = np.einsum("bhwcij,ijco->bhwo", numpy_windows(y, k), np.asarray(layer.conv.kernel))
+    bn = layer.bn
+    if training:
+        mean, variance = y.mean(axis=(0, 1, 2)), y.var(axis=(0, 1, 2))
+    else:
+        mean, variance = np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)
+    y = (y - mean) / np.sqrt(variance + bn.epsilon) * np.asarray(bn.gamma) + np.asarray(bn.beta)
+    return np.maximum(y, 0.0)
+
+
 @pytest.mark.parametrize("op", ADDON_OPS)
-def test_each_addon_op_keeps_the_feature_map_shape(op):
-    x = images((6, 7, 5))
+def test_each_addon_op_computes_its_operation_and_keeps_the_feature_map_shape(op):
+    x = images((6, 7, 5), batch=3)
     layer = addon_op(op)
-    y = layer(x, training=True)
-    assert tuple(y.shape) == x.shape
-    assert np.all(np.isfinite(np.asarray(y)))
+    layer(x, training=True)  # builds the layer and moves BatchNorm's moving statistics off 0 and 1
+    rng = np.random.default_rng(1)
+    for weight in layer.weights:  # BatchNorm's gamma and beta and its statistics away from their initial values
+        if weight.path.endswith(("gamma", "beta", "moving_mean")):
+            weight.assign(rng.normal(size=weight.shape).astype("float32"))
+        if weight.path.endswith("moving_variance"):
+            weight.assign(rng.uniform(0.5, 2.0, size=weight.shape).astype("float32"))
+    for training in (True, False):
+        y = np.asarray(layer(x, training=training))
+        assert y.shape == x.shape
+        np.testing.assert_allclose(y, numpy_addon_op(op, layer, x, training), rtol=1e-4, atol=1e-4,
+                                   err_msg=f"training={training}")
 
 
 def test_addon_op_order_is_the_controller_vocabulary():
@@ -113,12 +153,21 @@ def test_analytic_count_of_every_op_in_every_family():
     ("densenet10_4:conv3x3/sep3x3/avgpool3x3", DIGITS),
     ("resnet8", DIGITS),
 ], ids=lambda v: str(v))
-def test_forward_pass_gives_float32_logits(arch, task):
+def test_inference_logits_are_per_example_and_the_dense_head_over_the_pooled_features(arch, task):
     num_classes, input_shape = task
-    logits = built(arch, num_classes, input_shape)(images(input_shape, batch=3), training=False)
-    assert tuple(logits.shape) == (3, num_classes)
-    assert logits.dtype == "float32"
-    assert np.all(np.isfinite(np.asarray(logits)))
+    model = built(arch, num_classes, input_shape)
+    x = images(input_shape, batch=3)
+    logits = model(x, training=False)
+    assert tuple(logits.shape) == (3, num_classes) and logits.dtype == "float32"
+    logits = np.asarray(logits)
+    scale = np.abs(logits).max()  # untrained nets give logits up to ~100: float32 sums agree to ~1e-6 of that
+    assert scale > 1e-3  # not a trivially zero head
+    # Inference-mode BatchNorm uses its moving statistics, so an example's logits do not depend on its batch.
+    alone = np.concatenate([np.asarray(model(x[i:i + 1], training=False)) for i in range(3)])
+    np.testing.assert_allclose(logits, alone, rtol=0, atol=1e-5 * scale)
+    features = np.asarray(keras.Model(model.input, model.get_layer("pool").input)(x, training=False), np.float64)
+    kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer("logits").weights)
+    np.testing.assert_allclose(logits, features.mean(axis=(1, 2)) @ kernel + bias, rtol=0, atol=1e-5 * scale)
 
 
 def test_logits_stay_float32_under_mixed_precision():

@@ -1,4 +1,4 @@
-"""KDASOracle with a stand-in for training: budget, repeats, rounds, failures and resumable state.
+"""KDASOracle with a stand-in for training: budget, repeats, rounds, failures, rewards and resumable state.
 
 The stand-in tuner scores an architecture by a fixed formula instead of
 training it, so these tests exercise exactly the oracle's decisions.
@@ -170,3 +170,28 @@ def test_of_equally_rewarded_trials_the_smaller_network_is_best(tmp_path):
         trial.score = 0.5  # every trial ties
     smallest = min(completed, key=lambda t: t.hyperparameters.values["parameters"])
     assert oracle.best_trial() is smallest and oracle.best_trial(0) is smallest
+
+
+def test_each_kind_of_sample_teaches_the_controller_its_own_reward(tmp_path):
+    """Trained: its score; repeated: its recorded score; over budget: 0; failed, or a repeat of a failed one: nothing."""
+    oracle = make_oracle(trials_per_round=3)
+    tuner = FormulaTuner(oracle, str(tmp_path), fail={"1"})
+    tuner.oracle.verbose = 0
+    trained_a, trained_b, trained_c = (1, 1, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0), (1, 1, 1, 0, 0, 0)
+    over_budget = (0, 0, 0, 0, 2, 2)  # two conv5x5 on stage 3's 64 channels
+    assert oracle.parameters(oracle.backbone.with_addons(oracle._stage_ops(over_budget))) > oracle.budget
+    # trial 0: a; trial 1: a again, over budget, then b (which fails); trial 2: b again (failed), then c
+    samples = iter([trained_a, trained_a, over_budget, trained_b, trained_b, trained_c])
+    oracle.controller.sample = lambda: next(samples)
+    taught = []
+    update = oracle.controller.update
+    oracle.controller.update = lambda tokens, reward: taught.append((tuple(tokens), reward)) or update(tokens, reward)
+    tuner.search()
+
+    def score(tokens):
+        return conv_share(oracle.backbone.with_addons(oracle._stage_ops(tokens)))
+
+    assert [t.status for t in oracle.trials.values()] == ["COMPLETED", "FAILED", "COMPLETED"]
+    assert score(trained_a) == pytest.approx(1 / 3)  # the repeat's reward is not 0 by chance
+    assert taught == [(trained_a, pytest.approx(score(trained_a))), (trained_a, pytest.approx(score(trained_a))),
+                      (over_budget, 0.0), (trained_c, pytest.approx(score(trained_c)))]

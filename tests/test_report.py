@@ -79,11 +79,30 @@ def test_the_report_command_writes_every_table_and_figure(tiny_run):
     assert [float(r[1]) for r in table1[1:]] == pytest.approx([100 * a for a in teacher["ensemble_test_top1_by_size"]])
     assert float(table1[2][1]) == pytest.approx(100 * teacher["ensemble_test_top1"])
 
-    assert open(os.path.join(out, "table2.md")).read() == open(os.path.join(workdir, "results.md")).read()
+    # Table 2, cell by cell, against results.json (the tiny run: --student_loss=ce --final_loss=kd,od).
+    student = summary["final"]["student_ce"]
+    expected = [
+        (f"Teacher ({teacher['num_teachers']} x {teacher['network']})", "-", "CE", None,
+         teacher["ensemble_test_top1"], teacher["num_teachers"] * teacher["parameters_per_member"]),
+        (f"Student {summary['backbone']}", "-", "CE", student["val"]["top1"], student["test"]["top1"],
+         student["parameters"]),
+    ] + [(f"KDAS {found['architecture']}", summary["search_loss"].upper(), loss.upper(), found["val"]["top1"],
+          found["test"]["top1"], found["parameters"])
+         for loss, found in ((loss, summary["final"][f"kdas_{loss}"]) for loss in ("kd", "od"))]
     table2 = read_csv(os.path.join(out, "table2.csv"))
     assert table2[0] == list(results.TABLE2_COLUMNS)
-    assert [r[0].split()[0] for r in table2[1:]] == ["Teacher", "Student", "KDAS", "KDAS"]  # kd and od rows
-    assert float(table2[4][4]) == pytest.approx(100 * summary["final"]["kdas_od"]["test"]["top1"])
+    assert len(table2) == 1 + len(expected)
+    markdown = [line.strip("|").split("|") for line in open(os.path.join(out, "table2.md")) if line.startswith("| ")][1:]
+    assert len(markdown) == len(expected)
+    for row, cells, (name, search_loss, loss, val, test, parameters) in zip(table2[1:], markdown, expected):
+        cells = [c.strip() for c in cells]
+        assert row[:3] == cells[:3] == [name, search_loss, loss]
+        if val is None:
+            assert (row[3], cells[3]) == ("", "-")
+        else:
+            assert float(row[3]) == pytest.approx(100 * val) and cells[3] == f"{100 * val:.2f}"
+        assert float(row[4]) == pytest.approx(100 * test) and cells[4] == f"{100 * test:.2f}"
+        assert int(row[5]) == parameters and cells[5] == f"{parameters / 1e6:.3f}M"
 
     table5 = read_csv(os.path.join(out, "table5.csv"))
     assert table5[0][1:4] == ["2 right %", "1 right %", "0 right %"]

@@ -51,16 +51,22 @@ def test_the_tpu_flagfile_is_the_cifar100_recipe_on_tpu():
     assert different == {"strategy", "tpu", "workdir"}, different
 
 
-def test_the_tpu_strategy_is_resolved_through_tpu_cluster_resolver(monkeypatch):
-    calls = []
+def test_the_tpu_strategy_is_built_from_a_resolver_of_the_named_tpu(monkeypatch):
+    """A real TPUClusterResolver (a grpc address needs no TPU nor network); only what needs a TPU is stood in for."""
+    received = {}
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", lambda r: received.setdefault("connect", r))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", lambda r: received.setdefault("initialize", r))
 
-    class Resolver:
-        def __init__(self, tpu):
-            calls.append(("resolve", tpu))
+    class TPUStrategy:
+        def __init__(self, resolver):
+            self.resolver = resolver
 
-    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", Resolver)
-    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", lambda r: calls.append(("connect", type(r))))
-    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", lambda r: calls.append(("initialize", type(r))))
-    monkeypatch.setattr(tf.distribute, "TPUStrategy", lambda r: ("strategy", type(r)))
-    assert distribute.make_strategy("tpu", tpu="kdas-tpu") == ("strategy", Resolver)
-    assert calls == [("resolve", "kdas-tpu"), ("connect", Resolver), ("initialize", Resolver)]
+    monkeypatch.setattr(tf.distribute, "TPUStrategy", TPUStrategy)
+    strategy = distribute.make_strategy("tpu", tpu="grpc://10.1.2.3:8470")
+    assert isinstance(strategy, TPUStrategy)
+    resolver = strategy.resolver
+    assert isinstance(resolver, tf.distribute.cluster_resolver.TPUClusterResolver)
+    assert resolver.master() == "grpc://10.1.2.3:8470"
+    assert resolver.cluster_spec().as_dict() == {"worker": ["10.1.2.3:8470"]}
+    # The system the strategy runs on is the one connected to and initialised: the same resolver.
+    assert received["connect"] is resolver and received["initialize"] is resolver
