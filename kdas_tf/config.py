@@ -89,15 +89,21 @@ class DataConfig:
     # Where the data lives does not change what it is.
     data_dir: typing.Optional[str] = option(None, "TFDS data directory (prepared CIFAR-100 lives here).",
                                             setting=False)
-    manual_dir: typing.Optional[str] = option(None, "Directory holding tiny-imagenet-200.zip (TinyImageNet only).",
-                                              setting=False)
+    manual_dir: typing.Optional[str] = option(
+        None, "Directory holding tiny-imagenet-200.zip (TinyImageNet), or Fashion-MNIST's four IDX .gz files "
+        "(default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist).", setting=False)
     val_fraction: float = option(0.1, "Share of the training set held out as the validation split.")
     split_seed: int = option(0, "Seed of the train/validation split.")
+    train_examples: typing.Optional[int] = option(
+        None, "Train on a fixed subset of this many of the training images left after the validation "
+        "holdout (seeded by --split_seed); validation and test stay whole. Default: all.")
 
     def __post_init__(self):
         if self.dataset not in data.DATASETS:
             raise UserError(f"--dataset={self.dataset}: value should be one of {', '.join(data.DATASETS)}")
         _user_errors(data.check_val_fraction, self.val_fraction)
+        if self.train_examples is not None and self.train_examples < 1:
+            raise UserError(f"--train_examples must be at least 1 (or unset: all), got {self.train_examples}")
 
     @property
     def num_classes(self):
@@ -110,7 +116,8 @@ class DataConfig:
     def load(self):
         """The dataset in memory, split; DataNotFoundError (a UserError) says how to prepare it."""
         return data.load(self.dataset, data_dir=self.data_dir, manual_dir=self.manual_dir,
-                         val_fraction=self.val_fraction, split_seed=self.split_seed)
+                         val_fraction=self.val_fraction, split_seed=self.split_seed,
+                         train_examples=self.train_examples)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,7 +164,7 @@ def load_model_for_export(path, workdir, info, architecture=None):
     return model, checkpoint
 
 
-DATA_SETTINGS = ("dataset", "val_fraction", "split_seed")  # they fix the normalisation's mean and std
+DATA_SETTINGS = ("dataset", "val_fraction", "split_seed", "train_examples")  # they fix the normalisation's mean, std
 
 
 def recorded_data_settings(workdir, given):
@@ -193,7 +193,8 @@ def export_from_workdir(root, *, data_config, given, model=None, architecture=No
     settings = {k: getattr(data_config, k) for k in DATA_SETTINGS}
     settings.update(recorded_data_settings(workdir, given))
     info = data.load(settings["dataset"], data_dir=data_config.data_dir, manual_dir=data_config.manual_dir,
-                     val_fraction=settings["val_fraction"], split_seed=settings["split_seed"]).info
+                     val_fraction=settings["val_fraction"], split_seed=settings["split_seed"],
+                     train_examples=settings["train_examples"]).info
     if model:
         source = resolve_model_path(root, model)
         relative = os.path.relpath(os.path.abspath(source), os.path.abspath(root))

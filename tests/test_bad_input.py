@@ -48,6 +48,8 @@ CASES = [
          "cifar100 is not prepared in --data_dir="),
     Case("tinyimagenet_not_prepared", "teachers", ("--dataset=tinyimagenet", "--data_dir={workdir}/tfds"),
          "holds no tiny-imagenet-200.zip"),
+    Case("fashion_mnist_not_installed", "search", ("--dataset=fashion_mnist", "--data_dir={workdir}/tfds",
+                                                   "--manual_dir={workdir}"), "apt-get install dataset-fashion-mnist"),
     Case("workdir_of_another_configuration", "search", ("--budget=3x",), "was made with other settings",
          prepare="settings"),
     Case("workdir_of_another_recipe", "search", ("--search_epochs=2",), "--search_epochs was 4, now 2",

@@ -14,6 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from kdas_tf.data import pipeline
+from kdas_tf.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +136,19 @@ def holdout(num_examples, val_fraction, split_seed):
 
 
 def from_arrays(name, num_classes, train_images, train_labels, test_images, test_labels,
-                *, val_fraction=0.1, split_seed=0, flip=True):
-    """A Dataset from a source's official arrays: uint8 images [N, H, W, C], int labels [N]."""
+                *, val_fraction=0.1, split_seed=0, flip=True, train_examples=None):
+    """A Dataset from a source's official arrays: uint8 images [N, H, W, C], int labels [N].
+
+    train_examples: train on a fixed subset of this many of the training images left after the
+    validation holdout (seeded by split_seed); validation and test stay whole.
+    """
     train_pos, val_pos = holdout(len(train_labels), val_fraction, split_seed)
+    if train_examples is not None:
+        if not 0 < train_examples <= len(train_pos):
+            raise UserError(f"--train_examples={train_examples}: {name} has {len(train_pos)} training images "
+                            "after the validation holdout; give a number from 1 to that")
+        subset = np.random.default_rng([split_seed, 1]).permutation(len(train_pos))[:train_examples]
+        train_pos = np.sort(train_pos[subset])
 
     def make_split(images, labels, positions):
         return Split(
