@@ -38,8 +38,8 @@ def build_tuner(config, oracle, dataset, strategy, targets, workdir, tuner_class
     search = config.search
     return tuner_class(
         oracle, dataset=dataset, config=config.train_config(search.search_loss, epochs=search.search_epochs),
-        strategy=strategy, targets=targets, logdir=workdir.tb("trials"), directory=workdir.root,
-        project_name=SEARCH_PROJECT, **kwargs,
+        strategy=strategy, targets=targets, logdir=workdir.tb("trials"), shortcut=config.model.shortcut,
+        directory=workdir.root, project_name=SEARCH_PROJECT, **kwargs,
     )
 
 

@@ -42,14 +42,14 @@ def _start(config, dataset, *, claim):
     """
     dataset = dataset or config.data.load()  # missing data is reported before the work directory is claimed
     workdir = Workdir(config.workdir, config.teacher_workdir)
-    workdir.claim(config.settings() if claim else {})
+    workdir.claim(config.settings() if claim else {}, config.unrecorded_settings())
     return dataset, workdir, distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
 
 
 def _teachers(config, dataset, strategy, workdir):
     teacher, report = ensemble.train_teachers(
         dataset, network=config.teachers.network, num_teachers=config.teachers.num_teachers,
-        config=config.teacher_train_config(), workdir=workdir, strategy=strategy,
+        config=config.teacher_train_config(), workdir=workdir, strategy=strategy, shortcut=config.model.shortcut,
     )
     logging.info(ensemble.describe(report))
     return teacher, report
@@ -111,7 +111,7 @@ def train_final_rows(config, dataset, strategy, teacher, workdir, found):
             row = f"{kind}_{loss}"
             rows[row] = finals.train_architecture(
                 arch, dataset, config.train_config(loss), strategy=strategy, workdir=workdir.final(row),
-                logdir=workdir.tb("final", row), name=f"{kind} {loss}",
+                logdir=workdir.tb("final", row), name=f"{kind} {loss}", shortcut=config.model.shortcut,
                 targets=architecture_search.targets_for(config, workdir, teacher, loss, dataset),
             )
     return rows
@@ -130,7 +130,8 @@ def train_one(config, *, dataset=None):
             targets = architecture_search.targets_for(config, workdir, teacher, train_config.loss, dataset)
         name = f"{str(arch).replace('/', '_').replace(':', '-')}_{train_config.loss}"
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
-                                         logdir=workdir.tb("train", name), targets=targets)
+                                         logdir=workdir.tb("train", name), targets=targets,
+                                         shortcut=config.model.shortcut)
 
 
 def describe_plan(config):

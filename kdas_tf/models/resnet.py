@@ -14,6 +14,8 @@ from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_pa
 
 STEM_CHANNELS = 16
 SHORTCUTS = ("zero_pad", "projection")
+# Work directories made before the shortcut was a choice hold networks with projections.
+SHORTCUT_BEFORE_THE_FLAG = "projection"
 
 
 def check_shortcut(shortcut: str) -> str:
