@@ -138,13 +138,17 @@ def describe_plan(config):
     """What run(config) would do, for --dry_run: every step with its size."""
     search, teachers = config.search, config.teachers
     budget, backbone_parameters = config.budget()
+    reach = models.reachable_sizes(search.backbone, rounds=search.rounds, ops_per_addon=search.ops_per_addon,
+                                   num_classes=config.data.num_classes, input_shape=config.data.image_shape,
+                                   shortcut=config.model.shortcut)
     return "\n".join([
         f"dry run of {config.workdir} on {config.data.dataset} (strategy {config.run.strategy}):",
         f"  teachers: {teachers.num_teachers} x {teachers.network}, {config.teacher_epochs} epochs each, "
         f"in {config.teacher_workdir}/teachers (finished members are reused)",
         f"  search: {search.rounds} round(s) x {search.trials_per_round} trials of {search.backbone} "
-        f"({backbone_parameters / 1e6:.3f}M) + {search.ops_per_addon} ops per stage, budget {budget / 1e6:.3f}M, "
-        f"trained with {search.search_loss} for {search.search_epochs} epochs each",
+        f"({backbone_parameters / 1e6:.3f}M, {config.model.shortcut} shortcuts) + {search.ops_per_addon} ops per "
+        f"stage, budget {budget / 1e6:.3f}M, trained with {search.search_loss} for {search.search_epochs} epochs each",
+        *models.describe_reach(reach, budget),
         f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "
         f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each",
         f"  then: test evaluation, SavedModel in {config.workdir}/export, results.json and results.md",

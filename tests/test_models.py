@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kdas_tf.models import (
-    ADDON_OPS, Architecture, ZeroPadShortcut, addon_op, build_network, build_student, count_parameters,
-    num_stages, parse_network, stage_channels)
+    ADDON_OPS, Architecture, ZeroPadShortcut, addon_op, budget_warning, build_network, build_student,
+    count_parameters, describe_reach, num_stages, parse_network, reachable_sizes, stage_channels)
 
 CIFAR100 = (100, (32, 32, 3))
 TINY_IMAGENET = (200, (64, 64, 3))
@@ -309,3 +309,28 @@ def test_count_parameters_is_cheap():
     for _ in range(100):
         count_parameters(arch, *CIFAR100)
     assert (time.perf_counter() - start) / 100 < 0.05
+
+
+def test_reachable_sizes_are_exact_at_the_ends():
+    """One round of two conv5x5 after every stage of ResNet-32 is FIELD_NOTES' 742,004 with projections."""
+    for shortcut in SHORTCUTS:
+        reach = reachable_sizes("resnet32", rounds=2, ops_per_addon=2, num_classes=100, shortcut=shortcut)
+        largest = Architecture("resnet32").with_addons([["conv5x5"] * 2] * 3)
+        assert [r.rounds for r in reach] == [1, 2]
+        assert reach[0].largest == count_parameters(largest, *CIFAR100, shortcut=shortcut)
+        assert reach[1].largest == count_parameters(largest.with_addons([["conv5x5"] * 2] * 3), *CIFAR100,
+                                                    shortcut=shortcut)
+        assert all(r.smallest == count_parameters("resnet32", *CIFAR100, shortcut=shortcut) for r in reach)
+        assert all(r.smallest < r.median < r.largest for r in reach)
+    assert reachable_sizes("resnet32", rounds=1, ops_per_addon=2, num_classes=100,
+                           shortcut="projection")[0].largest == 742_004
+
+
+def test_the_budget_warning_says_when_a_budget_cannot_bind_or_be_met():
+    reach = reachable_sizes("resnet32", rounds=1, ops_per_addon=2, num_classes=100)[-1]
+    assert "cannot bind" in budget_warning(reach, 960_000) and "0.739M <= M = 0.960M" in budget_warning(reach, 960_000)
+    assert budget_warning(reach, 700_000) is None
+    assert "cannot be met" in budget_warning(reach, 400_000)
+    lines = describe_reach([reach], 960_000)
+    assert lines[1] == "    after round 1: 0.470M / %.3fM / 0.739M" % (reach.median / 1e6)
+    assert lines[-1].startswith("  WARNING: the budget cannot bind")
