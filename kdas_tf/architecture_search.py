@@ -27,6 +27,7 @@ def build_oracle(config, info, workdir, budget):
         backbone=search.backbone, num_classes=info.num_classes, input_shape=info.image_shape, budget=budget,
         rounds=search.rounds, trials_per_round=search.trials_per_round, ops_per_addon=search.ops_per_addon,
         controller=config.controller_config(), seed=config.recipe.seed, logdir=workdir.tb("controller"),
+        shortcut=config.model.shortcut,
     )
     summaries.write_search_space(workdir.tb("trials"), num_stages=oracle.num_stages,
                                  ops_per_addon=oracle.ops_per_addon)
@@ -38,8 +39,8 @@ def build_tuner(config, oracle, dataset, strategy, targets, workdir, tuner_class
     search = config.search
     return tuner_class(
         oracle, dataset=dataset, config=config.train_config(search.search_loss, epochs=search.search_epochs),
-        strategy=strategy, targets=targets, logdir=workdir.tb("trials"), directory=workdir.root,
-        project_name=SEARCH_PROJECT, **kwargs,
+        strategy=strategy, targets=targets, logdir=workdir.tb("trials"), shortcut=config.model.shortcut,
+        directory=workdir.root, project_name=SEARCH_PROJECT, **kwargs,
     )
 
 

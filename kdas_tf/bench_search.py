@@ -51,30 +51,31 @@ class TimedTuner(KDASTuner):
         self.resident.append(resident_bytes())
 
 
-def train_with_ce(arch, dataset, config, workdir):
+def train_with_ce(arch, dataset, config, workdir, shortcut):
     """What the tuner does for one candidate, with CE and without the search: seconds."""
     start = time.perf_counter()
     info = dataset.info
     model = build_fresh(lambda: models.build_student(models.Architecture.parse(arch), info.num_classes,
-                                                     info.image_shape),
+                                                     info.image_shape, shortcut=shortcut),
                         seed=config.seed, strategy=tf.distribute.get_strategy())
     Trainer(model, dataset, config, workdir=workdir).fit()
     return time.perf_counter() - start
 
 
-def measure(dataset, targets, *, backbone, trials, epochs, batch_size, reference_trials, scratch):
+def measure(dataset, targets, *, backbone, trials, epochs, batch_size, reference_trials, scratch, shortcut="zero_pad"):
     """Run a `trials`-candidate OD search distilling from `targets` (a targets source) and its CE reference."""
     info = dataset.info
-    backbone_size = models.count_parameters(backbone, info.num_classes, info.image_shape)
+    backbone_size = models.count_parameters(backbone, info.num_classes, info.image_shape, shortcut=shortcut)
     oracle = KDASOracle(
         backbone=backbone, num_classes=info.num_classes, input_shape=info.image_shape, budget=2 * backbone_size,
         trials_per_round=trials, ops_per_addon=2,
         controller=ControllerConfig(num_decisions=models.num_stages(backbone) * 2,
                                     num_choices=len(models.ADDON_OPS), learning_rate=0.005, seed=0),
+        shortcut=shortcut,
     )
     config = TrainConfig(epochs=epochs, batch_size=batch_size, loss="od", learning_rate=0.05)
     tuner = TimedTuner(oracle, dataset=dataset, config=config, strategy=tf.distribute.get_strategy(),
-                       targets=targets, directory=scratch, project_name="search")
+                       targets=targets, shortcut=shortcut, directory=scratch, project_name="search")
     tuner.oracle.verbose = 0
     start = time.perf_counter()
     tuner.search()
@@ -83,7 +84,8 @@ def measure(dataset, targets, *, backbone, trials, epochs, batch_size, reference
     chosen = np.unique(np.linspace(0, len(trial_seconds) - 1, max(1, min(reference_trials, len(trial_seconds)))).round().astype(int))
     ce_config = TrainConfig(epochs=epochs, batch_size=batch_size, loss="ce", learning_rate=0.05)
     ce_seconds = [
-        train_with_ce(tuner.architectures[i], dataset, ce_config, os.path.join(scratch, "ce", str(i))) for i in chosen
+        train_with_ce(tuner.architectures[i], dataset, ce_config, os.path.join(scratch, "ce", str(i)), shortcut)
+        for i in chosen
     ]
     resident_mb = [r / 2**20 for r in tuner.resident]
     measurements = {

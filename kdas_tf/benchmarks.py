@@ -35,6 +35,8 @@ class BenchConfig:
     """What the bench measures: its flags, one field each."""
 
     network: str = option("resnet32", "Student (and teacher member) network of the step rows.")
+    shortcut: str = option("zero_pad", "Shortcut of the CIFAR ResNets measured (as the runs' --shortcut).",
+                           choices=models.SHORTCUTS)
     batch_size: int = option(128, "Global batch size of the step rows.")
     num_teachers: int = option(5, "Teacher members N of the distillation rows.")
     steps: int = option(24, "Timed steps per row, after the warm-up steps, in --repeats chunks.")
@@ -91,9 +93,10 @@ def mixed_policy(choice):
 class Bench:
     """Runs the step rows on one dataset; each measurement is images per second."""
 
-    def __init__(self, dataset, *, network, batch_size, steps, warmup_steps, scratch, repeats=1):
+    def __init__(self, dataset, *, network, batch_size, steps, warmup_steps, scratch, repeats=1, shortcut="zero_pad"):
         self.dataset = dataset
         self.network = network
+        self.shortcut = shortcut
         self.batch_size = batch_size
         self.steps = steps
         self.warmup_steps = warmup_steps
@@ -105,7 +108,7 @@ class Bench:
         try:
             keras.utils.set_random_seed(seed)
             info = self.dataset.info
-            return models.build_network(self.network, info.num_classes, info.image_shape)
+            return models.build_network(self.network, info.num_classes, info.image_shape, shortcut=self.shortcut)
         finally:
             keras.mixed_precision.set_global_policy("float32")
 
@@ -233,7 +236,7 @@ def search_rows(config, scratch):
     else:
         dataset = random_dataset(1536, 8, 1, 10)
     bench = Bench(dataset, network=config.search_backbone, batch_size=config.search_batch_size, steps=1,
-                  warmup_steps=1, scratch=scratch)
+                  warmup_steps=1, scratch=scratch, shortcut=config.shortcut)
     teacher, paths = bench.make_teachers(config.num_teachers)
     cache = teacher_outputs.CachedTeacherOutputs(
         teacher, "od", dataset, member_paths=paths, cache_dir=os.path.join(scratch, "cache")
@@ -241,6 +244,7 @@ def search_rows(config, scratch):
     return bench_search.measure(
         dataset, cache, backbone=config.search_backbone, trials=config.search_trials, epochs=config.search_epochs,
         batch_size=config.search_batch_size, reference_trials=config.search_reference_trials, scratch=scratch,
+        shortcut=config.shortcut,
     )
 
 
@@ -291,7 +295,7 @@ def run(config):
                                  config.num_classes)
         bench = Bench(dataset, network=config.network, batch_size=config.batch_size, steps=config.steps,
                       warmup_steps=config.warmup_steps, scratch=os.path.join(scratch, "steps"),
-                      repeats=config.repeats)
+                      repeats=config.repeats, shortcut=config.shortcut)
         measurements, rows = step_rows(bench, config.num_teachers, policy)
         search = search_rows(config, os.path.join(scratch, "search"))
     finally:

@@ -31,7 +31,7 @@ def parse_budgets(text):
     return list(dict.fromkeys(budgets))
 
 
-def similar_networks(backbone, sizes, num_classes, image_shape):
+def similar_networks(backbone, sizes, num_classes, image_shape, shortcut="zero_pad"):
     """The backbone, then for each size the network of its family nearest it in parameters (deeper ResNets,
     or deeper WideResNets of the same width), each once."""
     spec = models.parse_network(backbone)
@@ -43,8 +43,8 @@ def similar_networks(backbone, sizes, num_classes, image_shape):
     else:
         raise UserError(f"--backbone={backbone}: the sweep compares with deeper networks of its family, which "
                         "exist for ResNets and WideResNets")
-    counts = {name: models.count_parameters(models.Architecture.backbone_only(name), num_classes, image_shape)
-              for name in candidates}
+    counts = {name: models.count_parameters(models.Architecture.backbone_only(name), num_classes, image_shape,
+                                            shortcut=shortcut) for name in candidates}
     chosen = [backbone]
     for size in sizes:
         nearest = min(counts, key=lambda name: abs(counts[name] - size))
@@ -76,7 +76,7 @@ def run(config, budgets, *, dataset=None):
         with strategy.scope():
             teacher = ensemble.load_ensemble(root.member_models(config.teachers.num_teachers))
         for network in similar_networks(config.search.backbone, sizes, dataset.info.num_classes,
-                                        dataset.info.image_shape):
+                                        dataset.info.image_shape, config.model.shortcut):
             for loss in config.search.final_loss:
                 row = pipeline.train_seeds(config, models.Architecture.backbone_only(network), loss, dataset, strategy,
                                            teacher, root, f"{network}_{loss}", network=network)

@@ -28,12 +28,14 @@ from kdas_tf.trainer import PRECISIONS, TrainConfig
 flags.disclaim_key_flags()
 
 
-def option(default, help, *, flag=None, choices=None, setting=True):
+def option(default, help, *, flag=None, choices=None, setting=True, unrecorded=None):
     """A config field with its flag: `flag` (default: the field's name), help text, enum choices.
 
     setting=False: a rerun of the same work directory may change it (say why beside it).
+    unrecorded: the value a setting added later had in work directories made before it (their settings.json
+    lacks it); a rerun with another value is refused like any changed setting. None: they take the rerun's.
     """
-    metadata = {"flag": flag, "help": help, "choices": choices, "setting": setting}
+    metadata = {"flag": flag, "help": help, "choices": choices, "setting": setting, "unrecorded": unrecorded}
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default=tuple(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -160,6 +162,20 @@ class RecipeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """How every network of the run is built: teachers, candidates, final rows (PAPER.md section 3)."""
+
+    shortcut: str = option(
+        "zero_pad", "Shortcut of the CIFAR ResNets where a stage halves the resolution and widens: zero_pad (He et "
+        "al.'s option A, no parameters; its counts fit the paper's) or projection (1x1 conv + BN). WideResNet "
+        "and DenseNet ignore it.", choices=models.SHORTCUTS, unrecorded=models.SHORTCUT_BEFORE_THE_FLAG)
+
+    def __post_init__(self):
+        if self.shortcut not in models.SHORTCUTS:
+            raise UserError(f"--shortcut={self.shortcut!r}: expected one of {', '.join(models.SHORTCUTS)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TeacherConfig:
     """The ensemble: N members of one backbone, trained here (or in a shared work directory)."""
 
@@ -217,10 +233,10 @@ class SearchConfig:
             for loss in getattr(self, flag):
                 _user_errors(losses.check_loss_name, loss, f"--{flag}")
 
-    def budget_parameters(self, num_classes, image_shape):
+    def budget_parameters(self, num_classes, image_shape, shortcut="zero_pad"):
         """(M, the backbone's parameters): --budget in millions ('0.9', '0.9M') or a multiple ('2x')."""
         backbone = models.Architecture.backbone_only(self.backbone)
-        backbone_parameters = models.count_parameters(backbone, num_classes, image_shape)
+        backbone_parameters = models.count_parameters(backbone, num_classes, image_shape, shortcut=shortcut)
         text = str(self.budget).strip().lower()
         try:
             budget = int(float(text[:-1]) * backbone_parameters) if text.endswith("x") else int(
@@ -228,7 +244,7 @@ class SearchConfig:
         except (ValueError, OverflowError):
             raise UserError(f"--budget={text!r} is not a budget: give millions of parameters (0.9) or a "
                             "multiple (2x)") from None
-        return _user_errors(check_budget, backbone, budget, num_classes, image_shape), backbone_parameters
+        return _user_errors(check_budget, backbone, budget, num_classes, image_shape, shortcut), backbone_parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,9 +302,10 @@ class TrainJob:
 
 
 # The sections of a search (python -m kdas_tf.search and its parallel workers).
-SEARCH_SECTIONS = ("run", "data", "recipe", "teachers", "search", "controller", "parallel")
-SECTIONS = {"run": RunConfig, "data": DataConfig, "recipe": RecipeConfig, "teachers": TeacherConfig,
-            "search": SearchConfig, "controller": ControllerSettings, "parallel": ParallelConfig, "train": TrainJob}
+SEARCH_SECTIONS = ("run", "data", "recipe", "model", "teachers", "search", "controller", "parallel")
+SECTIONS = {"run": RunConfig, "data": DataConfig, "recipe": RecipeConfig, "model": ModelConfig,
+            "teachers": TeacherConfig, "search": SearchConfig, "controller": ControllerSettings,
+            "parallel": ParallelConfig, "train": TrainJob}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +315,7 @@ class Config:
     run: RunConfig
     data: DataConfig = DataConfig()
     recipe: RecipeConfig = RecipeConfig()
+    model: ModelConfig = ModelConfig()
     teachers: TeacherConfig = TeacherConfig()
     search: SearchConfig = SearchConfig()
     controller: ControllerSettings = ControllerSettings()
@@ -323,7 +341,7 @@ class Config:
 
     def budget(self):
         """(M, the backbone's parameters) in parameters, for this dataset's classes and image shape."""
-        return self.search.budget_parameters(self.data.num_classes, self.data.image_shape)
+        return self.search.budget_parameters(self.data.num_classes, self.data.image_shape, self.model.shortcut)
 
     def teacher_train_config(self):
         return self.recipe.train_config(network=self.teachers.network, epochs=self.teacher_epochs)
@@ -348,6 +366,11 @@ class Config:
         return {flag_name(f): _plain(getattr(section, f.name))
                 for name, section in self._sections() if name != "train"
                 for f in dataclasses.fields(section) if f.metadata["setting"]}
+
+    def unrecorded_settings(self):
+        """{flag: value} of the settings added later, as work directories made before them were made."""
+        return {flag_name(f): f.metadata["unrecorded"] for name, section in self._sections() if name != "train"
+                for f in dataclasses.fields(section) if f.metadata["unrecorded"] is not None}
 
     def _sections(self):
         return [(name, getattr(self, name)) for name in SECTIONS]

@@ -20,17 +20,19 @@ from kdas_tf.errors import UserError
 from kdas_tf.trainer import Trainer, build_fresh
 
 
-def train_member(dataset, *, network, index, config, workdir, strategy):
+def train_member(dataset, *, network, index, config, workdir, strategy, shortcut="zero_pad"):
     """Train member `index` with CE (seed = config.seed + index) unless it is already finished.
 
     workdir: the run's kdas_tf.workdir.Workdir (members live in its teacher root).
+    shortcut: the ResNets' shortcut (models.build_network).
     """
     path = workdir.member_model(index)
     if os.path.exists(path):
         logging.info("teacher member %d: reusing %s", index, path)
         return
     config = dataclasses.replace(config, loss="ce", seed=config.seed + index)
-    model = build_fresh(lambda: models.build_network(network, dataset.info.num_classes, dataset.info.image_shape),
+    model = build_fresh(lambda: models.build_network(network, dataset.info.num_classes, dataset.info.image_shape,
+                                                     shortcut=shortcut),
                         seed=config.seed, strategy=strategy)
     trainer = Trainer(model, dataset, config, strategy=strategy, workdir=workdir.member(index),
                       logdir=workdir.member_tb(index), name=f"teacher {index}")
@@ -38,23 +40,26 @@ def train_member(dataset, *, network, index, config, workdir, strategy):
     storage.save_model(model, path)
 
 
-def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy):
+def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy, shortcut="zero_pad"):
     """Train (or reuse) every member, then return (the ensemble, its report)."""
-    storage.claim_workdir(workdir.teachers, ensemble_settings(dataset, network, config))
+    storage.claim_workdir(workdir.teachers, ensemble_settings(dataset, network, config, shortcut),
+                          unrecorded={"shortcut": models.SHORTCUT_BEFORE_THE_FLAG})
     for index in range(num_teachers):
-        train_member(dataset, network=network, index=index, config=config, workdir=workdir, strategy=strategy)
+        train_member(dataset, network=network, index=index, config=config, workdir=workdir, strategy=strategy,
+                     shortcut=shortcut)
     with strategy.scope():
         ensemble = load_ensemble(workdir.member_models(num_teachers))
     report = ensemble_report(ensemble, dataset, batch_size=config.batch_size)
     report["network"] = network
     report["parameters_per_member"] = models.count_parameters(
-        models.Architecture.backbone_only(network), dataset.info.num_classes, dataset.info.image_shape
+        models.Architecture.backbone_only(network), dataset.info.num_classes, dataset.info.image_shape,
+        shortcut=shortcut,
     )
     storage.write_json(workdir.teachers_results, report)
     return ensemble, report
 
 
-def ensemble_settings(dataset, network, config):
+def ensemble_settings(dataset, network, config, shortcut):
     """What the members' results depend on; runs sharing them (--teacher_workdir) must agree.
 
     The validation split enters as a digest of its examples: members trained
@@ -65,6 +70,7 @@ def ensemble_settings(dataset, network, config):
         "dataset": dataset.info.name, "val_split": val_split, "teacher_network": network,
         "teacher_epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
         "lr_decay_at": list(config.lr_decay_at), "weight_decay": config.weight_decay, "seed": config.seed,
+        "shortcut": shortcut,
     }
 
 

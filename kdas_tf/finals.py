@@ -14,25 +14,29 @@ from kdas_tf.errors import UserError
 from kdas_tf.trainer import Trainer, build_fresh
 
 
-def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None, targets=None, name="final"):
+def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None, targets=None, name="final",
+                       shortcut="zero_pad"):
     """Train `arch` from scratch with `config`, evaluate on test, save model and results; returns the results.
 
     workdir: the training's own directory (checkpoints/, model.keras, results.json).
     logdir: where its TensorBoard summaries go, inside the run's one log tree
     (WORKDIR/tb/...), so `tensorboard --logdir WORKDIR` shows every training.
     targets: the teacher-outputs source a kd/od training distils from.
+    shortcut: the ResNets' shortcut (models.build_student), recorded in results.json.
     """
     results_path = os.path.join(workdir, "results.json")
     model_path = os.path.join(workdir, "model.keras")
     if os.path.exists(results_path) and os.path.exists(model_path):
         finished = storage.read_json(results_path)
-        if finished.get("architecture") != str(arch) or finished.get("loss") != config.loss:
-            raise UserError(f"{workdir} holds a finished {finished.get('architecture')} trained with "
-                            f"{finished.get('loss')}, not {arch} with {config.loss}: move it aside to train this one")
+        made = (finished.get("architecture"), finished.get("loss"),
+                finished.get("shortcut", models.SHORTCUT_BEFORE_THE_FLAG))
+        if made != (str(arch), config.loss, shortcut):
+            raise UserError(f"{workdir} holds a finished {made[0]} ({made[2]} shortcuts) trained with {made[1]}, "
+                            f"not {arch} ({shortcut} shortcuts) with {config.loss}: move it aside to train this one")
         logging.info("%s: already finished, see %s", name, results_path)
         return finished
     info = dataset.info
-    model = build_fresh(lambda: models.build_student(arch, info.num_classes, info.image_shape),
+    model = build_fresh(lambda: models.build_student(arch, info.num_classes, info.image_shape, shortcut=shortcut),
                         seed=config.seed, strategy=strategy)
     trainer = Trainer(model, dataset, config, strategy=strategy, targets=targets, workdir=workdir, logdir=logdir,
                       name=name)
@@ -42,7 +46,8 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
         "architecture": str(arch),
         "loss": config.loss,
         "epochs": config.epochs,
-        "parameters": models.count_parameters(arch, info.num_classes, info.image_shape),
+        "shortcut": shortcut,
+        "parameters": models.count_parameters(arch, info.num_classes, info.image_shape, shortcut=shortcut),
         "val": last["val"],
         "test": test,
     }

@@ -47,10 +47,10 @@ RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialSt
 MAX_TRIAL_LOSSES = 2
 
 
-def check_budget(backbone, budget, num_classes, input_shape):
+def check_budget(backbone, budget, num_classes, input_shape, shortcut="zero_pad"):
     """The budget M in parameters, refused where even the backbone alone does not fit in it."""
     budget = int(budget)
-    backbone_size = models.count_parameters(backbone, num_classes, input_shape)
+    backbone_size = models.count_parameters(backbone, num_classes, input_shape, shortcut=shortcut)
     if backbone_size > budget:
         raise ValueError(
             f"--budget is {budget / 1e6:.3f}M parameters but the backbone {backbone} alone has "
@@ -73,11 +73,12 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
 
     def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
                  ops_per_addon=2, controller=None, max_samples_per_trial=200, seed=0, logdir=None,
-                 max_consecutive_failed_trials=3):
+                 max_consecutive_failed_trials=3, shortcut="zero_pad"):
         self.backbone = models.as_architecture(backbone)
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
-        self.budget = check_budget(self.backbone, budget, num_classes, self.input_shape)
+        self.shortcut = shortcut  # of the ResNets' stages: the sizes the budget is checked against
+        self.budget = check_budget(self.backbone, budget, num_classes, self.input_shape, shortcut)
         if rounds < 1 or trials_per_round < 1 or ops_per_addon < 1:
             raise ValueError("--rounds, --trials_per_round and --ops_per_addon must each be at least 1")
         self.rounds = rounds
@@ -121,7 +122,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
     # --- architecture helpers ---------------------------------------------------------
 
     def parameters(self, arch):
-        return models.count_parameters(arch, self.num_classes, self.input_shape)
+        return models.count_parameters(arch, self.num_classes, self.input_shape, shortcut=self.shortcut)
 
     def _new_controller(self, round_index):
         config = dict(vars(self.controller_config))

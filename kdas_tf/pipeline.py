@@ -43,14 +43,14 @@ def _start(config, dataset, *, claim):
     """
     dataset = dataset or config.data.load()  # missing data is reported before the work directory is claimed
     workdir = Workdir(config.workdir, config.teacher_workdir)
-    workdir.claim(config.settings() if claim else {})
+    workdir.claim(config.settings() if claim else {}, config.unrecorded_settings())
     return dataset, workdir, distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
 
 
 def _teachers(config, dataset, strategy, workdir):
     teacher, report = ensemble.train_teachers(
         dataset, network=config.teachers.network, num_teachers=config.teachers.num_teachers,
-        config=config.teacher_train_config(), workdir=workdir, strategy=strategy,
+        config=config.teacher_train_config(), workdir=workdir, strategy=strategy, shortcut=config.model.shortcut,
     )
     logging.info(ensemble.describe(report))
     return teacher, report
@@ -130,6 +130,7 @@ def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *,
             arch, dataset, dataclasses.replace(recipe, seed=recipe.seed + index), strategy=strategy,
             workdir=workdir.final(row, index), logdir=workdir.tb("final", final_name(row, index)),
             name=row.replace("_", " ") + (f" seed {index}" if index else ""), targets=targets,
+            shortcut=config.model.shortcut,
         ))
     return results.combine_seeds(seeds)
 
@@ -147,20 +148,25 @@ def train_one(config, *, dataset=None):
             targets = architecture_search.targets_for(config, workdir, teacher, train_config.loss, dataset)
         name = f"{str(arch).replace('/', '_').replace(':', '-')}_{train_config.loss}"
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
-                                         logdir=workdir.tb("train", name), targets=targets)
+                                         logdir=workdir.tb("train", name), targets=targets,
+                                         shortcut=config.model.shortcut)
 
 
 def describe_plan(config):
     """What run(config) would do, for --dry_run: every step with its size."""
     search, teachers = config.search, config.teachers
     budget, backbone_parameters = config.budget()
+    reach = models.reachable_sizes(search.backbone, rounds=search.rounds, ops_per_addon=search.ops_per_addon,
+                                   num_classes=config.data.num_classes, input_shape=config.data.image_shape,
+                                   shortcut=config.model.shortcut)
     return "\n".join([
         f"dry run of {config.workdir} on {config.data.dataset} (strategy {config.run.strategy}):",
         f"  teachers: {teachers.num_teachers} x {teachers.network}, {config.teacher_epochs} epochs each, "
         f"in {config.teacher_workdir}/teachers (finished members are reused)",
         f"  search: {search.rounds} round(s) x {search.trials_per_round} trials of {search.backbone} "
-        f"({backbone_parameters / 1e6:.3f}M) + {search.ops_per_addon} ops per stage, budget {budget / 1e6:.3f}M, "
-        f"trained with {search.search_loss} for {search.search_epochs} epochs each",
+        f"({backbone_parameters / 1e6:.3f}M, {config.model.shortcut} shortcuts) + {search.ops_per_addon} ops per "
+        f"stage, budget {budget / 1e6:.3f}M, trained with {search.search_loss} for {search.search_epochs} epochs each",
+        *models.describe_reach(reach, budget),
         f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "
         f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each, "
         f"{search.seeds} seed(s) per row",

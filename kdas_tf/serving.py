@@ -135,6 +135,24 @@ def architecture_of(directory, workdir):
     return None
 
 
+def shortcut_of(directory, workdir):
+    """The ResNets' shortcut a training directory was built with: its results (finals, trials), else the
+    settings.json of its teachers/ or run; one made before --shortcut existed means projection."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    places = [os.path.join(directory, "results.json"), os.path.join(directory, "result.json")]
+    if os.path.basename(parent) == "teachers":
+        places.append(os.path.join(parent, "settings.json"))
+    places.append(Workdir(workdir).settings)
+    for path in places:
+        if os.path.exists(path):
+            recorded = storage.read_json(path)
+            if "shortcut" in recorded:
+                return recorded["shortcut"]
+            if path.endswith("settings.json"):
+                return models.SHORTCUT_BEFORE_THE_FLAG
+    return "zero_pad"
+
+
 def load_model_for_export(path, workdir, info, architecture=None):
     """A .keras file, a directory with model.keras, or one with checkpoints/ (rebuilt, then restored).
 
@@ -153,13 +171,14 @@ def load_model_for_export(path, workdir, info, architecture=None):
     architecture = architecture or architecture_of(directory, workdir)
     if not architecture:
         raise UserError(f"--model={path!r}: cannot tell which architecture {checkpoint} holds; pass --architecture")
-    model = models.build_student(architecture, info.num_classes, info.image_shape)
+    shortcut = shortcut_of(directory, workdir)
+    model = models.build_student(architecture, info.num_classes, info.image_shape, shortcut=shortcut)
     try:
         status = tf.train.Checkpoint(model=model).read(checkpoint)
         status.expect_partial()  # the optimizer's slots are not wanted
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as error:
-        raise UserError(f"checkpoint {checkpoint} does not hold a {architecture} "
+        raise UserError(f"checkpoint {checkpoint} does not hold a {architecture} with {shortcut} shortcuts "
                          f"({str(error).splitlines()[0]}): pass the right --architecture") from None
     return model, checkpoint
 

@@ -87,18 +87,20 @@ def load_model(path):
         ) from None
 
 
-def claim_workdir(workdir, settings):
+def claim_workdir(workdir, settings, unrecorded=None):
     """Record the settings a work directory is made with; refuse a rerun with other ones.
 
     Results in one directory must come from one configuration, or resuming
-    would silently mix them.
+    would silently mix them. unrecorded: {setting: value} for settings added
+    later, as a directory whose settings.json lacks them was made.
     """
     path = os.path.join(workdir, "settings.json")
-    recorded = read_json(path) if os.path.exists(path) else {}
+    written = read_json(path) if os.path.exists(path) else {}
+    recorded = {**(unrecorded or {}), **written} if written else {}
     changed = {k: (recorded[k], v) for k, v in settings.items() if k in recorded and recorded[k] != v}
     if changed:
         detail = ", ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in sorted(changed.items()))
         raise UserError(f"{workdir} was made with other settings ({detail}): rerun with those or use another --workdir")
-    if not settings.keys() <= recorded.keys():
-        # A directory made before a setting was recorded takes the value it is resumed with.
-        write_json(path, {**settings, **recorded})
+    if not settings.keys() <= written.keys():
+        # A directory made before a setting was recorded takes the value it is resumed with (or `unrecorded`'s).
+        write_json(path, {**settings, **written})

@@ -8,7 +8,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    config.define_flags("run", "data", "recipe", "teachers")
+    config.define_flags("run", "data", "recipe", "model", "teachers")
     flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
 
 

@@ -12,7 +12,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    config.define_flags("run", "data", "recipe", "teachers", "train")
+    config.define_flags("run", "data", "recipe", "model", "teachers", "train")
     flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
 
 

@@ -21,8 +21,10 @@ from kdas_tf.trainer import Trainer, build_fresh
 class KDASTuner(keras_tuner.Tuner):
     """Runs KDAS trials: `run_trial` trains one candidate and returns its validation accuracy."""
 
-    def __init__(self, oracle, *, dataset, config, strategy, targets=None, logdir=None, **kwargs):
+    def __init__(self, oracle, *, dataset, config, strategy, targets=None, logdir=None, shortcut="zero_pad",
+                 **kwargs):
         self.dataset = dataset
+        self.shortcut = shortcut  # the ResNets' shortcut of every candidate (models.build_student)
         self.train_config = config
         self.strategy = strategy
         self.targets = targets
@@ -43,7 +45,8 @@ class KDASTuner(keras_tuner.Tuner):
         arch = models.Architecture.parse(values["architecture"])
         trial_dir = self.get_trial_dir(trial.trial_id)
         info = self.dataset.info
-        model = build_fresh(lambda: models.build_student(arch, info.num_classes, info.image_shape),
+        model = build_fresh(lambda: models.build_student(arch, info.num_classes, info.image_shape,
+                                                         shortcut=self.shortcut),
                             seed=self.train_config.seed, strategy=self.strategy)
         trainer = Trainer(
             model, self.dataset, self.train_config, strategy=self.strategy, targets=self.targets,
@@ -54,7 +57,8 @@ class KDASTuner(keras_tuner.Tuner):
         metrics = trainer.fit()
         val_top1 = metrics["val"]["top1"]
         storage.write_json(os.path.join(trial_dir, "result.json"), {
-            "architecture": str(arch), "parameters": values.get("parameters"), "val": metrics["val"],
+            "architecture": str(arch), "shortcut": self.shortcut, "parameters": values.get("parameters"),
+            "val": metrics["val"],
             "seconds": time.time() - start, "tuner_id": self.tuner_id,
         })
         if self.logdir:

@@ -108,13 +108,16 @@ class Workdir:
     def train(self, name):
         return self.path("train", name)
 
-    def claim(self, settings):
-        """Make the directory and record `settings`; a directory made with other ones is refused."""
+    def claim(self, settings, unrecorded=None):
+        """Make the directory and record `settings`; a directory made with other ones is refused.
+
+        unrecorded: values of settings added later, as directories made before them hold them.
+        """
         try:
             os.makedirs(self.root, exist_ok=True)
         except OSError as error:
             raise UserError(f"--workdir={self.root} cannot be made ({error.strerror}): choose another") from None
-        storage.claim_workdir(self.root, settings)
+        storage.claim_workdir(self.root, settings, unrecorded)
 
 
 def final_name(row, seed_index):

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from kdas_tf import config
+from kdas_tf import config, storage
 from kdas_tf.errors import UserError
+from kdas_tf.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "kdas_tf")
@@ -19,7 +20,7 @@ ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench", "swe
 
 
 def base(**sections):
-    return config.Config(run=config.RunConfig(workdir="runs/x"), **sections)
+    return config.Config(**{"run": config.RunConfig(workdir="runs/x"), **sections})
 
 
 def changed(value):
@@ -59,10 +60,23 @@ def test_settings_hold_every_field_but_the_ones_a_rerun_may_change():
     assert not {"workdir", "data_dir", "manual_dir", "teacher_outputs", "parallel_trials", "strategy"} & set(settings)
 
 
+def test_a_work_directory_made_before_the_shortcut_setting_holds_projections(tmp_path):
+    """Its settings.json lacks --shortcut: resuming it with the new default is refused, not silently mixed."""
+    made_before = {k: v for k, v in base().settings().items() if k != "shortcut"}
+    storage.write_json(str(tmp_path / "settings.json"), made_before)
+    new_default = base(run=config.RunConfig(workdir=str(tmp_path)))
+    with pytest.raises(UserError, match="--shortcut was 'projection', now 'zero_pad'"):
+        Workdir(str(tmp_path)).claim(new_default.settings(), new_default.unrecorded_settings())
+    resumed = dataclasses.replace(new_default, model=config.ModelConfig(shortcut="projection"))
+    Workdir(str(tmp_path)).claim(resumed.settings(), resumed.unrecorded_settings())
+    assert storage.read_json(str(tmp_path / "settings.json")) == resumed.settings()
+
+
 def test_flags_and_config_round_trip():
     built = config.from_args(["--flagfile=" + os.path.join(ROOT, "flags", "digits.cfg"), "--workdir=/tmp/w",
-                              "--nonesterov", "--lr_decay_at=0.3,0.6", "--student_loss="])
+                              "--nonesterov", "--lr_decay_at=0.3,0.6", "--student_loss=", "--shortcut=projection"])
     assert built.search.backbone == "resnet8" and built.recipe.lr_decay_at == (0.3, 0.6)
+    assert built.model.shortcut == "projection" and built.settings()["shortcut"] == "projection"
     assert built.recipe.nesterov is False and built.search.student_loss == ()
     assert config.from_args(config.to_flags(built)) == built
 
@@ -76,6 +90,7 @@ def test_flags_and_config_round_trip():
     (["--final_loss=ce,xx"], "--final_loss='xx' is not a loss"),
     (["--lr_decay_at=half"], "--lr_decay_at takes a comma-separated list of floats"),
     (["--teacher_epochs=0"], "--teacher_epochs must be at least 1"),
+    (["--shortcut=option_a"], "flag --shortcut=option_a: value should be one of <zero_pad|projection>"),
     (["--workdir="], "--workdir is required"),
     (["--bogus=1"], "Unknown command line flag 'bogus'"),
 ])

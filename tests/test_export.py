@@ -180,3 +180,19 @@ def test_the_export_command_exports_a_checkpoint_directory(served, tmp_path):
                              cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1].startswith("error: --model='final/nothing' exists neither")
+
+
+def test_a_checkpoint_is_rebuilt_with_the_shortcut_its_run_recorded(tmp_path):
+    """Results of the training first, then the settings of its teachers/ or run; a settings.json from before
+    --shortcut means projection, and nothing recorded means the default."""
+    workdir = tmp_path / "run"
+    final, member, bare = workdir / "final" / "kdas_od", workdir / "teachers" / "member_0", workdir / "train" / "x"
+    for directory in (final, member, bare):
+        directory.mkdir(parents=True)
+    assert export.shortcut_of(str(bare), str(workdir)) == "zero_pad"
+    storage.write_json(str(workdir / "settings.json"), {"dataset": "digits"})
+    assert export.shortcut_of(str(bare), str(workdir)) == "projection"
+    storage.write_json(str(workdir / "teachers" / "settings.json"), {"shortcut": "zero_pad"})
+    assert export.shortcut_of(str(member), str(workdir)) == "zero_pad"
+    storage.write_json(str(final / "results.json"), {"architecture": "resnet8", "shortcut": "zero_pad"})
+    assert export.shortcut_of(str(final), str(workdir)) == "zero_pad"

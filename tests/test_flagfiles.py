@@ -13,13 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def entry_point(path):
-    """The search reads the run files; train the man-made networks; teachers the shared ensemble and recipes."""
+    """The search reads the run files and the KDAS/NAS rows; teachers the shared ensembles and recipes; train
+    the man-made networks (Table 2's ResNet-62/110, Table 3's MMN)."""
     name = os.path.basename(path)
-    if "resnet" in name:
-        return "train"
     if name.endswith(("_teachers.cfg", "_recipe.cfg")):
         return "teachers"
-    return "search"
+    if os.path.basename(os.path.dirname(path)) != "paper" or "_kdas_" in name or "_nas_" in name:
+        return "search"
+    return "train"
 
 
 FLAGFILES = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "flags", "**", "*.cfg"), recursive=True))
@@ -43,6 +44,9 @@ def test_the_paper_rows_and_runs_have_flagfiles():
     for dataset in ("cifar100", "tinyimagenet"):
         for row in ("teachers", "kdas_od", "kdas_kd", "nas_ce", "resnet62", "resnet110"):
             assert f"{dataset}_{row}.cfg" in names
+    for backbone in ("resnet110", "wrn40_1", "wrn16_2", "wrn16_4"):  # Table 3's columns
+        for row in ("teachers", "kdas_od", "mmn"):
+            assert f"table3_{backbone}_{row}.cfg" in names
     assert {"digits.cfg", "cifar100.cfg", "tinyimagenet.cfg"} <= names
 
 
@@ -51,6 +55,7 @@ def test_flagfile_passes_every_check_of_its_entry_point(path, results):
     result = results[path]
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("dry run"), result.stdout
+    assert "WARNING" not in result.stdout, result.stdout  # a search whose budget cannot bind
     assert not os.path.exists(os.path.join(ROOT, "runs", "recipe"))  # a dry run writes nothing
 
 

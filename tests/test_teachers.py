@@ -72,13 +72,16 @@ def test_finished_members_are_reused_not_retrained(ensemble_run, digits):
     assert again["ensemble_test_top1"] == report["ensemble_test_top1"]
 
 
-def test_members_made_with_another_recipe_or_split_are_refused_not_reused(ensemble_run, digits):
+def test_members_made_with_another_recipe_shortcut_or_split_are_refused_not_reused(ensemble_run, digits):
     workdir, config, _, _ = ensemble_run
     strategy = distribute.make_strategy("default")
     longer = dataclasses.replace(config, epochs=config.epochs + 1)
     with pytest.raises(ValueError, match="--teacher_epochs was 8, now 9"):
         teachers.train_teachers(digits, network="resnet8", num_teachers=3, config=longer, workdir=workdir,
                                 strategy=strategy)
+    with pytest.raises(ValueError, match="--shortcut was 'zero_pad', now 'projection'"):
+        teachers.train_teachers(digits, network="resnet8", num_teachers=3, config=config, workdir=workdir,
+                                strategy=strategy, shortcut="projection")
     resplit = data.load("digits", split_seed=1)  # other validation images: the members have seen some
     with pytest.raises(ValueError, match="--val_split was"):
         teachers.train_teachers(resplit, network="resnet8", num_teachers=3, config=config, workdir=workdir,

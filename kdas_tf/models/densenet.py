@@ -15,8 +15,11 @@ def stage_channels(spec) -> tuple[int, ...]:
     return tuple(STEM_CHANNELS + (b + 1) * spec.blocks_per_stage * spec.width for b in range(NUM_BLOCKS))
 
 
-def build_features(x, spec, end_of_stage: Callable) -> keras.KerasTensor:
-    """Stem, three dense blocks with add-ons after each (before the transition), and the final BN-ReLU."""
+def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.KerasTensor:
+    """Stem, three dense blocks with add-ons after each (before the transition), and the final BN-ReLU.
+
+    shortcut: ignored; DenseNet has no residual shortcuts (the CIFAR ResNets' option).
+    """
     x = conv2d(STEM_CHANNELS, 3, name="stem_conv")(x)
     for stage in range(NUM_BLOCKS):
         for layer in range(spec.blocks_per_stage):
@@ -36,7 +39,7 @@ def build_features(x, spec, end_of_stage: Callable) -> keras.KerasTensor:
     return relu("head_relu")(x)
 
 
-def count_features(spec, input_channels: int) -> int:
+def count_features(spec, input_channels: int, shortcut=None) -> int:
     """Trainable parameters of `build_features`, by the same loop without building anything."""
     total = conv_params(input_channels, STEM_CHANNELS, 3)
     channels = STEM_CHANNELS

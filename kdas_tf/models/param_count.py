@@ -3,16 +3,20 @@
 from kdas_tf.models.addons import addon_op_params
 from kdas_tf.models.architecture import Architecture, as_architecture
 from kdas_tf.models.networks import check_task, parse_network
+from kdas_tf.models.resnet import check_shortcut
 
 
-def count_parameters(arch: Architecture | str, num_classes: int, input_shape=(32, 32, 3)) -> int:
-    """Equals the trainable weights of build_student(arch, num_classes, input_shape), element for element."""
+def count_parameters(arch: Architecture | str, num_classes: int, input_shape=(32, 32, 3), *,
+                     shortcut: str = "zero_pad") -> int:
+    """Equals the trainable weights of build_student(arch, num_classes, input_shape, shortcut=shortcut), element
+    for element."""
     arch = as_architecture(arch)
     check_task(num_classes, input_shape)
+    check_shortcut(shortcut)
     spec = parse_network(arch.backbone)
     module = spec.module
     channels = module.stage_channels(spec)
-    total = module.count_features(spec, input_shape[-1])
+    total = module.count_features(spec, input_shape[-1], shortcut=shortcut)
     for stage, width in zip(arch.addons, channels):
         for ops in stage:
             total += sum(addon_op_params(op, width) for op in ops)

@@ -5,12 +5,19 @@ import keras
 from kdas_tf.models.addons import addon_module
 from kdas_tf.models.architecture import Architecture, as_architecture
 from kdas_tf.models.networks import check_task, parse_network
+from kdas_tf.models.resnet import check_shortcut
 
 
-def build_student(arch: Architecture | str, num_classes: int, input_shape=(32, 32, 3)) -> keras.Model:
-    """Functional model, images [B, H, W, C] -> float32 logits [B, num_classes] (float32 under mixed precision too)."""
+def build_student(arch: Architecture | str, num_classes: int, input_shape=(32, 32, 3), *,
+                  shortcut: str = "zero_pad") -> keras.Model:
+    """Functional model, images [B, H, W, C] -> float32 logits [B, num_classes] (float32 under mixed precision too).
+
+    shortcut: the CIFAR ResNets' shortcut where a stage widens, "zero_pad" (option A) or "projection"
+    (kdas_tf.models.resnet); WideResNet and DenseNet ignore it.
+    """
     arch = as_architecture(arch)
     check_task(num_classes, input_shape)
+    check_shortcut(shortcut)
     spec = parse_network(arch.backbone)
 
     def end_of_stage(x, stage: int):
@@ -19,12 +26,12 @@ def build_student(arch: Architecture | str, num_classes: int, input_shape=(32, 3
         return x
 
     inputs = keras.Input(shape=tuple(input_shape), name="images")
-    x = spec.module.build_features(inputs, spec, end_of_stage)
+    x = spec.module.build_features(inputs, spec, end_of_stage, shortcut=shortcut)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=arch.backbone)
 
 
-def build_network(name: str, num_classes: int, input_shape=(32, 32, 3)) -> keras.Model:
+def build_network(name: str, num_classes: int, input_shape=(32, 32, 3), *, shortcut: str = "zero_pad") -> keras.Model:
     """The plain backbone (teachers, man-made baselines)."""
-    return build_student(Architecture.backbone_only(name), num_classes, input_shape)
+    return build_student(Architecture.backbone_only(name), num_classes, input_shape, shortcut=shortcut)

@@ -13,8 +13,11 @@ def stage_channels(spec) -> tuple[int, ...]:
     return (16 * spec.width, 32 * spec.width, 64 * spec.width)
 
 
-def build_features(x, spec, end_of_stage: Callable) -> keras.KerasTensor:
-    """Stem, three stages (add-ons after each, on the residual stream) and the final BN-ReLU."""
+def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.KerasTensor:
+    """Stem, three stages (add-ons after each, on the residual stream) and the final BN-ReLU.
+
+    shortcut: ignored; WRN keeps the reference code's 1x1 projection (the CIFAR ResNets' option).
+    """
     x = conv2d(STEM_CHANNELS, 3, name="stem_conv")(x)
     for stage, channels in enumerate(stage_channels(spec)):
         for block in range(spec.blocks_per_stage):
@@ -39,7 +42,7 @@ def _preact_block(x, channels: int, strides: int, name: str):
     return keras.layers.Add(name=f"{name}_add")([shortcut, y])
 
 
-def count_features(spec, input_channels: int) -> int:
+def count_features(spec, input_channels: int, shortcut=None) -> int:
     """Trainable parameters of `build_features`, by the same loop without building anything."""
     total = conv_params(input_channels, STEM_CHANNELS, 3)
     in_channels = STEM_CHANNELS

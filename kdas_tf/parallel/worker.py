@@ -111,7 +111,7 @@ def run(config):
     tag_log_lines(os.environ[TUNER_ID])
     dataset = config.data.load()
     workdir = Workdir(config.workdir, config.teacher_workdir)
-    workdir.claim(config.settings())  # refuses a worker started with other settings than its chief's
+    workdir.claim(config.settings(), config.unrecorded_settings())  # refuses a worker started with other settings than its chief's
     strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
     wait_for_chief(_internals.CHIEF_WAIT_SECONDS)  # the chief serves once the teachers exist
     teacher = None

@@ -1,0 +1,73 @@
+"""The sizes a search can reach, round by round, so that --rounds, --ops_per_addon and --budget can be seen to agree.
+
+Each round adds one module of `ops_per_addon` operations after every stage, so after r rounds a network has
+between the backbone's parameters (skip everywhere) and the backbone plus r modules of the largest operation
+everywhere. The budget M binds only if that largest network exceeds it; a search whose reach ends below M
+never meets the budget at all (PAPER.md section 4: ResNet-32 with L = 2 reaches 0.739M in one round, while
+the paper's KDAS models have 0.87-0.97M).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from kdas_tf.models.addons import ADDON_OPS, addon_op_params
+from kdas_tf.models.architecture import Architecture, as_architecture
+from kdas_tf.models.networks import stage_channels
+from kdas_tf.models.param_count import count_parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class Reach:
+    """Parameters of the networks `rounds` rounds can reach: all skip, the median of uniform samples, the largest."""
+    rounds: int
+    smallest: int
+    median: int
+    largest: int
+
+
+def reachable_sizes(backbone: Architecture | str, *, rounds: int, ops_per_addon: int, num_classes: int,
+                    input_shape=(32, 32, 3), shortcut: str = "zero_pad", samples: int = 200,
+                    seed: int = 0) -> list[Reach]:
+    """One Reach per round 1..rounds. smallest and largest are exact; median is over `samples` sequences of
+    rounds drawn uniformly from ADDON_OPS (the controller's prior, before it learns; the budget ignored)."""
+    backbone = as_architecture(backbone)
+    widths = stage_channels(backbone.backbone)
+    largest_ops = [[max(ADDON_OPS, key=lambda op: addon_op_params(op, width))] * ops_per_addon for width in widths]
+
+    def count(arch):
+        return count_parameters(arch, num_classes, input_shape, shortcut=shortcut)
+
+    rng = np.random.default_rng(seed)
+    sampled = np.empty((samples, rounds), dtype=np.int64)
+    for sample in range(samples):
+        arch = backbone
+        for r, tokens in enumerate(rng.integers(len(ADDON_OPS), size=(rounds, len(widths), ops_per_addon))):
+            arch = arch.with_addons([[ADDON_OPS[t] for t in stage] for stage in tokens])
+            sampled[sample, r] = count(arch)
+    reach, largest = [], backbone
+    for r in range(rounds):
+        largest = largest.with_addons(largest_ops)
+        reach.append(Reach(r + 1, count(backbone), int(round(np.median(sampled[:, r]))), count(largest)))
+    return reach
+
+
+def budget_warning(reach: Reach, budget: int) -> str | None:
+    """Why the budget M cannot do its job after the last round, or None when the search can reach past it."""
+    if reach.smallest > budget:
+        return (f"the budget cannot be met: the smallest network, {reach.smallest / 1e6:.3f}M, exceeds "
+                f"M = {budget / 1e6:.3f}M; raise --budget")
+    if reach.largest <= budget:
+        return (f"the budget cannot bind: the largest network {reach.rounds} round(s) can reach has "
+                f"{reach.largest / 1e6:.3f}M <= M = {budget / 1e6:.3f}M; raise --rounds or --ops_per_addon, "
+                "or lower --budget")
+    return None
+
+
+def describe_reach(reach: list[Reach], budget: int) -> list[str]:
+    """The dry run's lines: each round's reachable sizes, and a WARNING when the budget cannot do its job."""
+    lines = ["  reachable sizes (skip everywhere / median of uniform samples / the largest op everywhere):"]
+    lines += [f"    after round {r.rounds}: {r.smallest / 1e6:.3f}M / {r.median / 1e6:.3f}M / {r.largest / 1e6:.3f}M"
+              for r in reach]
+    warning = budget_warning(reach[-1], budget)
+    return lines + ([f"  WARNING: {warning}"] if warning else [])
