@@ -195,3 +195,13 @@ def test_each_kind_of_sample_teaches_the_controller_its_own_reward(tmp_path):
     assert score(trained_a) == pytest.approx(1 / 3)  # the repeat's reward is not 0 by chance
     assert taught == [(trained_a, pytest.approx(score(trained_a))), (trained_a, pytest.approx(score(trained_a))),
                       (over_budget, 0.0), (trained_c, pytest.approx(score(trained_c)))]
+
+
+def test_the_oracle_counts_candidates_with_the_runs_shortcut():
+    zero_pad = make_oracle()
+    projection = KDASOracle(backbone="resnet8", budget=10**6, trials_per_round=4, seed=0, shortcut="projection",
+                            num_classes=10, input_shape=(8, 8, 1))
+    arch = models.Architecture.parse("resnet8:conv3x3/skip/sep3x3")
+    assert zero_pad.parameters(arch) == models.count_parameters(arch, 10, (8, 8, 1), shortcut="zero_pad")
+    assert projection.parameters(arch) == models.count_parameters(arch, 10, (8, 8, 1), shortcut="projection")
+    assert projection.parameters(arch) > zero_pad.parameters(arch)  # the 1x1 convs the zero-pad shortcut has not

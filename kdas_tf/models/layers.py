@@ -1,6 +1,7 @@
 """Conv and BatchNorm with the settings every kdas_tf network shares, so the families cannot drift apart."""
 
 import keras
+import tensorflow as tf
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -14,8 +15,15 @@ def conv2d(filters: int, kernel_size: int, strides: int = 1, name: str | None = 
 
 
 def batch_norm(name: str | None = None, **kwargs) -> keras.layers.BatchNormalization:
-    """BatchNorm with the Torch-style constants of the CIFAR recipes (momentum 0.9, eps 1e-5)."""
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, **kwargs)
+    """BatchNorm with the Torch-style constants of the CIFAR recipes (momentum 0.9, eps 1e-5).
+
+    Built under a strategy with more than one replica, its batch statistics are synchronised across the
+    replicas: each replica sees global_batch / k images, and statistics of 128/k images would make a
+    k-GPU training another recipe than the paper's. With one replica it is the plain layer.
+    """
+    synchronized = tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
+                                           synchronized=synchronized, **kwargs)
 
 
 def relu(name: str) -> keras.layers.ReLU:
