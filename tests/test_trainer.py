@@ -319,20 +319,40 @@ def test_one_sgd_step_decays_kernels_only_at_the_configured_strength(digits):
         np.testing.assert_allclose(np.array(w), want, rtol=0, atol=1e-6, err_msg=w.path)
 
 
-def test_batchnorm_is_synchronised_across_replicas_so_mirrored_trains_like_one_device(digits):
+SYNC_BN_SCRIPT = """
+import json, sys
+import keras, numpy as np
+from kdas_tf import data, distribute, models
+from kdas_tf.trainer import TrainConfig, Trainer
+distribute.split_cpu(2)
+digits = data.load("digits")
+config = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, weight_decay=5e-4)
+trained, synchronized = {}, {}
+for name, strategy in (("default", distribute.make_strategy("default")),
+                       ("mirrored", distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]))):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = models.build_network("resnet8", 10, (8, 8, 1))
+    synchronized[name] = sorted({layer.synchronized for layer in model.layers
+                                 if isinstance(layer, keras.layers.BatchNormalization)})
+    Trainer(model, digits, config, strategy=strategy).fit()
+    trained[name] = [np.asarray(w) for w in model.weights]
+difference = max(float(np.max(np.abs(a - b))) for a, b in zip(trained["default"], trained["mirrored"]))
+print(json.dumps({"synchronized": synchronized, "max_difference": difference}))
+"""
+
+
+def test_batchnorm_is_synchronised_across_replicas_so_mirrored_trains_like_one_device(tmp_path):
     """A BatchNorm network (resnet8): with per-replica statistics over 32 images instead of 64, two replicas
-    would train another network than one device; synchronised, they agree within float32 rounding."""
-    config = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, weight_decay=5e-4)
-    trained = {}
-    for name, strategy in (("default", distribute.make_strategy("default")),
-                           ("mirrored", distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]))):
-        keras.utils.set_random_seed(0)
-        with strategy.scope():
-            model = models.build_network("resnet8", 10, (8, 8, 1))
-        synchronized = {layer.synchronized for layer in model.layers
-                        if isinstance(layer, keras.layers.BatchNormalization)}
-        assert synchronized == {name == "mirrored"}
-        Trainer(model, digits, config, strategy=strategy).fit()
-        trained[name] = weights(model)
-    for a, b in zip(trained["default"], trained["mirrored"]):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    would train another network than one device (0.50 apart, measured); synchronised, they agree within
+    float32 rounding. Its own process: TensorFlow's in-process collectives clash across strategies."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", SYNC_BN_SCRIPT], capture_output=True, text=True, timeout=600,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["synchronized"] == {"default": [False], "mirrored": [True]}
+    assert result["max_difference"] < 1e-3
