@@ -19,9 +19,9 @@ import typing
 from absl import flags
 
 from kdas_tf import data, distribute, losses, models, teacher_outputs
+from kdas_tf.budget import check_budget
 from kdas_tf.controller import ControllerConfig
 from kdas_tf.errors import UserError
-from kdas_tf.oracle import check_budget
 from kdas_tf.trainer import PRECISIONS, TrainConfig
 
 # The flags defined here belong to the entry point that asks for them, so its --help lists them.

@@ -57,17 +57,55 @@ def search(tmp_path, **kwargs):
     return oracle, tuner
 
 
-def test_no_sample_over_the_budget_is_ever_trained(tmp_path):
-    # Budget just above the backbone: most samples with convs in stage 3 do not fit.
+def spy(controller):
+    """Record every sample and every (tokens, reward) update of `controller`."""
+    samples, updates = [], []
+    sample, update = controller.sample, getattr(controller, "update", None)
+
+    def sampled():
+        samples.append(sample())
+        return samples[-1]
+
+    controller.sample = sampled
+    if update:
+        controller.update = lambda tokens, reward: updates.append((tokens, reward)) or update(tokens, reward)
+    return samples, updates
+
+
+def test_every_sample_fits_the_budget_and_every_update_carries_a_real_reward(tmp_path):
+    # Budget just above the backbone: most conv choices in stages 2 and 3 cannot fit.
     budget = BACKBONE + 12_000
-    oracle, tuner = search(tmp_path, budget=budget)
-    assert len(tuner.trained) == 4
-    assert all(models.count_parameters(a, **INPUT) <= budget for a in tuner.trained)
-    assert oracle.over_budget_samples > 0
-    # each over-budget sample taught the controller once (reward 0), each trained trial once
-    assert oracle.controller.update_count == (
-        oracle.over_budget_samples + oracle.trial_updates + oracle.repeat_updates
-    )
+    oracle = make_oracle(budget=budget, trials_per_round=6)
+    samples, updates = spy(oracle.controller)
+    tuner = FormulaTuner(oracle, str(tmp_path))
+    tuner.oracle.verbose = 0
+    tuner.search()
+    assert len(tuner.trained) == 6
+    networks = [models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t in samples]
+    assert all(models.count_parameters(a, **INPUT) <= budget for a in networks)
+    # every update is a trained network's score (or its recorded score, for a repeat): no penalty
+    # reward, so the baseline is the moving average of real rewards only
+    rewards = [reward for _, reward in updates]
+    assert rewards == [oracle.known_scores[str(a.canonical())] for a in
+                       (models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t, _ in updates)]
+    assert oracle.controller.update_count == len(updates) == oracle.trial_updates + oracle.repeat_updates
+    baseline = rewards[0]
+    for reward in rewards[1:]:
+        baseline = 0.95 * baseline + 0.05 * reward
+    assert oracle.controller.baseline == pytest.approx(baseline, abs=1e-12)
+
+
+def test_the_budget_binds_through_the_mask_the_controller_samples_under(tmp_path):
+    budget = BACKBONE + 12_000
+    oracle = make_oracle(budget=budget)
+    costs = oracle.addon_costs  # [6 decisions, 7 ops]: conv3x3 at resnet8's stage 3 (64 wide) is 36,992
+    assert costs[5, models.ADDON_OPS.index("conv3x3")] > budget - BACKBONE
+    assert models.ADDON_OPS.index("conv3x3") not in {oracle.controller.sample()[5] for _ in range(50)}
+    over = (0,) * 5 + (models.ADDON_OPS.index("conv3x3"),)
+    FormulaTuner(oracle, str(tmp_path))
+    oracle.controller.sample = lambda: over  # as if the table and the count disagreed: a bug, not a sample
+    with pytest.raises(RuntimeError, match="over the budget"):
+        oracle.populate_space("0")
 
 
 def test_a_budget_below_the_backbone_is_refused_with_advice():
@@ -170,3 +208,4 @@ def test_of_equally_rewarded_trials_the_smaller_network_is_best(tmp_path):
         trial.score = 0.5  # every trial ties
     smallest = min(completed, key=lambda t: t.hyperparameters.values["parameters"])
     assert oracle.best_trial() is smallest and oracle.best_trial(0) is smallest
+
