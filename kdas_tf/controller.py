@@ -44,6 +44,8 @@ import tensorflow as tf
 
 STATE_FORMAT = "kdas_tf.controller/1"
 INIT_SCALE = 0.1
+# What chooses the add-ons: this LSTM, or uniform choices under the same budget rule (kdas_tf.random_controller).
+KINDS = ("lstm", "random")
 # A masked logit: exp() of it is exactly 0, and 0 * it is 0 (-inf would give nan in the entropy).
 MASKED_LOGIT = -1e9
 
@@ -83,8 +85,11 @@ class ControllerConfig:
     baseline_decay: float = 0.95
     entropy_weight: float = 1e-4
     seed: int = 0
+    kind: str = "lstm"
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"ControllerConfig.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         for name in ("num_decisions", "num_choices", "units"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -16,6 +16,8 @@ A sample whose network was already trained is not trained again; it teaches
 the controller its recorded score (real information, no retraining) and the
 controller is asked again, within the same trial slot. Trained trials and
 repeats are counted apart (`trial_updates`, `repeat_updates`).
+With --controller=random (kdas_tf.random_controller) the samples are uniform
+under the same mask and nothing learns: no controller updates at all.
 
 Rounds: after `trials_per_round` trials the best candidate of the round
 becomes the backbone (its add-ons frozen into it) and a fresh controller
@@ -44,6 +46,7 @@ from keras_tuner.engine import trial as trial_module
 from kdas_tf import _internals, models, storage
 from kdas_tf.budget import addon_costs, check_budget
 from kdas_tf.controller import Controller, ControllerConfig
+from kdas_tf.random_controller import RandomController
 from kdas_tf.errors import UserError
 
 OBJECTIVE = "val_top1"
@@ -121,8 +124,9 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
     def _new_controller(self, round_index):
         """The round's controller: its own seed, and the budget left after the round's backbone."""
         config = dataclasses.replace(self.controller_config, seed=self.controller_config.seed + round_index)
+        kind = RandomController if config.kind == "random" else Controller
         left = self.budget - self.parameters(self.current_backbone())
-        return Controller(config, costs=self.addon_costs, budget=left)
+        return kind(config, costs=self.addon_costs, budget=left)
 
     def _stage_ops(self, tokens):
         ops = [models.ADDON_OPS[t] for t in tokens]
@@ -314,7 +318,9 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
             self._update_controller(self.tokens_of(values), float(score), kind="trial")
 
     def _update_controller(self, tokens, reward, *, kind):
-        """One REINFORCE step from a trained trial's or a repeat's reward."""
+        """One REINFORCE step from a trained trial's or a repeat's reward; none for --controller=random."""
+        if self.controller_config.kind == "random":
+            return None
         if kind == "trial":
             self.trial_updates += 1
         else:

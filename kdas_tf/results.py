@@ -31,6 +31,7 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         "trials": [trial_summary(t, oracle.trial_tuners.get(t.trial_id))
                    for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)],
         "controller": {
+            "kind": oracle.controller_config.kind,
             "trial_updates": oracle.trial_updates,
             "repeated_samples": oracle.repeated_samples,
             "repeat_updates": oracle.repeat_updates,

@@ -209,3 +209,23 @@ def test_of_equally_rewarded_trials_the_smaller_network_is_best(tmp_path):
     smallest = min(completed, key=lambda t: t.hyperparameters.values["parameters"])
     assert oracle.best_trial() is smallest and oracle.best_trial(0) is smallest
 
+
+RANDOM = ControllerConfig(num_decisions=6, num_choices=7, kind="random")
+
+
+def test_a_random_search_fits_the_budget_records_its_trials_alike_and_teaches_nothing(tmp_path):
+    budget = BACKBONE + 12_000
+    oracle, tuner = search(tmp_path, budget=budget, controller=RANDOM, trials_per_round=6)
+    assert len(tuner.trained) == 6 and all(models.count_parameters(a, **INPUT) <= budget for a in tuner.trained)
+    completed = [t for t in oracle.trials.values() if t.status == trial_module.TrialStatus.COMPLETED]
+    assert sorted(t.score for t in completed) == sorted(conv_share(a) for a in tuner.trained)
+    assert oracle.trial_updates == oracle.repeat_updates == 0
+    assert oracle.get_state()["kdas"]["controller"]["format"] == "kdas_tf.random_controller/1"
+
+
+def test_a_random_search_resumes_with_the_same_next_sample(tmp_path):
+    oracle, _ = search(tmp_path, controller=RANDOM)
+    twin = make_oracle(controller=RANDOM)
+    _internals.set_project_dir(twin, str(tmp_path), "search")
+    twin.set_state(json.loads(json.dumps(oracle.get_state())))
+    assert [twin.controller.sample() for _ in range(5)] == [oracle.controller.sample() for _ in range(5)]
