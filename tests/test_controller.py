@@ -127,20 +127,20 @@ def test_invalid_tokens_raise(tokens):
         controller.update(tokens, 1.0)
 
 
-def test_learns_to_prefer_the_rewarded_operation():
-    # Adam at 0.005 is reliable here (reaches 0.8 in ~60-90 updates over seeds);
-    # at >= 0.01 the toy policy can collapse onto a wrong token before it is rewarded.
-    controller = make(learning_rate=0.005, seed=0)
-    share = 0.0
-    for step in range(1, 301):
+def test_at_the_defaults_two_points_per_slot_are_learnt_within_a_searchs_100_trials():
+    # tools/controller_learning.py's reward: a 10-epoch accuracy that gains two points for each
+    # conv3x3, with the noise of a short training. 3.5e-4 left P(conv3x3) at 0.146 after 100
+    # updates; the defaults reach 0.79-0.93 over seeds (docs/controller.md).
+    controller = make(seed=0)
+    noise = np.random.default_rng(1000)
+    all_conv = (CONV3X3,) * D
+    assert controller.probabilities(all_conv)[:, CONV3X3].mean() < 0.16
+    for _ in range(100):
         tokens = controller.sample()
-        controller.update(tokens, reward=tokens.count(CONV3X3) / D)
-        if step % 10 == 0:
-            share = float(controller.probabilities(greedy_path(controller))[:, CONV3X3].mean())
-            if share > 0.8:
-                break
-    assert share > 0.8, f"p(conv3x3) only {share:.3f} after {step} updates"
-    assert controller.update_count == step
+        controller.update(tokens, 0.60 + 0.02 * tokens.count(CONV3X3) + noise.normal(0.0, 0.015))
+    assert controller.probabilities(all_conv)[:, CONV3X3].mean() > 0.5  # P(conv3x3) at each decision, mean
+    assert greedy_path(controller) == all_conv
+    assert controller.update_count == 100
 
 
 def test_baseline_is_a_moving_average_and_advantage_uses_the_previous_one():

@@ -89,9 +89,9 @@ def test_every_sample_fits_the_budget_and_every_update_carries_a_real_reward(tmp
     assert rewards == [oracle.known_scores[str(a.canonical())] for a in
                        (models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t, _ in updates)]
     assert oracle.controller.update_count == len(updates) == oracle.trial_updates + oracle.repeat_updates
-    baseline = rewards[0]
+    baseline, decay = rewards[0], oracle.controller.config.baseline_decay
     for reward in rewards[1:]:
-        baseline = 0.95 * baseline + 0.05 * reward
+        baseline = decay * baseline + (1 - decay) * reward
     assert oracle.controller.baseline == pytest.approx(baseline, abs=1e-12)
 
 
