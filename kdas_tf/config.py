@@ -19,9 +19,9 @@ import typing
 from absl import flags
 
 from kdas_tf import data, distribute, losses, models, teacher_outputs
-from kdas_tf.controller import ControllerConfig
+from kdas_tf.budget import check_budget
+from kdas_tf.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
 from kdas_tf.errors import UserError
-from kdas_tf.oracle import check_budget
 from kdas_tf.trainer import PRECISIONS, TrainConfig
 
 # The flags defined here belong to the entry point that asks for them, so its --help lists them.
@@ -249,11 +249,15 @@ class SearchConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ControllerSettings:
-    """The LSTM controller's hyper-parameters (PAPER.md section 4, ours)."""
+    """What chooses the add-ons: the LSTM controller and its hyper-parameters (PAPER.md section 4, ours)."""
 
+    kind: str = option("lstm", "What samples the add-ons: the REINFORCE-trained LSTM, or uniform choices under the "
+                       "same budget, trials and reward (random search, the baseline of a NAS result).",
+                       flag="controller", choices=CONTROLLER_KINDS)
     units: int = option(64, "LSTM units of the controller.", flag="controller_units")
-    learning_rate: float = option(3.5e-4, "Adam learning rate of the controller.", flag="controller_learning_rate")
-    baseline_decay: float = option(0.95, "Decay of the REINFORCE moving-average baseline.")
+    # Defaults measured to learn within a search's 100 trials: docs/controller.md.
+    learning_rate: float = option(5e-3, "Adam learning rate of the controller.", flag="controller_learning_rate")
+    baseline_decay: float = option(0.8, "Decay of the REINFORCE moving-average baseline.")
     entropy_weight: float = option(1e-4, "Weight of the controller's entropy bonus.")
 
     def __post_init__(self):
@@ -263,7 +267,7 @@ class ControllerSettings:
         return _user_errors(
             ControllerConfig, num_decisions=num_decisions, num_choices=len(models.ADDON_OPS), units=self.units,
             learning_rate=self.learning_rate, baseline_decay=self.baseline_decay,
-            entropy_weight=self.entropy_weight, seed=seed)
+            entropy_weight=self.entropy_weight, seed=seed, kind=self.kind)
 
 
 @dataclasses.dataclass(frozen=True)

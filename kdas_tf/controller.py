@@ -23,6 +23,14 @@ Design choices:
 - Sampling draws its uniforms from a seeded NumPy generator on the host and
   turns them into tokens by inverse CDF inside one compiled graph: one call per
   sample, and the generator's state is plain data for get_state/set_state.
+- A budget, when given, is a constraint of the policy, not a penalty: `costs`
+  [D, K] is what each choice adds (parameters), `budget` what the choices may
+  add in all. A choice is feasible when it still fits with every later decision
+  at its cheapest (`feasible_choices`); infeasible logits are masked out before
+  the softmax, in sampling and in the update alike, so every sample fits, the
+  log-prob REINFORCE follows is the masked policy's, and no reward ever stands
+  for "over budget" (a reward-0 penalty would pull the baseline down and give
+  the next real candidate an advantage ten times the real differences).
 """
 
 import base64
@@ -36,21 +44,54 @@ import tensorflow as tf
 
 STATE_FORMAT = "kdas_tf.controller/1"
 INIT_SCALE = 0.1
+# What chooses the add-ons: this LSTM, or uniform choices under the same budget rule (kdas_tf.random_controller).
+KINDS = ("lstm", "random")
+# A masked logit: exp() of it is exactly 0, and 0 * it is 0 (-inf would give nan in the entropy).
+MASKED_LOGIT = -1e9
+
+
+def budget_table(costs, budget, num_decisions, num_choices):
+    """(costs as int64 [D, K], budget as int): no budget is zero costs; refuses a budget nothing fits."""
+    if costs is None:
+        return np.zeros((num_decisions, num_choices), np.int64), 0
+    table = np.asarray(costs)
+    if table.shape != (num_decisions, num_choices) or not np.issubdtype(table.dtype, np.integer) or table.min() < 0:
+        raise ValueError(f"costs must be non-negative integers of shape ({num_decisions}, {num_choices}), "
+                         f"got {costs!r}")
+    if budget is None or int(budget) < table.min(axis=1).sum():
+        raise ValueError(f"budget {budget!r} is below the cheapest sample's cost {table.min(axis=1).sum()}")
+    return table.astype(np.int64), int(budget)
+
+
+def feasible_choices(costs, budget, tokens):
+    """[D, K] bool: choice k of decision i fits after tokens[:i] with every later decision at its cheapest.
+
+    costs [D, K] integers, budget an integer, tokens [D] (only tokens[:i] matter for row i).
+    """
+    chosen = costs[np.arange(len(tokens)), np.asarray(tokens)]
+    spent_before = np.concatenate([[0], np.cumsum(chosen)[:-1]])
+    cheapest_after = np.concatenate([np.cumsum(costs.min(axis=1)[::-1])[::-1][1:], [0]])
+    return costs <= (budget - spent_before - cheapest_after)[:, np.newaxis]
 
 
 @dataclasses.dataclass(frozen=True)
 class ControllerConfig:
-    """Controller hyperparameters; defaults are ours (PAPER.md section 4)."""
+    """Controller hyperparameters; defaults are ours (PAPER.md section 4), chosen in docs/controller.md."""
 
     num_decisions: int
     num_choices: int
     units: int = 64
-    learning_rate: float = 3.5e-4
-    baseline_decay: float = 0.95
+    # 3.5e-4 and 0.95 barely moved the policy in 100 updates (P(best op) 0.143 -> 0.146 for a
+    # two-point reward): 5e-3 and 0.8 take it to 0.89 (docs/controller.md, tools/controller_learning.py).
+    learning_rate: float = 5e-3
+    baseline_decay: float = 0.8
     entropy_weight: float = 1e-4
     seed: int = 0
+    kind: str = "lstm"
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"ControllerConfig.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         for name in ("num_decisions", "num_choices", "units"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -83,9 +124,11 @@ def _decode_array(text):
 class Controller:
     """LSTM policy that samples add-on operation tokens and learns from their rewards."""
 
-    def __init__(self, config: ControllerConfig):
+    def __init__(self, config: ControllerConfig, *, costs=None, budget=None):
+        """costs [D, K] integers: what each choice adds; budget: what the choices may add in all (None: no limit)."""
         self.config = config
         d, k, units = config.num_decisions, config.num_choices, config.units
+        self._costs, self._budget = budget_table(costs, budget, d, k)
         init_seed, sample_seed = np.random.SeedSequence(config.seed).spawn(2)
         self._rng = np.random.default_rng(sample_seed)
         self._baseline = None
@@ -124,16 +167,18 @@ class Controller:
         # XLA-compiled: every search trial resets Keras (clear_session, set_random_seed), which
         # clears TensorFlow's kernel cache, and plain tf.functions are then instantiated again:
         # 0.3 s per trial for these three, against 10 ms from XLA's cache, which survives it.
+        # The costs and the budget are inputs, not constants: one compiled program serves every round.
         self._sample_fn = tf.function(
-            self._sample_tokens, input_signature=[tf.TensorSpec([d], tf.float32)], jit_compile=True
+            self._sample_tokens, jit_compile=True, input_signature=[
+                tf.TensorSpec([d], tf.float32), tf.TensorSpec([d, k], tf.int64), tf.TensorSpec([], tf.int64)],
         )
         self._logits_fn = tf.function(
-            self._logits_along, input_signature=[tf.TensorSpec([d], tf.int32)], jit_compile=True
+            self._logits_along, jit_compile=True,
+            input_signature=[tf.TensorSpec([d], tf.int32), tf.TensorSpec([d, k], tf.bool)],
         )
         self._train_fn = tf.function(
-            self._train_step,
-            input_signature=[tf.TensorSpec([d], tf.int32), tf.TensorSpec([], tf.float32)],
-            jit_compile=True,
+            self._train_step, jit_compile=True, input_signature=[
+                tf.TensorSpec([d], tf.int32), tf.TensorSpec([d, k], tf.bool), tf.TensorSpec([], tf.float32)],
         )
 
     # ---- the policy, as graphs ----
@@ -142,8 +187,8 @@ class Controller:
         zeros = tf.zeros([1, self.config.units], tf.float32)
         return [zeros, zeros]
 
-    def _logits_along(self, tokens):
-        """Logits of every decision with `tokens` fed back: tokens [D] -> [D, K]."""
+    def _logits_along(self, tokens, feasible):
+        """Masked logits of every decision with `tokens` fed back: tokens [D], feasible [D, K] -> [D, K]."""
         inputs = tf.concat([[self.config.num_choices], tokens[:-1]], axis=0)
         embedded = self._embedding(inputs)  # [D, units]
         state = self._zero_state()
@@ -151,27 +196,37 @@ class Controller:
         for i, head in enumerate(self._heads):
             h, state = self._lstm(embedded[i : i + 1], state)
             logits.append(head(h)[0])
-        return tf.stack(logits)
+        return tf.where(feasible, tf.stack(logits), MASKED_LOGIT)
 
-    def _sample_tokens(self, uniforms):
-        """Tokens drawn by inverse CDF of each step's softmax: uniforms [D] in [0, 1) -> [D]."""
+    def _sample_tokens(self, uniforms, costs, budget):
+        """Tokens drawn by inverse CDF of each step's masked softmax: uniforms [D] in [0, 1) -> [D].
+
+        Step i's mask is feasible_choices' row i, computed as the tokens are drawn.
+        """
         k = self.config.num_choices
+        cheapest_after = tf.cumsum(tf.reduce_min(costs, axis=1), reverse=True, exclusive=True)  # [D]
+        spent = tf.constant(0, tf.int64)
         token = tf.constant([k], tf.int32)
         state = self._zero_state()
         tokens = []
         for i, head in enumerate(self._heads):
             h, state = self._lstm(self._embedding(token), state)
-            cdf = tf.cumsum(tf.nn.softmax(head(h)[0]))
-            # The clamp guards against the float32 CDF ending just below u.
-            chosen = tf.reduce_sum(tf.cast(cdf < uniforms[i], tf.int32))
-            token = tf.minimum(chosen, k - 1)[tf.newaxis]
-            tokens.append(token[0])
+            feasible = costs[i] <= budget - spent - cheapest_after[i]
+            cdf = tf.cumsum(tf.nn.softmax(tf.where(feasible, head(h)[0], MASKED_LOGIT)))
+            # `<=` skips a masked choice (a flat step of the CDF), even at u = 0; the clamp guards
+            # against the float32 CDF ending just below u, onto the last feasible choice.
+            chosen = tf.reduce_sum(tf.cast(cdf <= uniforms[i], tf.int32))
+            chosen = tf.minimum(chosen, tf.reduce_max(tf.where(feasible, tf.range(k), -1)))
+            spent += tf.gather(costs[i], chosen)
+            token = chosen[tf.newaxis]
+            tokens.append(chosen)
         return tf.stack(tokens)
 
-    def _train_step(self, tokens, advantage):
-        """One REINFORCE + entropy step on `tokens` [D] -> pre-update (loss, log_prob, entropy)."""
+    def _train_step(self, tokens, feasible, advantage):
+        """One REINFORCE + entropy step on `tokens` [D] under the mask `feasible` [D, K] -> pre-update
+        (loss, log_prob, entropy), all of the masked policy."""
         with tf.GradientTape() as tape:
-            log_probs = tf.nn.log_softmax(self._logits_along(tokens))  # [D, K]
+            log_probs = tf.nn.log_softmax(self._logits_along(tokens, feasible))  # [D, K]
             log_prob = tf.reduce_sum(tf.gather(log_probs, tokens[:, tf.newaxis], batch_dims=1))
             entropy = -tf.reduce_sum(tf.exp(log_probs) * log_probs)
             loss = -advantage * log_prob - self.config.entropy_weight * entropy
@@ -193,22 +248,27 @@ class Controller:
             raise ValueError(
                 f"tokens must be num_decisions={d} integers in [0, num_choices={k}), got {tokens!r}"
             )
-        return tf.constant(array, tf.int32)
+        feasible = feasible_choices(self._costs, self._budget, array)
+        if not feasible[np.arange(d), array].all():
+            raise ValueError(f"tokens {tokens!r} cost {self._costs[np.arange(d), array].sum()}, over the "
+                             f"budget {self._budget}: the policy never samples them")
+        return tf.constant(array, tf.int32), tf.constant(feasible)
 
     def sample(self) -> tuple[int, ...]:
-        """One architecture: num_decisions tokens drawn from the current policy."""
+        """One architecture: num_decisions tokens drawn from the current policy; they fit the budget."""
         uniforms = self._rng.random(self.config.num_decisions).astype(np.float32)
-        return tuple(int(t) for t in self._sample_fn(tf.constant(uniforms)).numpy())
+        tokens = self._sample_fn(tf.constant(uniforms), tf.constant(self._costs), tf.constant(self._budget, tf.int64))
+        return tuple(int(t) for t in tokens.numpy())
 
     def log_prob(self, tokens) -> float:
-        """log pi(tokens) under the current weights (sum over decisions)."""
-        tokens = self._check_tokens(tokens)
-        log_probs = tf.nn.log_softmax(self._logits_fn(tokens))
+        """log pi(tokens) under the current weights and the budget's mask (sum over decisions)."""
+        tokens, feasible = self._check_tokens(tokens)
+        log_probs = tf.nn.log_softmax(self._logits_fn(tokens, feasible))
         return float(tf.reduce_sum(tf.gather(log_probs, tokens[:, tf.newaxis], batch_dims=1)))
 
     def probabilities(self, tokens) -> np.ndarray:
-        """The policy's distribution at each step along `tokens`: [num_decisions, num_choices]."""
-        return tf.nn.softmax(self._logits_fn(self._check_tokens(tokens))).numpy()
+        """The masked policy's distribution at each step along `tokens`: [num_decisions, num_choices]."""
+        return tf.nn.softmax(self._logits_fn(*self._check_tokens(tokens))).numpy()
 
     def update(self, tokens, reward: float) -> dict:
         """One REINFORCE step for `tokens` (recomputed under the current weights) and their reward.
@@ -218,13 +278,13 @@ class Controller:
         loss = -advantage * log_prob(tokens) - entropy_weight * entropy, minimised by Adam.
         The returned loss, log_prob and entropy are those before the step.
         """
-        tokens = self._check_tokens(tokens)
+        tokens, feasible = self._check_tokens(tokens)
         reward = float(reward)
         if not math.isfinite(reward):
             raise ValueError(f"reward must be finite, got {reward!r}")
         baseline = reward if self._baseline is None else self._baseline
         advantage = reward - baseline
-        loss, log_prob, entropy = self._train_fn(tokens, tf.constant(advantage, tf.float32))
+        loss, log_prob, entropy = self._train_fn(tokens, feasible, tf.constant(advantage, tf.float32))
         decay = self.config.baseline_decay
         self._baseline = decay * baseline + (1.0 - decay) * reward
         self._update_count += 1

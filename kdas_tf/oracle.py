@@ -4,13 +4,20 @@ The oracle decides and remembers; the tuner trains. Each trial's values hold
 one op per (stage, slot) plus the full architecture string (with the round's
 backbone), so a worker needs nothing but the trial to build the candidate.
 
-Budget: a sample over the memory budget M is never trained. The controller is
-updated with reward 0 for it and asked again, within the same trial slot.
-Why: the reward-0 update teaches the controller where the budget lies, while
-trial slots, and their training time, go only to candidates that can win.
-A sample whose network was already trained is treated alike with its recorded
-score: real information, no retraining. Every sample thus costs exactly one
-controller update, and trained trials are counted apart (`trial_updates`).
+Budget: the controller samples only what fits the memory budget M. It gets the
+parameters each op adds in each slot (budget.addon_costs) and the budget left
+after the round's backbone, and masks every choice that could no longer fit
+(controller.feasible_choices). Why not a reward-0 penalty for samples over M:
+each one pulled the moving-average baseline down, so the next trained
+candidate's advantage was +0.3 to +0.6 against real differences of 0.01-0.05,
+and Adam's moments filled with penalty gradients. Under the mask every update
+carries a real reward.
+A sample whose network was already trained is not trained again; it teaches
+the controller its recorded score (real information, no retraining) and the
+controller is asked again, within the same trial slot. Trained trials and
+repeats are counted apart (`trial_updates`, `repeat_updates`).
+With --controller=random (kdas_tf.random_controller) the samples are uniform
+under the same mask and nothing learns: no controller updates at all.
 
 Rounds: after `trials_per_round` trials the best candidate of the round
 becomes the backbone (its add-ons frozen into it) and a fresh controller
@@ -27,6 +34,7 @@ report of a trial that was already recorded is ignored, so each trial ends,
 and teaches the controller, exactly once.
 """
 
+import dataclasses
 import json
 
 import keras_tuner
@@ -36,7 +44,9 @@ from absl import logging
 from keras_tuner.engine import trial as trial_module
 
 from kdas_tf import _internals, models, storage
+from kdas_tf.budget import addon_costs, check_budget
 from kdas_tf.controller import Controller, ControllerConfig
+from kdas_tf.random_controller import RandomController
 from kdas_tf.errors import UserError
 
 OBJECTIVE = "val_top1"
@@ -45,18 +55,6 @@ RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialSt
 # A trial that loses its worker this many times is more likely killing its workers
 # (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
 MAX_TRIAL_LOSSES = 2
-
-
-def check_budget(backbone, budget, num_classes, input_shape, shortcut="zero_pad"):
-    """The budget M in parameters, refused where even the backbone alone does not fit in it."""
-    budget = int(budget)
-    backbone_size = models.count_parameters(backbone, num_classes, input_shape, shortcut=shortcut)
-    if backbone_size > budget:
-        raise ValueError(
-            f"--budget is {budget / 1e6:.3f}M parameters but the backbone {backbone} alone has "
-            f"{backbone_size / 1e6:.3f}M: raise --budget (e.g. --budget=2x)"
-        )
-    return budget
 
 
 def _canonical_key(trial):
@@ -96,6 +94,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
                 f"controller num_decisions/num_choices {given} do not fit the search space: "
                 f"{self.num_stages} stages x {ops_per_addon} ops per add-on from {len(models.ADDON_OPS)} operations"
             )
+        self.addon_costs = addon_costs(self.backbone, ops_per_addon, num_classes, self.input_shape, shortcut)
         space = keras_tuner.HyperParameters()
         for stage in range(self.num_stages):
             for slot in range(ops_per_addon):
@@ -111,7 +110,6 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.controller = self._new_controller(0)
         self.known_scores = {}  # canonical architecture -> reward it earned
         self.trial_updates = 0
-        self.over_budget_samples = 0
         self.repeated_samples = 0
         self.repeat_updates = 0
         self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
@@ -125,9 +123,11 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         return models.count_parameters(arch, self.num_classes, self.input_shape, shortcut=self.shortcut)
 
     def _new_controller(self, round_index):
-        config = dict(vars(self.controller_config))
-        config["seed"] = self.controller_config.seed + round_index
-        return Controller(ControllerConfig(**config))
+        """The round's controller: its own seed, and the budget left after the round's backbone."""
+        config = dataclasses.replace(self.controller_config, seed=self.controller_config.seed + round_index)
+        kind = RandomController if config.kind == "random" else Controller
+        left = self.budget - self.parameters(self.current_backbone())
+        return kind(config, costs=self.addon_costs, budget=left)
 
     def _stage_ops(self, tokens):
         ops = [models.ADDON_OPS[t] for t in tokens]
@@ -173,19 +173,17 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
             key = str(arch.canonical())
             parameters = self.parameters(arch)
             if parameters > self.budget:
-                self.over_budget_samples += 1
-                self._update_controller(tokens, 0.0, kind="over_budget")
-                continue
+                raise RuntimeError(f"the controller sampled {arch} ({parameters} parameters) over the budget "
+                                   f"{self.budget}: budget.addon_costs disagrees with models.count_parameters")
             if key in self.known_scores or key in taken:
                 self.repeated_samples += 1
                 if key in self.known_scores:
-                    self.repeat_updates += 1
                     self._update_controller(tokens, self.known_scores[key], kind="repeat")
                 continue
             values = {slot_name(s, l): op for s, ops in enumerate(stage_ops) for l, op in enumerate(ops)}
             values.update(architecture=str(arch), round=self.round, parameters=parameters)
             return {"status": RUNNING, "values": values}
-        logging.info("round %d: %d samples in a row were known or over budget; the round has converged",
+        logging.info("round %d: %d samples in a row were known; the round has converged",
                      self.round, self.max_samples_per_trial)
         self.round_converged = True
         return {"status": IDLE}
@@ -318,10 +316,16 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         values = trial.hyperparameters.values
         self.known_scores[_canonical_key(trial)] = float(score)
         if values.get("round") == self.round:
-            self.trial_updates += 1
             self._update_controller(self.tokens_of(values), float(score), kind="trial")
 
     def _update_controller(self, tokens, reward, *, kind):
+        """One REINFORCE step from a trained trial's or a repeat's reward; none for --controller=random."""
+        if self.controller_config.kind == "random":
+            return None
+        if kind == "trial":
+            self.trial_updates += 1
+        else:
+            self.repeat_updates += 1
         stats = self.controller.update(tokens, reward)
         if self._writer:
             step = self.controller.update_count + 10_000 * self.round
@@ -349,7 +353,6 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
             "controller": self.controller.get_state(),
             "known_scores": self.known_scores,
             "trial_updates": self.trial_updates,
-            "over_budget_samples": self.over_budget_samples,
             "repeated_samples": self.repeated_samples,
             "repeat_updates": self.repeat_updates,
             "trial_tuners": self.trial_tuners,
@@ -373,7 +376,6 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.controller.set_state(kdas["controller"])
         self.known_scores = kdas["known_scores"]
         self.trial_updates = kdas["trial_updates"]
-        self.over_budget_samples = kdas["over_budget_samples"]
         self.repeated_samples = kdas["repeated_samples"]
         self.repeat_updates = kdas["repeat_updates"]
         self.trial_tuners = kdas.get("trial_tuners", {})

@@ -68,15 +68,19 @@ def accuracy_vs_parameters(trials, *, budget, backbone_parameters, found=None):
     return _png(_labelled(figure, axes, "trainable parameters (M)", "Search trials: accuracy against size"))
 
 
-def reward_over_trials(trials):
-    """Each trial's reward (validation top-1) in the order the controller proposed them, and the best so far."""
-    done = sorted((t for t in trials if t["val_top1"] is not None), key=lambda t: int(t["trial_id"]))
-    order = [int(t["trial_id"]) for t in done]
-    rewards = [100 * t["val_top1"] for t in done]
-    best = [max(rewards[:i + 1]) for i in range(len(rewards))]
+def reward_over_trials(runs):
+    """Each run's trial rewards (validation top-1) in the order its controller proposed them, and its best so far.
+
+    runs: [(label, trials)]; several runs (an LSTM and a random search, say) share the axes.
+    """
     figure, axes = plt.subplots(figsize=(6.4, 3.6))
-    axes.plot(order, rewards, "o-", alpha=0.7, label="reward (val top-1)")
-    axes.plot(order, best, color="black", drawstyle="steps-post", label="best so far")
+    for (label, trials), color in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        done = sorted((t for t in trials if t["val_top1"] is not None), key=lambda t: int(t["trial_id"]))
+        order = [int(t["trial_id"]) for t in done]
+        rewards = [100 * t["val_top1"] for t in done]
+        best = [max(rewards[:i + 1]) for i in range(len(rewards))]
+        axes.plot(order, rewards, "o-", color=color, alpha=0.5, label=f"{label}: reward (val top-1)")
+        axes.plot(order, best, color=color, drawstyle="steps-post", linewidth=2, label=f"{label}: best so far")
     return _png(_labelled(figure, axes, "trial", "Reward over trials"))
 
 

@@ -1,4 +1,4 @@
-"""python -m kdas_tf.report --workdir=DIR: a finished run's tables and figures (kdas_tf.reports), in a second."""
+"""python -m kdas_tf.report --workdir=DIR [--compare=DIR2,...]: a finished run's tables and figures (kdas_tf.reports)."""
 
 from absl import flags, logging
 
@@ -10,10 +10,12 @@ FLAGS = flags.FLAGS
 def define_flags():
     flags.DEFINE_string("workdir", None, "The run's work directory (holding results.json).")
     flags.DEFINE_string("output", None, "Where to write the report. Default: WORKDIR/report.")
+    flags.DEFINE_list("compare", [], "Other runs' work directories whose searches to show beside this one "
+                      "(e.g. the same search with --controller=random).")
 
 
 def main(_):
-    written = reports.write_report(FLAGS.workdir, FLAGS.output)
+    written = reports.write_report(FLAGS.workdir, FLAGS.output, FLAGS.compare)
     logging.info("report: %d files in %s (report.md shows them all)", len(written), written[-1].rsplit("/", 1)[0])
 
 

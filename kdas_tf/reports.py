@@ -7,6 +7,9 @@ Writes under WORKDIR/report/ (or --output):
 - table5.md/.csv: the share of training examples that k members classify correctly (Table 5);
 - accuracy_vs_parameters.png (Figure 3: every trial, the budget line, the Pareto front),
   reward_over_trials.png, teacher_agreement.png; and report.md with all of them.
+- search.md/.csv: which controller searched, its trials and rewards; with --compare=OTHER_WORKDIR,...
+  each other run's search beside it, and their rewards in reward_over_trials.png (an LSTM search
+  against a --controller=random one under the same budget, trials and reward).
 
 Everything comes from the run's results.json, which holds the teacher report
 (including the k-member ensemble accuracies, computed where the members' test
@@ -23,6 +26,8 @@ from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir
 
 TABLE1_COLUMNS = ("N", "teacher test top-1 %", "student (KD) test top-1 %", "gap")
+SEARCH_COLUMNS = ("run", "controller", "budget", "trials", "best val top-1 %", "mean val top-1 %",
+                  "found architecture", "parameters")
 
 
 def load_summary(workdir):
@@ -67,6 +72,23 @@ def table5_rows(summary):
              100 * teacher["member_train_top1_mean"])]
 
 
+def controller_kind(summary):
+    """The controller a run searched with; runs made before --controller existed used the LSTM."""
+    return summary.get("controller", {}).get("kind", "lstm")
+
+
+def search_rows(runs):
+    """One row per (name, summary): the controller, budget, trials, best and mean reward, and what it found."""
+    rows = []
+    for name, summary in runs:
+        rewards = [100 * t["val_top1"] for t in summary["trials"] if t["val_top1"] is not None]
+        found = next((t for t in summary["trials"] if t["architecture"] == summary["found_architecture"]), None)
+        rows.append((name, controller_kind(summary), results.millions(summary["budget"]), len(rewards),
+                     max(rewards, default=None), sum(rewards) / len(rewards) if rewards else None,
+                     summary["found_architecture"], results.millions(found["parameters"]) if found else None))
+    return rows
+
+
 def csv_text(columns, rows):
     """CSV with full-precision numbers and empty cells where the Markdown shows '-'."""
     buffer = io.StringIO()
@@ -77,11 +99,13 @@ def csv_text(columns, rows):
     return buffer.getvalue()
 
 
-def tables(summary):
-    """{name: (title, columns, rows, markdown)} for Tables 1, 2 and 5."""
+def tables(summary, runs):
+    """{name: (title, columns, rows, markdown)} for Tables 1, 2 and 5 and the searches of `runs` [(name, summary)]."""
     teacher = summary["teacher"]
-    table1, table5 = table1_rows(summary), table5_rows(summary)
+    table1, table5, search = table1_rows(summary), table5_rows(summary), search_rows(runs)
     return {
+        "search": ("The search: controller, trials and rewards", SEARCH_COLUMNS, search,
+                   results.markdown_table(SEARCH_COLUMNS, search)),
         "table1": ("Table 1: teacher ensemble of N members against the KD student (test top-1 %)",
                    TABLE1_COLUMNS, table1, results.markdown_table(TABLE1_COLUMNS, table1)),
         "table2": ("Table 2: accuracy % and memory of the teacher, the student and the found model",
@@ -91,34 +115,40 @@ def tables(summary):
     }
 
 
-def figures(summary):
-    """{file name: PNG bytes}."""
+def figures(summary, runs):
+    """{file name: PNG bytes}; reward over trials shows every run of `runs` [(name, summary)]."""
     teacher = summary["teacher"]
     return {
         "accuracy_vs_parameters.png": plots.accuracy_vs_parameters(
             summary["trials"], budget=summary["budget"], backbone_parameters=summary["backbone_parameters"],
             found=summary["found_architecture"]),
-        "reward_over_trials.png": plots.reward_over_trials(summary["trials"]),
+        "reward_over_trials.png": plots.reward_over_trials(
+            [(f"{name} ({controller_kind(run)})", run["trials"]) for name, run in runs]),
         "teacher_agreement.png": plots.teacher_agreement(teacher["train_members_correct_histogram"],
                                                          network=teacher["network"]),
     }
 
 
-def write_report(workdir, output=None):
-    """Write every table (Markdown and CSV), figure and report.md; returns the paths written."""
-    if not workdir or not os.path.isdir(workdir):
-        raise UserError(f"--workdir={workdir!r} is not a directory: give a run's work directory")
+def write_report(workdir, output=None, compare=()):
+    """Write every table (Markdown and CSV), figure and report.md; returns the paths written.
+
+    compare: other runs' work directories, whose searches are shown beside this one's.
+    """
+    for path in (workdir, *compare):
+        if not path or not os.path.isdir(path):
+            raise UserError(f"{path!r} is not a directory: give a run's work directory (--workdir, --compare)")
     summary = load_summary(workdir)
+    runs = [(os.path.basename(os.path.abspath(path)), load_summary(path)) for path in (workdir, *compare)]
     output = output or Workdir(workdir).report
     written = []
     sections = [f"# KDAS run report: {os.path.basename(os.path.abspath(workdir))}\n",
                 f"Found architecture `{summary['found_architecture']}`; served model `{summary['exported']}`.\n"]
-    for name, (title, columns, rows, markdown) in tables(summary).items():
+    for name, (title, columns, rows, markdown) in tables(summary, runs).items():
         for path, text in ((f"{name}.md", markdown), (f"{name}.csv", csv_text(columns, rows))):
             storage.write_text(os.path.join(output, path), text)
             written.append(os.path.join(output, path))
         sections.append(f"## {title}\n\n{markdown}")
-    for name, png in figures(summary).items():
+    for name, png in figures(summary, runs).items():
         storage.write_bytes(os.path.join(output, name), png)
         written.append(os.path.join(output, name))
         sections.append(f"![{name[:-4].replace('_', ' ')}]({name})\n")

@@ -31,8 +31,8 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         "trials": [trial_summary(t, oracle.trial_tuners.get(t.trial_id))
                    for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)],
         "controller": {
+            "kind": oracle.controller_config.kind,
             "trial_updates": oracle.trial_updates,
-            "over_budget_samples": oracle.over_budget_samples,
             "repeated_samples": oracle.repeated_samples,
             "repeat_updates": oracle.repeat_updates,
         },
@@ -42,7 +42,7 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
     }
 
 
-def _millions(parameters):
+def millions(parameters):
     return f"{parameters / 1e6:.3f}M"
 
 
@@ -85,10 +85,10 @@ def table2_rows(summary):
 
 def table2_markdown(summary):
     """Table 2's rows as Markdown, accuracy % and memory, with the budget underneath."""
-    rows = [(*row[:-1], _millions(row[-1])) for row in table2_rows(summary)]
+    rows = [(*row[:-1], millions(row[-1])) for row in table2_rows(summary)]
     return (markdown_table(TABLE2_COLUMNS, rows) + "\n"
-            + f"Budget M = {_millions(summary['budget'])}; backbone {summary['backbone']} = "
-            f"{_millions(summary['backbone_parameters'])}.\n")
+            + f"Budget M = {millions(summary['budget'])}; backbone {summary['backbone']} = "
+            f"{millions(summary['backbone_parameters'])}.\n")
 
 
 def trial_summary(trial, tuner_id=None):

@@ -81,6 +81,15 @@ def test_flags_and_config_round_trip():
     assert config.from_args(config.to_flags(built)) == built
 
 
+def test_controller_picks_the_lstm_or_random_search_and_is_a_setting():
+    args = ["--flagfile=" + os.path.join(ROOT, "flags", "digits.cfg"), "--workdir=/tmp/w"]
+    assert config.from_args(args).controller_config().kind == "lstm"
+    random = config.from_args([*args, "--controller=random"])
+    assert random.controller_config().kind == "random" and random.settings()["controller"] == "random"
+    with pytest.raises(UserError, match="--controller: value should be one of <lstm|random>"):
+        config.from_args([*args, "--controller=evolution"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--budget=0.01"], "raise --budget"),
     (["--budget=lots"], "--budget='lots' is not a budget"),

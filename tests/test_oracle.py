@@ -57,17 +57,55 @@ def search(tmp_path, **kwargs):
     return oracle, tuner
 
 
-def test_no_sample_over_the_budget_is_ever_trained(tmp_path):
-    # Budget just above the backbone: most samples with convs in stage 3 do not fit.
+def spy(controller):
+    """Record every sample and every (tokens, reward) update of `controller`."""
+    samples, updates = [], []
+    sample, update = controller.sample, getattr(controller, "update", None)
+
+    def sampled():
+        samples.append(sample())
+        return samples[-1]
+
+    controller.sample = sampled
+    if update:
+        controller.update = lambda tokens, reward: updates.append((tokens, reward)) or update(tokens, reward)
+    return samples, updates
+
+
+def test_every_sample_fits_the_budget_and_every_update_carries_a_real_reward(tmp_path):
+    # Budget just above the backbone: most conv choices in stages 2 and 3 cannot fit.
     budget = BACKBONE + 12_000
-    oracle, tuner = search(tmp_path, budget=budget)
-    assert len(tuner.trained) == 4
-    assert all(models.count_parameters(a, **INPUT) <= budget for a in tuner.trained)
-    assert oracle.over_budget_samples > 0
-    # each over-budget sample taught the controller once (reward 0), each trained trial once
-    assert oracle.controller.update_count == (
-        oracle.over_budget_samples + oracle.trial_updates + oracle.repeat_updates
-    )
+    oracle = make_oracle(budget=budget, trials_per_round=6)
+    samples, updates = spy(oracle.controller)
+    tuner = FormulaTuner(oracle, str(tmp_path))
+    tuner.oracle.verbose = 0
+    tuner.search()
+    assert len(tuner.trained) == 6
+    networks = [models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t in samples]
+    assert all(models.count_parameters(a, **INPUT) <= budget for a in networks)
+    # every update is a trained network's score (or its recorded score, for a repeat): no penalty
+    # reward, so the baseline is the moving average of real rewards only
+    rewards = [reward for _, reward in updates]
+    assert rewards == [oracle.known_scores[str(a.canonical())] for a in
+                       (models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t, _ in updates)]
+    assert oracle.controller.update_count == len(updates) == oracle.trial_updates + oracle.repeat_updates
+    baseline, decay = rewards[0], oracle.controller.config.baseline_decay
+    for reward in rewards[1:]:
+        baseline = decay * baseline + (1 - decay) * reward
+    assert oracle.controller.baseline == pytest.approx(baseline, abs=1e-12)
+
+
+def test_the_budget_binds_through_the_mask_the_controller_samples_under(tmp_path):
+    budget = BACKBONE + 12_000
+    oracle = make_oracle(budget=budget)
+    costs = oracle.addon_costs  # [6 decisions, 7 ops]: conv3x3 at resnet8's stage 3 (64 wide) is 36,992
+    assert costs[5, models.ADDON_OPS.index("conv3x3")] > budget - BACKBONE
+    assert models.ADDON_OPS.index("conv3x3") not in {oracle.controller.sample()[5] for _ in range(50)}
+    over = (0,) * 5 + (models.ADDON_OPS.index("conv3x3"),)
+    FormulaTuner(oracle, str(tmp_path))
+    oracle.controller.sample = lambda: over  # as if the table and the count disagreed: a bug, not a sample
+    with pytest.raises(RuntimeError, match="over the budget"):
+        oracle.populate_space("0")
 
 
 def test_a_budget_below_the_backbone_is_refused_with_advice():
@@ -173,15 +211,15 @@ def test_of_equally_rewarded_trials_the_smaller_network_is_best(tmp_path):
 
 
 def test_each_kind_of_sample_teaches_the_controller_its_own_reward(tmp_path):
-    """Trained: its score; repeated: its recorded score; over budget: 0; failed, or a repeat of a failed one: nothing."""
+    """Trained: its score; repeated: its recorded score; failed, or a repeat of a failed one: nothing.
+
+    (Over-budget samples cannot come from the masked controller; a forced one raises, tested apart.)"""
     oracle = make_oracle(trials_per_round=3)
     tuner = FormulaTuner(oracle, str(tmp_path), fail={"1"})
     tuner.oracle.verbose = 0
     trained_a, trained_b, trained_c = (1, 1, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0), (1, 1, 1, 0, 0, 0)
-    over_budget = (0, 0, 0, 0, 2, 2)  # two conv5x5 on stage 3's 64 channels
-    assert oracle.parameters(oracle.backbone.with_addons(oracle._stage_ops(over_budget))) > oracle.budget
-    # trial 0: a; trial 1: a again, over budget, then b (which fails); trial 2: b again (failed), then c
-    samples = iter([trained_a, trained_a, over_budget, trained_b, trained_b, trained_c])
+    # trial 0: a; trial 1: a again, then b (which fails); trial 2: b again (failed), then c
+    samples = iter([trained_a, trained_a, trained_b, trained_b, trained_c])
     oracle.controller.sample = lambda: next(samples)
     taught = []
     update = oracle.controller.update
@@ -194,7 +232,7 @@ def test_each_kind_of_sample_teaches_the_controller_its_own_reward(tmp_path):
     assert [t.status for t in oracle.trials.values()] == ["COMPLETED", "FAILED", "COMPLETED"]
     assert score(trained_a) == pytest.approx(1 / 3)  # the repeat's reward is not 0 by chance
     assert taught == [(trained_a, pytest.approx(score(trained_a))), (trained_a, pytest.approx(score(trained_a))),
-                      (over_budget, 0.0), (trained_c, pytest.approx(score(trained_c)))]
+                      (trained_c, pytest.approx(score(trained_c)))]
 
 
 def test_the_oracle_counts_candidates_with_the_runs_shortcut():
@@ -205,3 +243,24 @@ def test_the_oracle_counts_candidates_with_the_runs_shortcut():
     assert zero_pad.parameters(arch) == models.count_parameters(arch, 10, (8, 8, 1), shortcut="zero_pad")
     assert projection.parameters(arch) == models.count_parameters(arch, 10, (8, 8, 1), shortcut="projection")
     assert projection.parameters(arch) > zero_pad.parameters(arch)  # the 1x1 convs the zero-pad shortcut has not
+
+
+RANDOM = ControllerConfig(num_decisions=6, num_choices=7, kind="random")
+
+
+def test_a_random_search_fits_the_budget_records_its_trials_alike_and_teaches_nothing(tmp_path):
+    budget = BACKBONE + 12_000
+    oracle, tuner = search(tmp_path, budget=budget, controller=RANDOM, trials_per_round=6)
+    assert len(tuner.trained) == 6 and all(models.count_parameters(a, **INPUT) <= budget for a in tuner.trained)
+    completed = [t for t in oracle.trials.values() if t.status == trial_module.TrialStatus.COMPLETED]
+    assert sorted(t.score for t in completed) == sorted(conv_share(a) for a in tuner.trained)
+    assert oracle.trial_updates == oracle.repeat_updates == 0
+    assert oracle.get_state()["kdas"]["controller"]["format"] == "kdas_tf.random_controller/1"
+
+
+def test_a_random_search_resumes_with_the_same_next_sample(tmp_path):
+    oracle, _ = search(tmp_path, controller=RANDOM)
+    twin = make_oracle(controller=RANDOM)
+    _internals.set_project_dir(twin, str(tmp_path), "search")
+    twin.set_state(json.loads(json.dumps(oracle.get_state())))
+    assert [twin.controller.sample() for _ in range(5)] == [oracle.controller.sample() for _ in range(5)]

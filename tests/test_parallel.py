@@ -79,9 +79,10 @@ def test_with_trials_in_flight_each_finished_trial_teaches_the_controller_once_w
         scores[trial.trial_id] = score
     assert updates == expected  # one update per finished trial, its own tokens, in the order trials ended
     assert oracle.trial_updates == len(oracle.end_order) == 5
+    decay = oracle.controller.config.baseline_decay
     baseline = None  # float64 reference: exponential moving average over the finished trials' rewards
     for _, reward in expected:
-        baseline = reward if baseline is None else 0.95 * baseline + 0.05 * reward
+        baseline = reward if baseline is None else decay * baseline + (1 - decay) * reward
     assert oracle.controller.baseline == pytest.approx(baseline, abs=1e-12)
 
 

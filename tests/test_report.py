@@ -12,7 +12,7 @@ import tensorflow as tf
 from kdas_tf import plots, reports as report, results, storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FILES = ["table1.md", "table1.csv", "table2.md", "table2.csv", "table5.md", "table5.csv",
+FILES = ["search.md", "search.csv", "table1.md", "table1.csv", "table2.md", "table2.csv", "table5.md", "table5.csv",
          "accuracy_vs_parameters.png", "reward_over_trials.png", "teacher_agreement.png", "report.md"]
 
 
@@ -115,6 +115,31 @@ def test_the_report_command_writes_every_table_and_figure(tiny_run):
             assert image.shape[0] > 300 and image.shape[1] > 600 and float(tf.math.reduce_std(tf.cast(image, tf.float32))) > 10
     index = open(os.path.join(out, "report.md")).read()
     assert "![accuracy vs parameters](accuracy_vs_parameters.png)" in index and summary["found_architecture"] in index
+
+
+def run_with(kind, rewards):
+    """SUMMARY as a finished search with `kind` controller and these trial rewards (the best is found)."""
+    trials = [{"trial_id": str(i), "tuner_id": None, "status": "COMPLETED", "val_top1": r, "parameters": 1000 + i,
+               "round": 0, "message": None,
+               "architecture": f"resnet8:conv3x3/skip/{'skip+' * i}skip"} for i, r in enumerate(rewards)]
+    found = max(trials, key=lambda t: t["val_top1"])["architecture"]
+    return {**SUMMARY, "trials": trials, "found_architecture": found, "exported": "final/kdas_od",
+            "controller": {"kind": kind, "trial_updates": 0, "repeated_samples": 0, "repeat_updates": 0}}
+
+
+def test_the_report_names_the_controller_and_sets_a_random_search_beside_the_lstm_one(tmp_path):
+    lstm, random = tmp_path / "lstm", tmp_path / "random"
+    storage.write_json(str(lstm / "results.json"), run_with("lstm", [0.5, 0.7, 0.6]))
+    storage.write_json(str(random / "results.json"), run_with("random", [0.4, 0.5]))
+    report.write_report(str(lstm), compare=[str(random)])
+    rows = read_csv(str(lstm / "report" / "search.csv"))
+    assert rows[0] == list(report.SEARCH_COLUMNS)
+    assert [r[:4] for r in rows[1:]] == [["lstm", "lstm", "0.002M", "3"], ["random", "random", "0.002M", "2"]]
+    assert [float(r[4]) for r in rows[1:]] == pytest.approx([70.0, 50.0])
+    assert rows[1][6:] == ["resnet8:conv3x3/skip/skip+skip", "0.001M"]
+    assert "The search: controller" in (lstm / "report" / "report.md").read_text()
+    alone = report.search_rows([("old", {**run_with("lstm", [0.5]), "controller": {}})])
+    assert alone[0][1] == "lstm"  # a run made before --controller existed searched with the LSTM
 
 
 def test_a_run_without_results_is_refused_in_one_line(tmp_path):
