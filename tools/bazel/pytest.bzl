@@ -7,7 +7,7 @@ def pytest_test(name, src, data = [], size = "medium", deps = [], pytest_args = 
       name: the target's name (the file's name without .py).
       src: the test file, in the calling package.
       data: the files the test reads besides its code; give it what it opens.
-      size: Bazel's size, hence its timeout (medium 300 s, large 900 s).
+      size: Bazel's size, hence its timeout (small 60 s, medium 300 s, large 900 s).
       deps: Python libraries the test imports.
       pytest_args: more pytest arguments (e.g. --noconftest).
     """
