@@ -18,7 +18,7 @@
 import os
 import re
 
-from kdas_tf import storage
+from kdas_tf import results, storage
 from kdas_tf.errors import UserError
 
 SEARCH_PROJECT = "search"  # KerasTuner's project name: WORKDIR/search
@@ -159,12 +159,11 @@ def finished_rows(workdir):
 def served_model_path(workdir):
     """The served model's file: results.json's `exported` row and seed, else the served rule over the finished rows."""
     if os.path.exists(workdir.results):
-        results = storage.read_json(workdir.results)
-        if results.get("exported"):
-            return workdir.final_model(results["exported"], results.get("exported_seed", 0))
+        recorded = storage.read_json(workdir.results)
+        if recorded.get("exported"):
+            return workdir.final_model(recorded["exported"], recorded.get("exported_seed", 0))
     rows = finished_rows(workdir)
-    means = {row: {"val": {"top1": sum(s["val"]["top1"] for s in seeds) / len(seeds)}} for row, seeds in rows.items()}
-    row = served_row(means)
+    row = served_row({row: results.combine_seeds(seeds) for row, seeds in rows.items()})
     if row is None:
         raise UserError(f"no finished final model in {workdir.path('final')}: pass --model (a .keras file or a "
                         "directory with model.keras or checkpoints/)")
