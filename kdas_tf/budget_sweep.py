@@ -34,20 +34,13 @@ def parse_budgets(text):
 def similar_networks(backbone, sizes, num_classes, image_shape, shortcut="zero_pad"):
     """The backbone, then for each size the network of its family nearest it in parameters (deeper ResNets,
     or deeper WideResNets of the same width), each once."""
-    spec = models.parse_network(backbone)
-    if spec.family == "resnet":
-        candidates = [f"resnet{6 * n + 2}" for n in range(1, 60)]
-    elif spec.family == "wrn":
-        width = backbone.split("_")[-1]
-        candidates = [f"wrn{6 * n + 4}_{width}" for n in range(1, 30)]
-    else:
-        raise UserError(f"--backbone={backbone}: the sweep compares with deeper networks of its family, which "
-                        "exist for ResNets and WideResNets")
-    counts = {name: models.count_parameters(models.Architecture.backbone_only(name), num_classes, image_shape,
-                                            shortcut=shortcut) for name in candidates}
     chosen = [backbone]
     for size in sizes:
-        nearest = min(counts, key=lambda name: abs(counts[name] - size))
+        try:
+            nearest = models.nearest_network(backbone, size, num_classes, image_shape, shortcut=shortcut)
+        except ValueError:
+            raise UserError(f"--backbone={backbone}: the sweep compares with deeper networks of its family, which "
+                            "exist for ResNets and WideResNets") from None
         if nearest not in chosen:
             chosen.append(nearest)
     return chosen
@@ -70,7 +63,7 @@ def run(config, budgets, *, dataset=None):
     points = [_point("KDAS", summary["found_architecture"], loss, row, budget)
               for budget, summary in runs.items() for loss, row in _rows(summary, "kdas_")]
     sizes = [summary["budget"] for summary in runs.values()]
-    with pipeline.precision(config.recipe.precision):
+    with pipeline.building(config):
         root.claim({})
         strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
         with strategy.scope():

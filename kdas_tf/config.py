@@ -169,6 +169,11 @@ class ModelConfig:
         "zero_pad", "Shortcut of the CIFAR ResNets where a stage halves the resolution and widens: zero_pad (He et "
         "al.'s option A, no parameters; its counts fit the paper's) or projection (1x1 conv + BN). WideResNet "
         "and DenseNet ignore it.", choices=models.SHORTCUTS, unrecorded=models.SHORTCUT_BEFORE_THE_FLAG)
+    # Work directories made before the flag synchronised already (the layer did it whenever k > 1).
+    sync_batchnorm: bool = option(
+        True, "With more than one replica (--strategy=mirrored on k devices, multi_worker, tpu), BatchNorm "
+        "normalises over the global batch, as one device would; --nosync_batchnorm: over each replica's "
+        "batch / k images. One replica: no effect.", unrecorded=True)
 
     def __post_init__(self):
         if self.shortcut not in models.SHORTCUTS:
@@ -219,6 +224,10 @@ class SearchConfig:
                                                 setting=False)
     student_loss: typing.Tuple[str, ...] = option(
         ("ce", "kd", "od"), "Losses for the plain backbone student rows (empty: skip).", setting=False)
+    manmade: typing.Tuple[str, ...] = option(
+        (), "Man-made networks trained beside the found model with each --final_loss (Table 2's rows of similar "
+        "size): names (resnet56), or 'auto' for the network of the backbone's family nearest the found "
+        "model's size, deeper than the backbone.", setting=False)
     # More seeds may be added to a finished run: the first ones are read back.
     seeds: int = option(1, "Trainings of every final and plain-student row, from seeds --seed, --seed+1, ...: "
                         "the tables show their mean and standard deviation.", setting=False)
@@ -232,6 +241,19 @@ class SearchConfig:
         for flag in ("final_loss", "student_loss"):
             for loss in getattr(self, flag):
                 _user_errors(losses.check_loss_name, loss, f"--{flag}")
+        for network in self.manmade:
+            if network != "auto":
+                _user_errors(models.parse_network, network)
+        if "auto" in self.manmade and not models.same_family(self.backbone):
+            raise UserError(f"--manmade=auto: {self.backbone} has no deeper networks of its family to compare "
+                            "with (ResNets and WideResNets have); name the networks instead")
+
+    def manmade_networks(self, found_parameters, num_classes, image_shape, shortcut="zero_pad"):
+        """--manmade's networks, 'auto' resolved against the found model's size; each once, in order."""
+        names = [models.nearest_network(self.backbone, found_parameters, num_classes, image_shape,
+                                        shortcut=shortcut, deeper=True) if name == "auto" else name
+                 for name in self.manmade]
+        return list(dict.fromkeys(names))
 
     def budget_parameters(self, num_classes, image_shape, shortcut="zero_pad"):
         """(M, the backbone's parameters): --budget in millions ('0.9', '0.9M') or a multiple ('2x')."""

@@ -35,6 +35,13 @@ def precision(policy):
         keras.mixed_precision.set_global_policy(before)
 
 
+@contextlib.contextmanager
+def building(config):
+    """Every network built inside is built as `config` says: its precision and its BatchNorm synchronisation."""
+    with precision(config.recipe.precision), models.sync_batchnorm(config.model.sync_batchnorm):
+        yield
+
+
 def _start(config, dataset, *, claim):
     """The data, the work directory and the strategy: the start of every job.
 
@@ -59,7 +66,7 @@ def _teachers(config, dataset, strategy, workdir):
 def train_teachers(config, *, dataset=None):
     """Train (or reuse) the teacher ensemble of `config`; returns its report."""
     config.refuse_multi_worker("teachers")
-    with precision(config.recipe.precision):
+    with building(config):
         dataset, workdir, strategy = _start(config, dataset, claim=False)
         return _teachers(config, dataset, strategy, workdir)[1]
 
@@ -74,7 +81,7 @@ def run(config, *, dataset=None):
     is_chief = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials) == "chief"
     if is_chief:
         launcher.share_gpus_with_workers()
-    with precision(config.recipe.precision):
+    with building(config):
         dataset, workdir, strategy = _start(config, dataset, claim=True)
         teacher, teacher_report = _teachers(config, dataset, strategy, workdir)
         oracle = architecture_search.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief)
@@ -105,15 +112,24 @@ def run(config, *, dataset=None):
 
 
 def train_final_rows(config, dataset, strategy, teacher, workdir, found):
-    """The plain backbone with each --student_loss and the found architecture with each --final_loss, each
-    trained --seeds times (seeds --seed, --seed+1, ...); returns {row: its seeds combined (results.combine_seeds)}."""
-    backbone = models.Architecture.backbone_only(config.search.backbone)
+    """The plain backbone with each --student_loss, the found architecture and each --manmade network with each
+    --final_loss, every row trained --seeds times (seeds --seed, --seed+1, ...); returns {row: its seeds
+    combined (results.combine_seeds)}. Rows: student_LOSS, kdas_LOSS, manmade_NETWORK_LOSS."""
+    info = dataset.info
+    found_parameters = models.count_parameters(found, info.num_classes, info.image_shape,
+                                               shortcut=config.model.shortcut)
+    manmade = config.search.manmade_networks(found_parameters, info.num_classes, info.image_shape,
+                                             config.model.shortcut)
+    plan = [("student", config.search.backbone, config.search.student_loss),
+            ("kdas", found, config.search.final_loss),
+            *((f"manmade_{network}", network, config.search.final_loss) for network in manmade)]
     rows = {}
-    for kind, arch, row_losses in (("student", backbone, config.search.student_loss),
-                                   ("kdas", found, config.search.final_loss)):
+    for kind, arch, row_losses in plan:
+        arch = models.as_architecture(arch)
         for loss in row_losses:
             row = f"{kind}_{loss}"
-            rows[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row)
+            rows[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row,
+                                    network=arch.backbone)
     return rows
 
 
@@ -139,7 +155,7 @@ def train_one(config, *, dataset=None):
     """python -m kdas_tf.train's job: config.train's network or architecture with its loss; returns its results."""
     arch = config.train.parsed()
     train_config = config.recipe.train_config(network=arch.backbone, loss=config.train.loss)
-    with precision(config.recipe.precision):
+    with building(config):
         dataset, workdir, strategy = _start(config, dataset, claim=False)
         targets = None
         if train_config.loss != "ce":
@@ -169,6 +185,7 @@ def describe_plan(config):
         *models.describe_reach(reach, budget),
         f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "
         f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each, "
-        f"{search.seeds} seed(s) per row",
+        f"{search.seeds} seed(s) per row"
+        + (f"; man-made {', '.join(search.manmade)} with {', '.join(search.final_loss)}" if search.manmade else ""),
         f"  then: test evaluation, SavedModel in {config.workdir}/export, results.json and results.md",
     ])

@@ -322,30 +322,35 @@ def test_one_sgd_step_decays_kernels_only_at_the_configured_strength(digits):
 SYNC_BN_SCRIPT = """
 import json, sys
 import keras, numpy as np
-from kdas_tf import data, distribute, models
+from kdas_tf import config as config_lib, data, distribute, models, pipeline
 from kdas_tf.trainer import TrainConfig, Trainer
 distribute.split_cpu(2)
 digits = data.load("digits")
 config = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, weight_decay=5e-4)
+mirrored = distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
 trained, synchronized = {}, {}
-for name, strategy in (("default", distribute.make_strategy("default")),
-                       ("mirrored", distribute.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]))):
+for name, strategy, flags in (("default", distribute.make_strategy("default"), []),
+                              ("mirrored", mirrored, []),
+                              ("mirrored_nosync", mirrored, ["--nosync_batchnorm"])):
+    run = config_lib.from_args(["--workdir=unused", "--dataset=digits", *flags])
     keras.utils.set_random_seed(0)
-    with strategy.scope():
+    with pipeline.building(run), strategy.scope():
         model = models.build_network("resnet8", 10, (8, 8, 1))
     synchronized[name] = sorted({layer.synchronized for layer in model.layers
                                  if isinstance(layer, keras.layers.BatchNormalization)})
     Trainer(model, digits, config, strategy=strategy).fit()
     trained[name] = [np.asarray(w) for w in model.weights]
-difference = max(float(np.max(np.abs(a - b))) for a, b in zip(trained["default"], trained["mirrored"]))
+difference = {name: max(float(np.max(np.abs(a - b))) for a, b in zip(trained["default"], trained[name]))
+              for name in ("mirrored", "mirrored_nosync")}
 print(json.dumps({"synchronized": synchronized, "max_difference": difference}))
 """
 
 
 def test_batchnorm_is_synchronised_across_replicas_so_mirrored_trains_like_one_device(tmp_path):
-    """A BatchNorm network (resnet8): with per-replica statistics over 32 images instead of 64, two replicas
-    would train another network than one device (0.50 apart, measured); synchronised, they agree within
-    float32 rounding. Its own process: TensorFlow's in-process collectives clash across strategies."""
+    """A BatchNorm network (resnet8) built as a run with the default --sync_batchnorm builds it: two replicas
+    train it like one device, within float32 rounding. With --nosync_batchnorm each replica normalises over
+    32 images instead of 64 and trains another network (0.50 apart, measured). Its own process:
+    TensorFlow's in-process collectives clash across strategies."""
     import json
     import subprocess
     import sys
@@ -354,5 +359,6 @@ def test_batchnorm_is_synchronised_across_replicas_so_mirrored_trains_like_one_d
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["synchronized"] == {"default": [False], "mirrored": [True]}
-    assert result["max_difference"] < 1e-3
+    assert result["synchronized"] == {"default": [False], "mirrored": [True], "mirrored_nosync": [False]}
+    assert result["max_difference"]["mirrored"] < 1e-3
+    assert result["max_difference"]["mirrored_nosync"] > 0.05

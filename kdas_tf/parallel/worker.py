@@ -15,7 +15,7 @@ import grpc
 import keras_tuner
 from absl import logging
 
-from kdas_tf import _internals, architecture_search, distribute, ensemble
+from kdas_tf import _internals, architecture_search, distribute, ensemble, pipeline
 from kdas_tf.errors import UserError
 from kdas_tf.oracle import OBJECTIVE
 from kdas_tf.parallel import EXIT_CHIEF_GONE, LAUNCHER_PID, ORACLE_IP, ORACLE_PORT, TUNER_ID
@@ -109,6 +109,11 @@ def run(config):
     """Train the trials of the chief at KerasTuner's address until it says the search is over."""
     die_with_launcher()
     tag_log_lines(os.environ[TUNER_ID])
+    with pipeline.building(config):  # candidates built as the chief's would be (precision, BatchNorm)
+        _train_trials(config)
+
+
+def _train_trials(config):
     dataset = config.data.load()
     workdir = Workdir(config.workdir, config.teacher_workdir)
     workdir.claim(config.settings(), config.unrecorded_settings())  # refuses a worker started with other settings than its chief's
