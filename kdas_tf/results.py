@@ -66,18 +66,32 @@ def accuracy(row, split):
     return 100 * row[split]["top1"]
 
 
+ROW_KINDS = ("student", "manmade", "kdas")  # Table 2's order: the plain student, man-made networks, KDAS
+
+
+def row_kind_and_loss(row):
+    """'kdas_od' -> ('kdas', 'od'); 'manmade_resnet56_kd' -> ('manmade', 'kd')."""
+    return row.split("_", 1)[0], row.rsplit("_", 1)[1]
+
+
 def table2_rows(summary):
-    """Teacher, plain student and found model with each L_T: (model, L_S, L_T, val %, test %, parameters)."""
+    """Teacher, plain student, man-made networks and found model with each L_T: (model, L_S, L_T, val %,
+    test %, parameters)."""
     teacher = summary["teacher"]
     rows = [(f"Teacher ({teacher['num_teachers']} x {teacher['network']})", "-", "CE", None,
              100 * teacher["ensemble_test_top1"], teacher["num_teachers"] * teacher["parameters_per_member"])]
-    # students first, then the found model; losses in CE, KD, OD order (results.json sorts its keys)
-    order = sorted(summary["final"], key=lambda k: (not k.startswith("student_"), list(LOSS_NAMES).index(k.split("_", 1)[1])))
-    for key in order:
-        row = summary["final"][key]
-        role, loss = key.split("_", 1)
-        name = f"Student {summary['backbone']}" if role == "student" else f"KDAS {row['architecture']}"
-        search_loss = "-" if role == "student" else LOSS_NAMES[summary["search_loss"]]
+    final = summary["final"]
+
+    def order(key):  # losses in CE, KD, OD order (results.json sorts its keys)
+        kind, loss = row_kind_and_loss(key)
+        return ROW_KINDS.index(kind), final[key]["parameters"], list(LOSS_NAMES).index(loss)
+
+    for key in sorted(final, key=order):
+        row = final[key]
+        kind, loss = row_kind_and_loss(key)
+        name = {"student": f"Student {summary['backbone']}", "manmade": f"{row['architecture']} (man-made)",
+                "kdas": f"KDAS {row['architecture']}"}[kind]
+        search_loss = LOSS_NAMES[summary["search_loss"]] if kind == "kdas" else "-"
         rows.append((name, search_loss, LOSS_NAMES[loss], accuracy(row, "val"), accuracy(row, "test"),
                      row["parameters"]))
     return rows

@@ -52,3 +52,13 @@ def test_similar_networks_are_the_nearest_of_the_family():
         "resnet32", "resnet44", "resnet110"]
     assert budget_sweep.similar_networks("wrn16_2", [models.count_parameters("wrn28_2", 100)], 100,
                                          (32, 32, 3)) == ["wrn16_2", "wrn28_2"]
+
+
+def test_nearest_network_is_the_family_member_of_nearest_size_and_deeper_when_asked():
+    resnet20 = models.count_parameters("resnet20", 10, (28, 28, 1))
+    assert models.nearest_network("resnet8", resnet20 + 10, 10, (28, 28, 1)) == "resnet20"
+    assert models.nearest_network("resnet8", 1, 10, (28, 28, 1)) == "resnet8"
+    assert models.nearest_network("resnet8", 1, 10, (28, 28, 1), deeper=True) == "resnet14"
+    assert models.nearest_network("wrn16_2", models.count_parameters("wrn28_2", 100) - 10, 100) == "wrn28_2"
+    with pytest.raises(ValueError, match="ResNets and WideResNets"):
+        models.nearest_network("densenet40_12", 10**6, 100)

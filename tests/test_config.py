@@ -102,6 +102,8 @@ def test_controller_picks_the_lstm_or_random_search_and_is_a_setting():
     (["--shortcut=option_a"], "flag --shortcut=option_a: value should be one of <zero_pad|projection>"),
     (["--workdir="], "--workdir is required"),
     (["--bogus=1"], "Unknown command line flag 'bogus'"),
+    (["--manmade=resnet9"], "unknown network 'resnet9'"),
+    (["--backbone=densenet40_12", "--budget=2x", "--manmade=auto"], "--manmade=auto: densenet40_12 has no deeper"),
 ])
 def test_the_python_api_refuses_what_the_command_line_refuses(args, message):
     with pytest.raises(UserError) as error:

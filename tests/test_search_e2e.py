@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from conftest import run_search, tiny_config, TINY_RUN_EXTRA
 
-from kdas_tf import data, pipeline, storage
+from kdas_tf import data, models, pipeline, storage
 from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir, served_model_path, served_row
 
@@ -126,3 +126,26 @@ def test_more_seeds_add_trainings_and_the_tables_show_their_mean_and_std(tiny_ru
     seeds = summary["final"][served]["seeds"]
     assert summary["exported_seed"] == (1 if seeds[1]["val"]["top1"] > seeds[0]["val"]["top1"] else 0)
     assert served_model_path(run) == run.final_model(served, summary["exported_seed"])
+
+
+def test_manmade_auto_adds_the_deeper_network_nearest_the_found_size_with_each_final_loss(tiny_run, tmp_path):
+    """--manmade=auto on a finished run: only the man-made rows train; the network is the deeper ResNet whose
+    size is nearest the found model's (judged here from every candidate's count), and Table 2 lists it
+    between the plain student and KDAS. The served row stays a KDAS row."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], workdir)
+    before = tiny_run[1]
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--manmade=auto"))
+    found = before["final"]["kdas_od"]["parameters"]
+    sizes = {f"resnet{6 * n + 2}": models.count_parameters(f"resnet{6 * n + 2}", 10, (8, 8, 1)) for n in range(2, 20)}
+    nearest = min(sizes, key=lambda name: abs(sizes[name] - found))
+    assert set(summary["final"]) == set(before["final"]) | {f"manmade_{nearest}_kd", f"manmade_{nearest}_od"}
+    for row in before["final"]:
+        assert summary["final"][row] == before["final"][row]  # read back, not retrained
+    assert summary["final"][f"manmade_{nearest}_od"]["parameters"] == sizes[nearest]
+    assert summary["exported"] == before["exported"]
+    table = open(Workdir(workdir).results_table).read().splitlines()
+    names = [line.split(" | ")[0] for line in table if line.startswith("| ") and "---" not in line][1:]
+    assert names == ["| Teacher (2 x resnet8)", "| Student resnet8", f"| {nearest} (man-made)",
+                     f"| {nearest} (man-made)", f"| KDAS {before['found_architecture']}",
+                     f"| KDAS {before['found_architecture']}"]

@@ -47,6 +47,18 @@ def parse_network(name: str) -> NetworkSpec:
     return NetworkSpec(family, depth, width, blocks)
 
 
+def same_family(backbone: str, max_blocks: int = 60) -> list[str]:
+    """The networks of the backbone's family and width, shallowest first (resnet8, resnet14, ...; wrn10_2,
+    wrn16_2, ...): the man-made networks a found model is compared with. Empty for DenseNet, whose
+    comparisons the paper does not make."""
+    spec = parse_network(backbone)
+    if spec.family == "resnet":
+        return [f"resnet{6 * n + 2}" for n in range(1, max_blocks)]
+    if spec.family == "wrn":
+        return [f"wrn{6 * n + 4}_{spec.width}" for n in range(1, max_blocks // 2)]
+    return []
+
+
 def num_stages(backbone: str) -> int:
     """Stages of the backbone, i.e. add-on positions (3 for every family)."""
     spec = parse_network(backbone)
