@@ -13,10 +13,11 @@ from kdas_tf import cli, config, pipeline
 from kdas_tf.parallel import launcher, role, worker
 
 FLAGS = flags.FLAGS
+SECTIONS = config.SEARCH_SECTIONS  # the config sections whose flags it reads
 
 
 def define_flags():
-    config.define_flags(*config.SEARCH_SECTIONS)
+    config.define_flags(*SECTIONS)
     flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
     flags.DEFINE_bool("worker", False, "Run one worker of a parallel search, at the chief named by KERASTUNER_* "
                       "variables (the launchers set this).")

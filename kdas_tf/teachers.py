@@ -5,10 +5,11 @@ from absl import flags
 from kdas_tf import cli, config, pipeline
 
 FLAGS = flags.FLAGS
+SECTIONS = ("run", "data", "recipe", "model", "teachers")  # the config sections whose flags it reads
 
 
 def define_flags():
-    config.define_flags("run", "data", "recipe", "model", "teachers")
+    config.define_flags(*SECTIONS)
     flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
 
 

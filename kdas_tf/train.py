@@ -9,10 +9,11 @@ from absl import flags
 from kdas_tf import cli, config, pipeline
 
 FLAGS = flags.FLAGS
+SECTIONS = ("run", "data", "recipe", "model", "teachers", "train")  # the config sections whose flags it reads
 
 
 def define_flags():
-    config.define_flags("run", "data", "recipe", "model", "teachers", "train")
+    config.define_flags(*SECTIONS)
     flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
 
 

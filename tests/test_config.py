@@ -103,6 +103,11 @@ def test_controller_picks_the_lstm_or_random_search_and_is_a_setting():
     (["--workdir="], "--workdir is required"),
     (["--bogus=1"], "Unknown command line flag 'bogus'"),
     (["--manmade=resnet9"], "unknown network 'resnet9'"),
+    (["--teacher_network=vgg16"], "unknown network 'vgg16'"),
+    (["--architecture=resnet8:conv9x9/skip/skip"], "unknown add-on operation 'conv9x9'"),
+    (["--architecture=resnet8:conv3x3/skip"], "expected 3 stages"),
+    (["--search_loss=mse"], "--search_loss='mse' is not a loss"),
+    (["--epochs=0"], "--epochs must be at least 1"),
     (["--backbone=densenet40_12", "--budget=2x", "--manmade=auto"], "--manmade=auto: densenet40_12 has no deeper"),
 ])
 def test_the_python_api_refuses_what_the_command_line_refuses(args, message):
