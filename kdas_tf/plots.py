@@ -104,8 +104,18 @@ def budget_sweep(points):
 
     points: dicts with "kind" ("KDAS" or "man-made"), "loss", "parameters", "test_top1", "test_top1_std".
     """
+    return test_accuracy_vs_parameters(points, "Accuracy against memory (the paper's Figure 3)")
+
+
+MARKERS = ("o-", "s--", "^:", "D-.", "v-")
+
+
+def test_accuracy_vs_parameters(points, title):
+    """Test top-1 (mean, seeds' std as error bars) against parameters, one series per (kind, L_T), kinds in
+    the order they first appear in `points` (dicts as budget_sweep's)."""
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    for kind, marker in (("KDAS", "o-"), ("man-made", "s--")):
+    kinds = list(dict.fromkeys(p["kind"] for p in points))
+    for kind, marker in zip(kinds, MARKERS * len(kinds)):
         for loss in sorted({p["loss"] for p in points}):
             series = sorted((p for p in points if p["kind"] == kind and p["loss"] == loss),
                             key=lambda p: p["parameters"])
@@ -115,7 +125,7 @@ def budget_sweep(points):
                               label=f"{kind}, L_T={loss.upper()}")
     axes.set_xlabel("trainable parameters (M)")
     axes.set_ylabel("test top-1 (%)")
-    axes.set_title("Accuracy against memory (the paper's Figure 3)")
+    axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=7, loc="lower right")
     return _png(figure)

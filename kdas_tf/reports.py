@@ -5,7 +5,9 @@ Writes under WORKDIR/report/ (or --output):
   KD student (the paper's Table 1: the gap a same-size student cannot close);
 - table2.md/.csv: teacher, plain student and the found model with each L_T (Table 2);
 - table5.md/.csv: the share of training examples that k members classify correctly (Table 5);
-- accuracy_vs_parameters.png (Figure 3: every trial, the budget line, the Pareto front),
+- final_accuracy_vs_parameters.png: every final row's test top-1 (mean ± std of its seeds) against its size,
+  with the found models of the --compare runs;
+- accuracy_vs_parameters.png (every trial's validation top-1, the budget line, the Pareto front),
   reward_over_trials.png, teacher_agreement.png; and report.md with all of them.
 - search.md/.csv: which controller searched, its trials and rewards; with --compare=OTHER_WORKDIR,...
   each other run's search beside it, and their rewards in reward_over_trials.png (an LSTM search
@@ -115,10 +117,29 @@ def tables(summary, runs):
     }
 
 
+def final_points(runs):
+    """Every final row of `runs` [(name, summary)] as a point of test top-1 against parameters: the plain
+    student, the man-made networks and the found model of the first run, and the found models of the others
+    (labelled with their run and controller)."""
+    points = []
+    for index, (name, run) in enumerate(runs):
+        for row_name, row in run["final"].items():
+            kind, loss = results.row_kind_and_loss(row_name)
+            if index and kind != "kdas":
+                continue
+            label = {"student": f"student {run['backbone']}", "manmade": f"man-made {row['architecture']}",
+                     "kdas": "KDAS" if not index else f"{name} ({controller_kind(run)})"}[kind]
+            points.append({"kind": label, "loss": loss, "parameters": row["parameters"],
+                           "test_top1": row["test"]["top1"], "test_top1_std": row["test"].get("top1_std", 0.0)})
+    return points
+
+
 def figures(summary, runs):
     """{file name: PNG bytes}; reward over trials shows every run of `runs` [(name, summary)]."""
     teacher = summary["teacher"]
     return {
+        "final_accuracy_vs_parameters.png": plots.test_accuracy_vs_parameters(
+            final_points(runs), "Final rows: test accuracy against size"),
         "accuracy_vs_parameters.png": plots.accuracy_vs_parameters(
             summary["trials"], budget=summary["budget"], backbone_parameters=summary["backbone_parameters"],
             found=summary["found_architecture"]),

@@ -13,7 +13,7 @@ from kdas_tf import plots, reports as report, results, storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ["search.md", "search.csv", "table1.md", "table1.csv", "table2.md", "table2.csv", "table5.md", "table5.csv",
-         "accuracy_vs_parameters.png", "reward_over_trials.png", "teacher_agreement.png", "report.md"]
+         "final_accuracy_vs_parameters.png", "accuracy_vs_parameters.png", "reward_over_trials.png", "teacher_agreement.png", "report.md"]
 
 
 def read_csv(path):
@@ -140,6 +140,19 @@ def test_the_report_names_the_controller_and_sets_a_random_search_beside_the_lst
     assert "The search: controller" in (lstm / "report" / "report.md").read_text()
     alone = report.search_rows([("old", {**run_with("lstm", [0.5]), "controller": {}})])
     assert alone[0][1] == "lstm"  # a run made before --controller existed searched with the LSTM
+
+
+def test_the_final_rows_figure_has_every_row_of_the_run_and_the_found_models_of_the_others():
+    main = {**run_with("lstm", [0.5]), "final": {
+        **SUMMARY["final"], "manmade_resnet14_od": {"architecture": "resnet14", "val": {"top1": 0.88},
+                                                     "test": {"top1": 0.87, "top1_std": 0.01}, "parameters": 1700}}}
+    random = {**run_with("random", [0.4]), "final": {
+        "kdas_od": {**SUMMARY["final"]["kdas_od"], "test": {"top1": 0.8}},
+        "student_kd": SUMMARY["final"]["student_kd"]}}  # another run's plain student is the same row: left out
+    points = report.final_points([("main", main), ("baseline", random)])
+    assert sorted((p["kind"], p["loss"], p["parameters"], p["test_top1"], p["test_top1_std"]) for p in points) == [
+        ("KDAS", "od", 1500, 0.89, 0.0), ("baseline (random)", "od", 1500, 0.8, 0.0),
+        ("man-made resnet14", "od", 1700, 0.87, 0.01), ("student resnet8", "kd", 1000, 0.84, 0.0)]
 
 
 def test_a_run_without_results_is_refused_in_one_line(tmp_path):
