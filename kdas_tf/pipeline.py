@@ -21,7 +21,7 @@ from kdas_tf import architecture_search, distribute, ensemble, finals, models, r
 from kdas_tf.errors import UserError
 from kdas_tf import parallel
 from kdas_tf.parallel import launcher
-from kdas_tf.workdir import Workdir, final_name, served_row, served_seed
+from kdas_tf.workdir import Workdir, final_name, served_row, served_seed, serving_decision
 
 
 @contextlib.contextmanager
@@ -102,7 +102,7 @@ def run(config, *, dataset=None):
     summary = results.collect(
         teacher_report=teacher_report, oracle=oracle, found=found, rows=rows, budget=budget,
         backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
-        exported_seed=seed,
+        exported_seed=seed, serving=serving_decision(rows),
     )
     storage.write_json(workdir.results, summary)
     table = results.table2_markdown(summary)

@@ -150,6 +150,15 @@ def figures(summary, runs):
     }
 
 
+def served_because(summary):
+    """' (decided by ...; tied with ...)' from results.json's serving record; empty for runs made before it."""
+    decision = summary.get("serving")
+    if not decision:
+        return ""
+    others = [row for row in decision["tied_on_validation"] if row != decision["row"]]
+    return f" (decided by {decision['decided_by']}" + (f"; tied with {', '.join(others)}" if others else "") + ")"
+
+
 def write_report(workdir, output=None, compare=()):
     """Write every table (Markdown and CSV), figure and report.md; returns the paths written.
 
@@ -163,7 +172,8 @@ def write_report(workdir, output=None, compare=()):
     output = output or Workdir(workdir).report
     written = []
     sections = [f"# KDAS run report: {os.path.basename(os.path.abspath(workdir))}\n",
-                f"Found architecture `{summary['found_architecture']}`; served model `{summary['exported']}`.\n"]
+                f"Found architecture `{summary['found_architecture']}`; served model `{summary['exported']}`"
+                f"{served_because(summary)}.\n"]
     for name, (title, columns, rows, markdown) in tables(summary, runs).items():
         for path, text in ((f"{name}.md", markdown), (f"{name}.csv", csv_text(columns, rows))):
             storage.write_text(os.path.join(output, path), text)

@@ -19,7 +19,7 @@ def combine_seeds(seeds):
 
 
 def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
-            exported_seed=0):
+            exported_seed=0, serving=None):
     """Everything a report needs from one run, in plain values."""
     return {
         "teacher": teacher_report,
@@ -39,6 +39,7 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         "final": rows,
         "exported": exported,
         "exported_seed": exported_seed,  # index of the served training among its row's seeds
+        "serving": serving,  # why that row (workdir.serving_decision)
     }
 
 

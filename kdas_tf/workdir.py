@@ -124,16 +124,38 @@ def final_name(row, seed_index):
     return row if seed_index == 0 else f"{row}_seed{seed_index}"
 
 
+# After validation top-1 and size, a tie goes to the loss the paper proposes, then to Hinton's KD: rows of one
+# run share the found architecture, so an exact tie in validation (digits: three rows at 100%) ends here.
+LOSS_ORDER = ("od", "kd", "ce")
+
+
 def served_row(rows):
-    """The final row the run serves: the KDAS row (kdas_*) with the best mean validation top-1.
+    """The final row the run serves: of the KDAS rows (kdas_*), the best mean validation top-1; ties go to
+    fewer parameters, then to the loss earlier in LOSS_ORDER.
 
     Validation, never test: the test split judges the served model, it does not choose it.
-    rows: {row name: results with ["val"]["top1"]}. Returns None when no KDAS row is finished.
+    rows: {row name: results with ["val"]["top1"] and ["parameters"]}. Returns None when no KDAS row is finished.
     """
     kdas = {name: row for name, row in rows.items() if name.startswith("kdas_")}
     if not kdas:
         return None
-    return max(sorted(kdas), key=lambda name: kdas[name]["val"]["top1"])
+    return min(kdas, key=lambda name: (-kdas[name]["val"]["top1"], kdas[name]["parameters"],
+                                       LOSS_ORDER.index(name.rsplit("_", 1)[1])))
+
+
+def serving_decision(rows):
+    """Why served_row chose its row, for results.json: the row, the rows it tied with, and what decided."""
+    served = served_row(rows)
+    if served is None:
+        return None
+    kdas = {name: row for name, row in rows.items() if name.startswith("kdas_")}
+    tied = sorted(name for name, row in kdas.items() if row["val"]["top1"] == kdas[served]["val"]["top1"])
+    smallest = [name for name in tied if kdas[name]["parameters"] == kdas[served]["parameters"]]
+    decided_by = ("validation top-1" if len(tied) == 1 else "fewer parameters" if len(smallest) == 1
+                  else "loss order " + " > ".join(LOSS_ORDER))
+    return {"row": served, "tied_on_validation": tied, "decided_by": decided_by,
+            "rule": "best mean validation top-1 of the KDAS rows; ties: fewer parameters, then loss order "
+                    + " > ".join(LOSS_ORDER)}
 
 
 def served_seed(seeds):

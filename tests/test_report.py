@@ -162,3 +162,12 @@ def test_a_run_without_results_is_refused_in_one_line(tmp_path):
     assert run.stderr.strip().splitlines()[-1] == (
         f"error: --workdir={tmp_path} has no results.json: finish the run first "
         "(rerun the same python -m kdas_tf.search command; it resumes)")
+
+
+def test_the_report_says_why_its_model_was_served(tmp_path):
+    decision = {"row": "kdas_od", "tied_on_validation": ["kdas_ce", "kdas_od"], "decided_by": "loss order od > kd > ce"}
+    storage.write_json(str(tmp_path / "results.json"), {**run_with("lstm", [0.5]), "serving": decision})
+    report.write_report(str(tmp_path))
+    index = (tmp_path / "report" / "report.md").read_text()
+    assert "(decided by loss order od > kd > ce; tied with kdas_ce)" in index
+    assert report.served_because(run_with("lstm", [0.5])) == ""  # runs made before the record
