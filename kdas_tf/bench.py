@@ -3,7 +3,8 @@
 kdas_tf.benchmarks measures; docs/performance.md reads the table.
 """
 
-from kdas_tf import benchmarks, cli, config
+from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
+from kdas_tf import benchmarks, config
 
 
 def main(_):

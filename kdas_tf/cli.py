@@ -1,13 +1,54 @@
 """What every `python -m kdas_tf.X` shares: its flags from the config's sections, one-line errors, exit codes.
 
-Only entry points import this module. They define their flags (config.define_flags, so their --help lists
-them), let `run(main)` parse them, and turn them into a config.Config once (config.from_flags) for one
-library call.
+Only entry points import this module, before anything that imports TensorFlow: importing it imports
+TensorFlow without its C++ start-up lines (oneDNN, CUDA stubs, cuInit on a machine without a GPU, CPU
+features), unless the command line says --verbosity=1 or more; an explicit TF_CPP_MIN_LOG_LEVEL is kept. The entry
+points define their flags (config.define_flags, so their --help lists them), let `run(main)` parse them,
+and turn them into a config.Config once (config.from_flags) for one library call.
 """
 
 import logging as pylogging
 import os
+import re
 import sys
+import tempfile
+
+
+def _verbose(argv):
+    """--verbosity=N / -v N with N >= 1 on the command line (absl's flags, which are parsed later)."""
+    for flag, value in zip(argv, argv[1:] + [""]):
+        match = re.fullmatch(r"--?(?:verbosity|v)(?:=(-?\d+))?", flag)
+        if match and int(match[1] if match[1] is not None else (value if re.fullmatch(r"-?\d+", value) else 0)) >= 1:
+            return True
+    return False
+
+
+# What TensorFlow's import prints on every machine, whatever TF_CPP_MIN_LOG_LEVEL says (it logs before it
+# reads it): CUDA stubs on a machine without a GPU, absl's notice. Any other line is shown.
+_IMPORT_NOISE = re.compile(r"cudart_stub\.cc|absl::InitializeLog|cpu_feature_guard\.cc|To enable the following "
+                           r"instructions|oneDNN custom operations")
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with stderr (the file descriptor its C++ writes to) captured, then show what is not
+    _IMPORT_NOISE: a failed import still shows everything it said."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not _IMPORT_NOISE.search(line):
+                    sys.stderr.write(line)
+
+
+if not _verbose(sys.argv) and "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ lines too (cuInit's failure on a CPU)
+    _import_tensorflow_quietly()
 
 from absl import app, flags, logging
 

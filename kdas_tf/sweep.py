@@ -6,7 +6,8 @@ trained with the same --final_loss; writes WORKDIR/sweep.{json,md,png}. Resumabl
 
 from absl import flags
 
-from kdas_tf import budget_sweep, cli, config
+from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
+from kdas_tf import budget_sweep, config
 
 FLAGS = flags.FLAGS
 

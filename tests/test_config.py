@@ -5,6 +5,7 @@ import ast
 import concurrent.futures
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -129,16 +130,29 @@ def test_the_entry_points_help_lists_the_flags_a_user_needs():
                 "train": ["--workdir", "--dataset", "--epochs", "--architecture", "--loss"],
                 "export": ["--workdir", "--dataset", "--model"]}
 
-    def help_text(entry):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+
+    def help_run(entry):
         return subprocess.run([sys.executable, "-m", f"kdas_tf.{entry}", "--help"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120).stdout
+                              text=True, timeout=120, env=env)
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        texts = dict(zip(expected, pool.map(help_text, expected)))
+        runs = dict(zip(expected, pool.map(help_run, expected)))
+    texts = {entry: run.stdout for entry, run in runs.items()}
+    for entry, run in runs.items():  # TensorFlow's C++ start-up lines (oneDNN, cuInit, ...) are quiet
+        assert not re.findall(r"^[IWEF]\d{4} .*\.cc:\d+\]", run.stderr, re.M), (entry, run.stderr[-1500:])
     for entry, names in expected.items():
         missing = [n for n in names if f"{n}:" not in texts[entry] and f"{n}=" not in texts[entry]
                    and f"  {n}" not in texts[entry]]
         assert not missing, (entry, missing, texts[entry][:500])
+
+
+def test_only_a_verbosity_of_one_or_more_on_the_command_line_lets_tensorflow_speak():
+    from kdas_tf.cli import _verbose
+
+    assert [_verbose(["m", *args]) for args in (
+        [], ["--verbosity=1"], ["--verbosity", "2"], ["-v", "1"], ["--v=3"], ["--verbosity=0"], ["--verbosity=-1"],
+        ["--flagfile=flags/digits.cfg"], ["--workdir=v1"])] == [False, True, True, True, True, False, False, False, False]
 
 
 def modules():
