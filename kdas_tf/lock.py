@@ -84,6 +84,9 @@ def hold(directory):
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"pid {os.getpid()} on host {socket.gethostname()} ({_command()})\n".encode(), 0)
         return
+    if _probe(path, fcntl.LOCK_SH):  # only shared holders: the file names the last owner, not them
+        raise UserError(f"{directory} is in use by runs reading its teachers (their --teacher_workdir): wait for "
+                        "them to end, then rerun the same command; or use another --workdir")
     raise UserError(f"{directory} is in use by {holder(directory)}: wait for it to end or stop it, then rerun the "
                     "same command (a process that dies releases it); or use another --workdir")
 
@@ -108,16 +111,19 @@ def hold_as_worker(directory):
 def workers_alive(directory):
     """Whether any worker (of this host or another) holds `directory`'s workers' lock now."""
     path = os.path.join(directory, WORKERS_LOCK_FILE)
-    if not os.path.exists(path):
-        return False
+    return os.path.exists(path) and not _probe(path, fcntl.LOCK_EX)
+
+
+def _probe(path, operation):
+    """Whether `path` could be flocked with `operation` now; the probe lets go at once (its own descriptor)."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
+        fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
         return True
+    except BlockingIOError:
+        return False
     finally:
-        os.close(descriptor)  # closing drops the probe's lock
+        os.close(descriptor)  # a flock belongs to its open file: closing this one leaves the others' locks be
 
 
 def release(directory):

@@ -62,4 +62,6 @@ def tiny_run(tmp_path_factory):
     but must not change what the run wrote.
     """
     workdir = str(tmp_path_factory.mktemp("tiny_run"))
-    return workdir, pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))
+    lock.release(workdir)  # finished: the commands of the test that asked for it may use the directory
+    return workdir, summary

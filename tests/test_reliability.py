@@ -94,6 +94,10 @@ def test_runs_share_a_teacher_workdir_to_read_but_not_while_its_owner_writes_it(
         workdir.claim({})  # two readers at once
         with pytest.raises(UserError, match="other runs are reading the teachers"):
             workdir.claim_teachers()  # but neither may train them while the other reads
+        lock.release(run_a)
+        lock.release(teachers)
+        with pytest.raises(UserError, match="in use by runs reading its teachers"):
+            Workdir(str(teachers)).claim({})  # nor may a command own their directory meanwhile
     finally:
         reader.kill()
         reader.wait()
