@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from kdas_tf import config, data, lock, pipeline, storage
+from kdas_tf.parallel import launcher
 from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir, check_writable
 
@@ -284,3 +285,19 @@ def test_sigint_and_sigterm_stop_in_one_line_and_the_same_command_resumes(tmp_pa
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "epoch 1/6" not in finished.stderr and "epoch 6/6" in finished.stderr  # resumed, not redone
     assert storage.read_json(tmp_path / "train" / "resnet8_ce" / "results.json")["epochs"] == 6
+
+
+def test_a_worker_stopped_by_sigterm_is_restarted_like_a_killed_one_and_an_error_is_not():
+    exits = {"stopped": 143, "interrupted": 130, "failed": 1}
+    pool = launcher.WorkerPool({name: ([sys.executable, "-c", f"raise SystemExit({code})"], {})
+                                for name, code in exits.items()})
+    pool.start_all()
+    try:
+        deadline = time.monotonic() + 60
+        while pool.poll():  # each is restarted until MAX_RESTARTS, or not at all
+            assert time.monotonic() < deadline, (pool.restarts, pool.exit_codes)
+            time.sleep(0.05)
+        assert pool.restarts == {"stopped": launcher.MAX_RESTARTS, "interrupted": launcher.MAX_RESTARTS, "failed": 0}
+        assert pool.exit_codes == exits
+    finally:
+        pool.stop()
