@@ -53,7 +53,7 @@ if not _verbose(sys.argv) and "tensorflow" not in sys.modules:
 
 from absl import app, flags, logging
 
-from kdas_tf import storage
+from kdas_tf import parallel, storage
 from kdas_tf.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -99,7 +99,8 @@ def run(main):
             signum = getattr(stopped, "signum", signal.SIGINT)
             for stop in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(stop, signal.SIG_DFL)  # a second signal ends the process at once
-            print(f"stopped by {signal.Signals(signum).name}; rerun the same command to resume", file=sys.stderr)
+            if not os.environ.get(parallel.LAUNCHER_PID):  # a local worker's stop is its chief's to report
+                print(f"stopped by {signal.Signals(signum).name}; rerun the same command to resume", file=sys.stderr)
             sys.exit(128 + signum)
         except Exception as error:  # noqa: BLE001  (re-raised unless it is the user's to fix)
             message = str(error) if isinstance(error, UserError) else storage.fault_message(error)

@@ -54,7 +54,8 @@ def _try_lock(path, mode):
             os.close(descriptor)
         return False
     except OSError as error:  # ENOLCK: a file system without locks
-        os.close(descriptor)
+        if held_mode is None:
+            os.close(descriptor)
         raise UserError(f"cannot lock {path} ({error.strerror}): use a --workdir on a file system with locks "
                         "(a local disk, or NFS with its lock service)") from None
     _held[path] = (descriptor, mode)

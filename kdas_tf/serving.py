@@ -75,6 +75,7 @@ def export_saved_model(model, path, *, mean, std, metadata=None):
         with open(os.path.join(staging, METADATA), "w") as f:
             json.dump(description, f, indent=2)
         _move_into_place(staging, path)
+        storage.sync_directory(parent)  # the renames survive a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful move
     return path
