@@ -243,13 +243,17 @@ def test_a_chief_keeps_temporaries_while_workers_of_its_search_run(tmp_path):
 
 
 def test_a_worker_claim_writes_nothing_and_holds_only_the_workers_lock(tmp_path):
-    lock.hold(tmp_path)  # its chief (here this process; the worker is a child process)
-    run = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom kdas_tf.workdir import Workdir\n"
-         "Workdir(sys.argv[1]).claim({'dataset': 'digits'}, owner=False)\nprint('claimed')", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert run.stdout.strip() == "claimed", run.stderr[-2000:]
-    assert sorted(os.listdir(tmp_path)) == [".lock", ".lock-workers"]  # no settings.json: the chief records them
+    leftovers_and_work(tmp_path)
+    chief = hold_in_child(tmp_path)  # its chief holds the directory
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    try:
+        Workdir(str(tmp_path)).claim({"dataset": "digits"}, owner=False)  # not refused, and ...
+    finally:
+        chief.kill()
+        chief.wait()
+    # ... no settings.json (the chief records them) and no temporary removed (the others are writing)
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == sorted(before + [str(tmp_path / ".lock-workers")])
+    assert lock.workers_alive(str(tmp_path))  # this process, until it lets go
 
 
 # --- Ctrl-C and SIGTERM -----------------------------------------------------------------------------------
