@@ -124,16 +124,29 @@ def no_data(monkeypatch):
     monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data was read before the refusal"))
 
 
-def test_a_read_only_workdir_is_refused_before_data_is_read(tmp_path, monkeypatch):
-    no_data(monkeypatch)
+@contextlib.contextmanager
+def unwritable(tmp_path):
+    """A directory this process cannot write: a read-only bind mount as root (root ignores permissions),
+    else one without write permission. Yields (it, the reason the refusal gives)."""
+    target = tmp_path / "unwritable"
+    if os.geteuid() != 0:
+        target.mkdir(mode=0o555)
+        yield target, "Permission denied"
+        target.chmod(0o755)
+        return
     (tmp_path / "source").mkdir()
-    readonly = tmp_path / "readonly"
-    with mounted(readonly, "--bind", "-o", "ro", str(tmp_path / "source")):
-        for workdir in (readonly, readonly / "run"):  # the directory itself, or where it would be made
+    with mounted(target, "--bind", "-o", "ro", str(tmp_path / "source")):
+        yield target, "Read-only file system"
+
+
+def test_an_unwritable_workdir_is_refused_before_data_is_read(tmp_path, monkeypatch):
+    no_data(monkeypatch)
+    with unwritable(tmp_path) as (directory, reason):
+        for workdir in (directory, directory / "run"):  # the directory itself, or where it would be made
             job = config.from_args([*TRAIN, "--epochs=1", f"--workdir={workdir}"], TRAIN_SECTIONS)
-            with pytest.raises(UserError, match="is not writable \\(Read-only file system\\)"):
+            with pytest.raises(UserError, match=f"is not writable \\({reason}\\): make it writable"):
                 pipeline.train_one(job)
-        assert os.listdir(readonly) == []
+        assert os.listdir(directory) == []
 
 
 def test_a_name_too_long_is_refused_and_leaves_no_directory_behind(tmp_path, monkeypatch):
