@@ -10,6 +10,7 @@ and turn them into a config.Config once (config.from_flags) for one library call
 import logging as pylogging
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -52,6 +53,7 @@ if not _verbose(sys.argv) and "tensorflow" not in sys.modules:
 
 from absl import app, flags, logging
 
+from kdas_tf import parallel, storage
 from kdas_tf.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -63,23 +65,50 @@ def _quiet_library_info(record):
     return record.levelno >= pylogging.WARNING or "/kdas_tf/" in path or "/site-packages/" not in path
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) raised in the main thread, as Ctrl-C is: `finally` blocks run, so a chief stops its
+    workers and a write in progress removes its temporary."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
 def run(main):
     """app.run(main), turning user errors (flags included) into one line on stderr and exit code 2.
 
-    Only a UserError is a user's mistake; any other exception is a bug and keeps its stack trace.
-    `--verbosity=1` (or higher) shows the stack trace of a UserError as well.
+    Only a UserError, or a fault of the machine the user can fix (storage.fault_message: a full disk, a
+    read-only directory, ...), is a user's mistake; any other exception is a bug and keeps its stack trace.
+    SIGINT and SIGTERM stop with one line and exit code 128 + the signal (130, 143), as a shell reports them.
+    `--verbosity=1` (or higher) shows the stack trace of a UserError or a fault as well.
     """
 
     def guarded(argv):
         logging.get_absl_handler().addFilter(_quiet_library_info)
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, _raise_stopped)
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments {argv[1:]}: every option is a --flag")
         try:
             return main(argv)
-        except UserError as error:
+        except KeyboardInterrupt as stopped:
+            signum = getattr(stopped, "signum", signal.SIGINT)
+            for stop in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(stop, signal.SIG_DFL)  # a second signal ends the process at once
+            if not os.environ.get(parallel.LAUNCHER_PID):  # a local worker's stop is its chief's to report
+                print(f"stopped by {signal.Signals(signum).name}; rerun the same command to resume", file=sys.stderr)
+            sys.exit(128 + signum)
+        except Exception as error:  # noqa: BLE001  (re-raised unless it is the user's to fix)
+            message = str(error) if isinstance(error, UserError) else storage.fault_message(error)
+            if message is None:
+                raise
             if FLAGS.verbosity >= 1:
                 logging.exception("stack trace")
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
             sys.exit(2)
 
     app.run(guarded, flags_parser=_parse_flags)

@@ -15,6 +15,7 @@ import dataclasses
 import os
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from kdas_tf import architecture_search, distribute, ensemble, finals, models, results, serving, storage, summaries
@@ -48,13 +49,25 @@ def _start(config, dataset, *, claim):
     claim: record the config's settings (a search); a teachers or train job only adds to a directory, whose
     teachers/ keeps its own settings (ensemble.ensemble_settings) and whose trainings are checked one by one.
     """
-    dataset = dataset or config.data.load()  # missing data is reported before the work directory is claimed
     workdir = Workdir(config.workdir, config.teacher_workdir)
-    workdir.claim(config.settings() if claim else {}, config.unrecorded_settings())
+    workdir.check_writable()  # in a second: an unwritable directory is not found after minutes of loading data
+    dataset = dataset or config.data.load()  # missing data is reported before the work directory is claimed
+    workdir.claim(config.settings() if claim else {}, config.unrecorded_settings(), owner=_owns_workdir(config))
     return dataset, workdir, distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
 
 
+def _owns_workdir(config):
+    """Whether this process holds the work directory. A multi-worker task other than the chief writes nothing
+    there (distribute.writes_files), so it works under the chief's claim, as a search's worker does."""
+    if config.run.strategy != "multi_worker":
+        return True
+    task = tf.distribute.cluster_resolver.TFConfigClusterResolver()  # TF_CONFIG only: nothing connects yet
+    return distribute.is_chief_task(task.task_type, task.task_id, task.cluster_spec().as_dict())
+
+
 def _teachers(config, dataset, strategy, workdir):
+    if not all(os.path.exists(path) for path in workdir.member_models(config.teachers.num_teachers)):
+        workdir.claim_teachers()  # training them: no other run may read or train them meanwhile
     teacher, report = ensemble.train_teachers(
         dataset, network=config.teachers.network, num_teachers=config.teachers.num_teachers,
         config=config.teacher_train_config(), workdir=workdir, strategy=strategy, shortcut=config.model.shortcut,

@@ -75,6 +75,7 @@ def export_saved_model(model, path, *, mean, std, metadata=None):
         with open(os.path.join(staging, METADATA), "w") as f:
             json.dump(description, f, indent=2)
         _move_into_place(staging, path)
+        storage.sync_directory(parent)  # the renames survive a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful move
     return path
@@ -209,6 +210,7 @@ def export_from_workdir(root, *, data_config, given, model=None, architecture=No
     if not root or not os.path.isdir(root):
         raise UserError(f"--workdir={root!r} is not a directory: give a run's work directory")
     workdir = Workdir(root)
+    workdir.claim({})  # no search or training may write the models while they are exported
     settings = {k: getattr(data_config, k) for k in DATA_SETTINGS}
     settings.update(recorded_data_settings(workdir, given))
     info = data.load(settings["dataset"], data_dir=data_config.data_dir, manual_dir=data_config.manual_dir,

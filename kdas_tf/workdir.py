@@ -13,12 +13,17 @@
       export/                  the served SavedModel; exports/NAME/ other exports
       results.json, results.md the run's numbers and its Table 2
       report/                  python -m kdas_tf.report's tables and figures
+      .lock, .lock-workers     who holds the directory (kdas_tf.lock)
 """
 
 import os
 import re
+import shutil
+import tempfile
 
-from kdas_tf import results, storage
+from absl import logging
+
+from kdas_tf import lock, results, storage
 from kdas_tf.errors import UserError
 
 SEARCH_PROJECT = "search"  # KerasTuner's project name: WORKDIR/search
@@ -108,16 +113,82 @@ class Workdir:
     def train(self, name):
         return self.path("train", name)
 
-    def claim(self, settings, unrecorded=None):
-        """Make the directory and record `settings`; a directory made with other ones is refused.
+    def check_writable(self):
+        """Refuse a work directory that cannot be made or written, cheaply and before any data is read."""
+        check_writable(self.root, "workdir")
+        if self.teacher_root != self.root:
+            check_writable(self.teacher_root, "teacher_workdir")
 
-        unrecorded: values of settings added later, as directories made before them hold them.
+    def claim(self, settings, unrecorded=None, *, owner=True):
+        """Make the directory, hold it for this process, remove dead processes' temporaries, record `settings`.
+
+        A directory made with other settings, or held by another process, is refused. unrecorded: values of
+        settings added later, as directories made before them hold them. owner=False: a parallel search's
+        worker, under its chief's claim; it writes nothing here (the settings are checked, not recorded) and
+        removes nothing, since its chief and the other workers are writing.
         """
-        try:
-            os.makedirs(self.root, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"--workdir={self.root} cannot be made ({error.strerror}): choose another") from None
-        storage.claim_workdir(self.root, settings, unrecorded)
+        self.check_writable()
+        os.makedirs(self.root, exist_ok=True)
+        if owner:
+            lock.hold(self.root)
+            if lock.workers_alive(self.root):
+                logging.info("%s: workers of a parallel search are running: their temporaries are kept", self.root)
+            else:
+                remove_leftovers(self.root)
+        else:
+            lock.hold_as_worker(self.root)
+        if os.path.abspath(self.teacher_root) != os.path.abspath(self.root):
+            os.makedirs(self.teacher_root, exist_ok=True)
+            lock.hold_teachers(self.teacher_root, train=False)
+        storage.claim_workdir(self.root, settings, unrecorded, record=owner)
+
+    def claim_teachers(self):
+        """Before training teachers: hold their directory alone (the run's own, or --teacher_workdir)."""
+        lock.hold_teachers(self.teacher_root, train=True)
+
+
+def check_writable(root, flag):
+    """Refuse `root` unless it is (or can be made) a writable directory; creates nothing, leaves nothing."""
+    path = os.path.abspath(root)
+    existing = path
+    while not os.path.exists(existing):  # a name too long does not exist either
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--{flag}={root}: {existing} is a file, not a directory: move it or choose another --{flag}")
+    name_max = os.pathconf(existing, "PC_NAME_MAX")
+    made = os.path.relpath(path, existing).split(os.sep) if path != existing else []
+    if any(len(os.fsencode(name)) > name_max for name in made) or len(os.fsencode(path)) >= os.pathconf(
+            existing, "PC_PATH_MAX"):
+        raise UserError(f"--{flag}={root}: a name in it is longer than this file system allows ({name_max} bytes): "
+                        f"choose a shorter --{flag}")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()  # unnamed on Linux: the probe leaves no file, even if killed
+    except OSError as error:
+        raise UserError(f"--{flag}={root}: {existing} is not writable ({error.strerror}): make it writable or "
+                        f"choose another --{flag}") from None
+
+
+# Temporaries of an interrupted write: storage's files, teacher_outputs' folders (.tmp-*), serving's staged
+# exports (.export-*, .replaced-*) and TensorFlow's half-written checkpoints (ckpt-N_temp/).
+LEFTOVER = re.compile(rf"{re.escape(storage.TEMPORARY_PREFIX)}.*|\.export-.*|\.replaced-.*|ckpt-\d+_temp")
+
+
+def remove_leftovers(root):
+    """Delete the temporaries that dead processes left in `root`; only under its exclusive lock (no one writes)."""
+    removed = 0
+    for directory, folders, files in os.walk(root):
+        if directory != root and lock.LOCK_FILE in files:
+            folders[:] = []  # another work directory inside this one (a sweep's budgets/M*): its own claim cleans it
+            continue
+        for name in [name for name in folders if LEFTOVER.fullmatch(name)]:
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+            folders.remove(name)
+            removed += 1
+        for name in [name for name in files if LEFTOVER.fullmatch(name)]:
+            os.remove(os.path.join(directory, name))
+            removed += 1
+    if removed:
+        logging.info("%s: removed %d temporaries left by stopped processes", root, removed)
 
 
 def final_name(row, seed_index):

@@ -18,7 +18,7 @@ import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
-from kdas_tf import config, pipeline  # noqa: E402
+from kdas_tf import config, lock, pipeline  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The digits flagfile shrunk so the whole pipeline (teachers, search, final trainings, export) takes ~40 s.
@@ -41,6 +41,14 @@ def tiny_config(workdir, *extra):
                              *TINY_SEARCH, *extra])
 
 
+@pytest.fixture(autouse=True)
+def release_work_directory_locks():
+    """An in-process run holds its work directory until the process ends (kdas_tf.lock); after each test the
+    session lets go, so a later test's command may use that directory as a user's next command would."""
+    yield
+    lock.release_all()
+
+
 # Two final rows, so that which one is served is a choice (test_search_e2e checks it).
 TINY_RUN_EXTRA = ("--final_loss=kd,od",)
 
@@ -54,4 +62,6 @@ def tiny_run(tmp_path_factory):
     but must not change what the run wrote.
     """
     workdir = str(tmp_path_factory.mktemp("tiny_run"))
-    return workdir, pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))
+    lock.release(workdir)  # finished: the commands of the test that asked for it may use the directory
+    return workdir, summary

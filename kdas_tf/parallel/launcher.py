@@ -6,6 +6,7 @@ config as flags (config.to_flags) and --worker.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ from kdas_tf.parallel import LAUNCHER_PID, TUNER_ID
 
 POLL_SECONDS = 0.5
 MAX_RESTARTS = 3  # per local worker: a worker killed again and again is left to the timeout
+# A worker stopped by SIGINT or SIGTERM exits with 128 + the signal (cli.run): killed all the same.
+STOPPED_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
 
 def worker_devices(count, *, gpus, cpu_count):
@@ -102,10 +105,11 @@ class WorkerPool:
             if code is None:
                 continue
             del self.running[tuner_id]
-            if code < 0 and restart and self.restarts[tuner_id] < MAX_RESTARTS:
+            signum = -code if code < 0 else code - 128 if code in STOPPED_EXIT_CODES else 0
+            if signum and restart and self.restarts[tuner_id] < MAX_RESTARTS:
                 self.restarts[tuner_id] += 1
                 logging.warning("worker %s (pid %d) was killed by signal %d: starting it again (%d of %d)",
-                                tuner_id, process.pid, -code, self.restarts[tuner_id], MAX_RESTARTS)
+                                tuner_id, process.pid, signum, self.restarts[tuner_id], MAX_RESTARTS)
                 self.start(tuner_id)
                 continue
             self.exit_codes[tuner_id] = code

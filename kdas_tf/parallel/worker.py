@@ -116,7 +116,9 @@ def run(config):
 def _train_trials(config):
     dataset = config.data.load()
     workdir = Workdir(config.workdir, config.teacher_workdir)
-    workdir.claim(config.settings(), config.unrecorded_settings())  # refuses a worker started with other settings than its chief's
+    # Under its chief's claim (the chief holds the directory; see Workdir.claim): refuses a worker started with
+    # other settings than its chief's, and writes nothing the chief owns.
+    workdir.claim(config.settings(), config.unrecorded_settings(), owner=False)
     strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
     wait_for_chief(_internals.CHIEF_WAIT_SECONDS)  # the chief serves once the teachers exist
     teacher = None
