@@ -43,7 +43,7 @@ import tensorflow as tf
 from absl import logging
 from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import _internals, models, storage
+from kdas_tf import _internals, models, schema, storage
 from kdas_tf.budget import addon_costs, check_budget
 from kdas_tf.controller import Controller, ControllerConfig
 from kdas_tf.random_controller import RandomController
@@ -362,6 +362,8 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         return state
 
     def set_state(self, state):
+        schema.check_oracle_state(_internals.oracle_file(self), state, rounds=self.rounds,
+                                  rebuild=self._rebuild_advice())
         super().set_state(state)
         kdas = state["kdas"]
         if kdas["budget"] != self.budget or kdas["round_backbones"][0] != str(self.backbone):
@@ -373,7 +375,11 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.round_converged = kdas["round_converged"]
         self.round_backbones = kdas["round_backbones"]
         self.controller = self._new_controller(self.round)
-        self.controller.set_state(kdas["controller"])
+        try:
+            self.controller.set_state(kdas["controller"])
+        except (ValueError, TypeError, KeyError) as error:  # weights of another shape, an unreadable generator state
+            raise UserError(f"{_internals.oracle_file(self)} is invalid: kdas.controller does not fit this search's "
+                            f"controller ({str(error).splitlines()[0]}); {self._rebuild_advice()}") from None
         self.known_scores = kdas["known_scores"]
         self.trial_updates = kdas["trial_updates"]
         self.repeated_samples = kdas["repeated_samples"]
@@ -381,8 +387,16 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.trial_tuners = kdas.get("trial_tuners", {})
         self.trial_losses = kdas.get("trial_losses", {})
 
+    def _rebuild_advice(self):
+        return (f"restore it from a backup, or move {_internals.project_dir(self)} aside and rerun the same "
+                "command to search again (the teachers are reused)")
+
     def reload(self):
-        """KerasTuner's reload, with one line of advice when a state file cannot be read."""
+        """KerasTuner's reload, after every file it reads has been checked: one line when one is not valid."""
+        schema.check_search_files(
+            _internals.project_dir(self), _internals.oracle_file(self), self._rebuild_advice(),
+            slot_names=[slot_name(stage, slot) for stage in range(self.num_stages) for slot in range(self.ops_per_addon)],
+        )
         try:
             super().reload()
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RuntimeError) as error:

@@ -167,7 +167,7 @@ def test_an_unreadable_search_state_is_refused_with_advice(tmp_path):
     search(tmp_path)
     state = tmp_path / "search" / "oracle.json"
     state.write_text('{"kdas": ')  # cut off mid-write by something other than us
-    with pytest.raises(UserError, match=r"cannot be read .*move it aside to start the search over"):
+    with pytest.raises(UserError, match=r"oracle.json is not readable JSON .*move .*search aside and rerun"):
         FormulaTuner(make_oracle(), str(tmp_path))
     assert state.read_text() == '{"kdas": '  # left for the user to restore
 
