@@ -2,7 +2,6 @@
 (a wrong type, inf or NaN, a value out of range, an unknown status) is refused in one line that names the file,
 the field and how to rebuild it, with nothing on disk changed."""
 
-import glob
 import hashlib
 import json
 import os
@@ -31,9 +30,8 @@ def copy_of(tiny_run, tmp_path, *parts):
 
 def fingerprint(directory):
     """{relative path: sha256} of every file under `directory`."""
-    files = sorted(glob.glob(os.path.join(directory, "**", "*"), recursive=True))
-    return {os.path.relpath(p, directory): hashlib.sha256(open(p, "rb").read()).hexdigest()
-            for p in files if os.path.isfile(p)}
+    files = [os.path.join(parent, name) for parent, _, names in os.walk(directory) for name in names]
+    return {os.path.relpath(p, directory): hashlib.sha256(open(p, "rb").read()).hexdigest() for p in files}
 
 
 def edit(path, change):
