@@ -32,6 +32,12 @@ the heartbeats, kdas_tf.parallel.chief) is taken back: re-queued, and given
 up (FAILED, no reward) after MAX_TRIAL_LOSSES losses; see `take_back`. A late
 report of a trial that was already recorded is ignored, so each trial ends,
 and teaches the controller, exactly once.
+
+Faults: a trial that meets a fault of the machine (a full disk, out of memory, a
+corrupt checkpoint) ends INVALID, is queued again by KerasTuner and trained up
+to MAX_FAULT_RETRIES more times before it is recorded FAILED. An INVALID end
+is never scored, so the fault teaches the controller nothing; a NaN loss is a
+verdict on the network and fails the trial at once (kdas_tf.tuner.run_trial).
 """
 
 import dataclasses
@@ -55,6 +61,9 @@ RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialSt
 # A trial that loses its worker this many times is more likely killing its workers
 # (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
 MAX_TRIAL_LOSSES = 2
+# A trial that meets a fault of the machine (kdas_tf.tuner.MACHINE_FAULTS) is trained again this many times
+# before it is recorded FAILED: a full disk or a memory peak may pass, and the sample is worth its reward.
+MAX_FAULT_RETRIES = 2
 
 
 def _canonical_key(trial):
@@ -102,7 +111,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         super().__init__(
             objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=rounds * trials_per_round,
             hyperparameters=space, allow_new_entries=False, tune_new_entries=False, seed=seed + 1,
-            max_retries_per_trial=0, max_consecutive_failed_trials=max_consecutive_failed_trials,
+            max_retries_per_trial=MAX_FAULT_RETRIES, max_consecutive_failed_trials=max_consecutive_failed_trials,
         )
         self.round = 0
         self.round_converged = False
@@ -256,6 +265,8 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
             return None
         if trial_id in _internals.retry_queue(self):  # its lost worker came back: no need to train it again
             _internals.retry_queue(self).remove(trial_id)
+        if trial.status == trial_module.TrialStatus.COMPLETED:
+            trial.message = None  # KerasTuner keeps the traceback of a fault the trial was retried for
         try:
             super().end_trial(trial)
         except UserError as error:  # too many consecutive failures: finish what KerasTuner skipped
