@@ -17,7 +17,8 @@ import tensorflow as tf
 from absl import logging
 from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import _internals, models, storage, summaries
+from kdas_tf import _internals, models, schema, storage, summaries
+from kdas_tf.errors import UserError
 from kdas_tf.oracle import OBJECTIVE
 from kdas_tf.trainer import Trainer, UnreadableCheckpointError, build_fresh
 
@@ -49,6 +50,12 @@ class KDASTuner(keras_tuner.Tuner):
         self.save()
         self.oracle.create_trial = _pause_when_idle(self.oracle.create_trial)
 
+    def reload(self):
+        """KerasTuner's reload, with the tuner's own file checked first: it holds nothing of the search's."""
+        schema.read(_internals.tuner_file(self), schema.OBJECT, "delete it and rerun the same command (it holds "
+                    "no results; KerasTuner writes it again)")
+        super().reload()
+
     def run_trial(self, trial, *args, **kwargs):
         """Train the trial's candidate; returns {val_top1: its validation accuracy}.
 
@@ -70,8 +77,9 @@ class KDASTuner(keras_tuner.Tuner):
             raise
         except keras_tuner.errors.FatalError:
             raise
-        except Exception as error:
-            raise keras_tuner.errors.FailedTrialError(f"{type(error).__name__}: {error}") from error
+        except Exception as error:  # the traceback KerasTuner records keeps the original exception too
+            reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            raise keras_tuner.errors.FailedTrialError(reason) from error
 
     def _train_candidate(self, trial):
         values = trial.hyperparameters.values

@@ -13,6 +13,7 @@ from conftest import TINY_RUN_EXTRA, run_search, tiny_config
 
 from kdas_tf import _internals, architecture_search, finals, reports, schema, serving
 from kdas_tf.errors import UserError
+from kdas_tf.tuner import KDASTuner
 from kdas_tf.workdir import Workdir, finished_rows, served_model_path
 
 DIGITS = types.SimpleNamespace(num_classes=10, image_shape=(8, 8, 1))
@@ -117,6 +118,17 @@ def test_a_trial_the_search_state_lists_without_its_file_is_named(tiny_run, tmp_
     os.remove(os.path.join(workdir, "search", "trial_1", "trial.json"))
     refused_in_one_line(lambda: reload_search(workdir), os.path.join(workdir, "search", "oracle.json"),
                         "lists trial 1", "trial_1/trial.json does not exist")
+
+
+def test_an_unreadable_tuner_file_is_named_when_the_tuner_resumes(tiny_run, tmp_path):
+    workdir = copy_of(tiny_run, tmp_path, "search")
+    path = os.path.join(workdir, "search", "tuner0.json")
+    open(path, "w").write("[")
+    config = tiny_config(workdir, *TINY_RUN_EXTRA)
+    oracle = architecture_search.build_oracle(config, DIGITS, Workdir(workdir), config.budget()[0])
+    refused_in_one_line(lambda: KDASTuner(oracle, dataset=None, config=None, strategy=None, directory=workdir,
+                                          project_name="search"), path, "is not readable JSON", "delete it")
+    assert open(path).read() == "["
 
 
 def test_an_unreadable_trial_file_is_named(tiny_run, tmp_path):
