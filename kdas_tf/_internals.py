@@ -67,6 +67,11 @@ def set_project_dir(oracle, directory, project_name):
     oracle._set_project_dir(directory, project_name)
 
 
+def tuner_file(tuner):
+    """The tuner's state file (KerasTuner's, `{}` for ours), which KerasTuner reloads after the oracle."""
+    return tuner._get_tuner_fname()
+
+
 def is_worker(tuner):
     """Whether this tuner pulls trials from a remote chief (KerasTuner's own test, by its environment)."""
     return tuner._is_worker()

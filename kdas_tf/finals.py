@@ -9,7 +9,7 @@ import os
 
 from absl import logging
 
-from kdas_tf import distribute, models, storage
+from kdas_tf import distribute, models, schema, storage
 from kdas_tf.errors import UserError
 from kdas_tf.trainer import Trainer, build_fresh
 
@@ -27,7 +27,7 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
     results_path = os.path.join(workdir, "results.json")
     model_path = os.path.join(workdir, "model.keras")
     if os.path.exists(results_path) and os.path.exists(model_path):
-        finished = storage.read_json(results_path)
+        finished = schema.read_final_row(results_path)
         made = (finished.get("architecture"), finished.get("loss"),
                 finished.get("shortcut", models.SHORTCUT_BEFORE_THE_FLAG))
         if made != (str(arch), config.loss, shortcut):

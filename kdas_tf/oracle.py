@@ -32,6 +32,12 @@ the heartbeats, kdas_tf.parallel.chief) is taken back: re-queued, and given
 up (FAILED, no reward) after MAX_TRIAL_LOSSES losses; see `take_back`. A late
 report of a trial that was already recorded is ignored, so each trial ends,
 and teaches the controller, exactly once.
+
+Faults: a trial that meets a fault of the machine (a full disk, out of memory, a
+corrupt checkpoint) ends INVALID, is queued again by KerasTuner and trained up
+to MAX_FAULT_RETRIES more times before it is recorded FAILED. An INVALID end
+is never scored, so the fault teaches the controller nothing; a NaN loss is a
+verdict on the network and fails the trial at once (kdas_tf.tuner.run_trial).
 """
 
 import dataclasses
@@ -43,7 +49,7 @@ import tensorflow as tf
 from absl import logging
 from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import _internals, models, storage
+from kdas_tf import _internals, models, schema, storage
 from kdas_tf.budget import addon_costs, check_budget
 from kdas_tf.controller import Controller, ControllerConfig
 from kdas_tf.random_controller import RandomController
@@ -55,6 +61,9 @@ RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialSt
 # A trial that loses its worker this many times is more likely killing its workers
 # (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
 MAX_TRIAL_LOSSES = 2
+# A trial that meets a fault of the machine (kdas_tf.tuner.MACHINE_FAULTS) is trained again this many times
+# before it is recorded FAILED: a full disk or a memory peak may pass, and the sample is worth its reward.
+MAX_FAULT_RETRIES = 2
 
 
 def _canonical_key(trial):
@@ -102,7 +111,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         super().__init__(
             objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=rounds * trials_per_round,
             hyperparameters=space, allow_new_entries=False, tune_new_entries=False, seed=seed + 1,
-            max_retries_per_trial=0, max_consecutive_failed_trials=max_consecutive_failed_trials,
+            max_retries_per_trial=MAX_FAULT_RETRIES, max_consecutive_failed_trials=max_consecutive_failed_trials,
         )
         self.round = 0
         self.round_converged = False
@@ -256,6 +265,8 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
             return None
         if trial_id in _internals.retry_queue(self):  # its lost worker came back: no need to train it again
             _internals.retry_queue(self).remove(trial_id)
+        if trial.status == trial_module.TrialStatus.COMPLETED:
+            trial.message = None  # KerasTuner keeps the traceback of a fault the trial was retried for
         try:
             super().end_trial(trial)
         except UserError as error:  # too many consecutive failures: finish what KerasTuner skipped
@@ -362,6 +373,8 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         return state
 
     def set_state(self, state):
+        schema.check_oracle_state(_internals.oracle_file(self), state, rounds=self.rounds,
+                                  rebuild=self._rebuild_advice())
         super().set_state(state)
         kdas = state["kdas"]
         if kdas["budget"] != self.budget or kdas["round_backbones"][0] != str(self.backbone):
@@ -373,7 +386,11 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.round_converged = kdas["round_converged"]
         self.round_backbones = kdas["round_backbones"]
         self.controller = self._new_controller(self.round)
-        self.controller.set_state(kdas["controller"])
+        try:
+            self.controller.set_state(kdas["controller"])
+        except (ValueError, TypeError, KeyError) as error:  # weights of another shape, an unreadable generator state
+            raise UserError(f"{_internals.oracle_file(self)} is invalid: kdas.controller does not fit this search's "
+                            f"controller ({str(error).splitlines()[0]}); {self._rebuild_advice()}") from None
         self.known_scores = kdas["known_scores"]
         self.trial_updates = kdas["trial_updates"]
         self.repeated_samples = kdas["repeated_samples"]
@@ -381,8 +398,16 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.trial_tuners = kdas.get("trial_tuners", {})
         self.trial_losses = kdas.get("trial_losses", {})
 
+    def _rebuild_advice(self):
+        return (f"restore it from a backup, or move {_internals.project_dir(self)} aside and rerun the same "
+                "command to search again (the teachers are reused)")
+
     def reload(self):
-        """KerasTuner's reload, with one line of advice when a state file cannot be read."""
+        """KerasTuner's reload, after every file it reads has been checked: one line when one is not valid."""
+        schema.check_search_files(
+            _internals.project_dir(self), _internals.oracle_file(self), self._rebuild_advice(),
+            slot_names=[slot_name(stage, slot) for stage in range(self.num_stages) for slot in range(self.ops_per_addon)],
+        )
         try:
             super().reload()
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RuntimeError) as error:

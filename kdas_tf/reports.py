@@ -23,7 +23,7 @@ import csv
 import io
 import os
 
-from kdas_tf import plots, results, storage
+from kdas_tf import plots, results, schema, storage
 from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir
 
@@ -38,7 +38,7 @@ def load_summary(workdir):
     if not os.path.exists(path):
         raise UserError(f"--workdir={workdir} has no results.json: finish the run first "
                                 "(rerun the same python -m kdas_tf.search command; it resumes)")
-    return storage.read_json(path)
+    return schema.read_run_results(path)
 
 
 def table1_rows(summary):

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import data, models, storage
+from kdas_tf import data, models, schema, storage
 from kdas_tf.data.pipeline import normalise
 from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir, served_model_path
@@ -119,10 +119,10 @@ def resolve_model_path(workdir, model):
 
 def architecture_of(directory, workdir):
     """The architecture string a training directory holds (final/*, search/trial_*, teachers/member_*), or None."""
-    for name in ("results.json", "result.json"):
+    for name, read in (("results.json", schema.read_final_row), ("result.json", storage.read_json)):
         path = os.path.join(directory, name)
         if os.path.exists(path):
-            arch = storage.read_json(path).get("architecture")
+            arch = read(path).get("architecture")
             if arch:
                 return arch
     trial = os.path.join(directory, "trial.json")
@@ -130,9 +130,10 @@ def architecture_of(directory, workdir):
         return storage.read_json(trial)["hyperparameters"]["values"].get("architecture")
     if os.path.basename(os.path.dirname(os.path.abspath(directory))) == "teachers":
         run = Workdir(workdir)
-        for path, key in ((run.teachers_results, "network"), (run.settings, "teacher_network")):
-            if os.path.exists(path):
-                return storage.read_json(path).get(key)
+        if os.path.exists(run.teachers_results):
+            return schema.read_teacher_report(run.teachers_results)["network"]
+        if os.path.exists(run.settings):
+            return storage.read_json(run.settings).get("teacher_network")
     return None
 
 

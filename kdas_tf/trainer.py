@@ -8,6 +8,7 @@ candidates (the search loss) and final models (the final loss).
 
 import dataclasses
 import gc
+import glob
 import math
 import os
 import shutil
@@ -26,6 +27,14 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 class TrainingDivergedError(UserError):
     """The loss became NaN or infinite; the last finite checkpoint is kept."""
+
+
+class UnreadableCheckpointError(UserError):
+    """A training's last checkpoint cannot be restored; `directory` holds it."""
+
+    def __init__(self, message, directory):
+        super().__init__(message)
+        self.directory = directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,14 +240,20 @@ class Trainer:
 
     def restore(self):
         """Resume from the last checkpoint, if any; returns the epoch to start at."""
-        path = tf.train.latest_checkpoint(self._checkpoint_dir) if self._checkpoint_dir else None
+        directory = self._checkpoint_dir
+        path = tf.train.latest_checkpoint(directory) if directory else None
+        if path is None and directory and glob.glob(os.path.join(directory, "*.index")):
+            # TensorFlow ignores a corrupt 'checkpoint' file; training from scratch would overwrite the saves.
+            raise UnreadableCheckpointError(
+                f"{directory} holds checkpoints, but its 'checkpoint' file names none (it is corrupt): move "
+                f"{directory} aside to train from scratch, or use another --workdir", directory)
         if path:
             try:
                 self._checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as error:
-                raise UserError(
+            except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:  # IndexError: a short file
+                raise UnreadableCheckpointError(
                     f"checkpoint {path} is corrupt or does not fit this model ({type(error).__name__}): "
-                    f"delete {os.path.dirname(path)} to train from scratch, or use another --workdir"
+                    f"delete {directory} to train from scratch, or use another --workdir", directory
                 ) from error
             logging.info("%s: resumed from %s at epoch %d", self.name, path, int(self.epoch.numpy()))
         return int(self.epoch.numpy())

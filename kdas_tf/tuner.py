@@ -3,19 +3,29 @@
 The tuner only trains: it builds the candidate from the trial's architecture
 string, trains it with the search loss for the search epochs (checkpointed in
 the trial's directory, so a killed trial resumes mid-way) and reports the
-validation accuracy that the oracle turns into the controller's reward.
+validation accuracy that the oracle turns into the controller's reward. A fault
+of the machine (a full disk, out of memory, a checkpoint that reads back
+corrupt, which is moved aside) has the trial trained again; a NaN loss fails it.
 """
 
+import itertools
 import os
 import time
 
 import keras_tuner
+import tensorflow as tf
 from absl import logging
 from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import _internals, models, storage, summaries
+from kdas_tf import _internals, models, schema, storage, summaries
+from kdas_tf.errors import UserError
 from kdas_tf.oracle import OBJECTIVE
-from kdas_tf.trainer import Trainer, build_fresh
+from kdas_tf.trainer import Trainer, UnreadableCheckpointError, build_fresh
+
+# Faults of the machine, not verdicts on the network: disk full or unwritable, out of memory (host or
+# accelerator), a file that reads back corrupt. A trial that meets one is trained again.
+MACHINE_FAULTS = (OSError, MemoryError, tf.errors.ResourceExhaustedError, tf.errors.DataLossError,
+                  UnreadableCheckpointError)
 
 
 class KDASTuner(keras_tuner.Tuner):
@@ -40,7 +50,38 @@ class KDASTuner(keras_tuner.Tuner):
         self.save()
         self.oracle.create_trial = _pause_when_idle(self.oracle.create_trial)
 
+    def reload(self):
+        """KerasTuner's reload, with the tuner's own file checked first: it holds nothing of the search's."""
+        schema.read(_internals.tuner_file(self), schema.OBJECT, "delete it and rerun the same command (it holds "
+                    "no results; KerasTuner writes it again)")
+        super().reload()
+
     def run_trial(self, trial, *args, **kwargs):
+        """Train the trial's candidate; returns {val_top1: its validation accuracy}.
+
+        A fault of the machine (MACHINE_FAULTS) is raised as it is: KerasTuner marks the trial INVALID and the
+        oracle hands it out again, up to its max_retries_per_trial, without a reward. Anything else (a NaN
+        loss, a bug) is a FailedTrialError: the trial is recorded FAILED at once, as a verdict on the network.
+        """
+        try:
+            return self._train_candidate(trial)
+        except UnreadableCheckpointError as error:
+            aside = move_aside(error.directory)
+            logging.warning("trial %s: %s; moved to %s, the trial trains again from scratch", trial.trial_id,
+                            error, aside)
+            raise UnreadableCheckpointError(f"trial {trial.trial_id}: its checkpoint could not be restored "
+                                            f"({error.__cause__ or error}); moved to {aside}", aside) from error
+        except MACHINE_FAULTS as error:
+            logging.warning("trial %s: %s: %s; the trial is trained again", trial.trial_id, type(error).__name__,
+                            error)
+            raise
+        except keras_tuner.errors.FatalError:
+            raise
+        except Exception as error:  # the traceback KerasTuner records keeps the original exception too
+            reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            raise keras_tuner.errors.FailedTrialError(reason) from error
+
+    def _train_candidate(self, trial):
         values = trial.hyperparameters.values
         arch = models.Architecture.parse(values["architecture"])
         trial_dir = self.get_trial_dir(trial.trial_id)
@@ -75,6 +116,16 @@ class KDASTuner(keras_tuner.Tuner):
         raise NotImplementedError(
             f"trials keep checkpoints, not models: python -m kdas_tf.export --workdir=WORKDIR "
             f"--model=search/trial_{trial.trial_id} writes trial {trial.trial_id} as a SavedModel")
+
+
+def move_aside(directory):
+    """Rename `directory` to the first free `directory.corrupt-N` and return that path: a user's files are
+    kept where they can be looked at, never deleted."""
+    for number in itertools.count(1):
+        aside = f"{directory}.corrupt-{number}"
+        if not os.path.exists(aside):
+            os.rename(directory, aside)
+            return aside
 
 
 def _pause_when_idle(create_trial, seconds=1.0):

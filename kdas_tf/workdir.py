@@ -23,7 +23,7 @@ import tempfile
 
 from absl import logging
 
-from kdas_tf import lock, results, storage
+from kdas_tf import lock, results, schema, storage
 from kdas_tf.errors import UserError
 
 SEARCH_PROJECT = "search"  # KerasTuner's project name: WORKDIR/search
@@ -244,7 +244,7 @@ def finished_rows(workdir):
         seed_index = int(seed or 0)
         if os.path.exists(workdir.final_results(row, seed_index)) and os.path.exists(
                 workdir.final_model(row, seed_index)):
-            rows.setdefault(row, {})[seed_index] = storage.read_json(workdir.final_results(row, seed_index))
+            rows.setdefault(row, {})[seed_index] = schema.read_final_row(workdir.final_results(row, seed_index))
     return {row: [seeds[k] for k in range(len(seeds)) if all(j in seeds for j in range(k + 1))]
             for row, seeds in rows.items() if 0 in seeds}
 
@@ -252,7 +252,7 @@ def finished_rows(workdir):
 def served_model_path(workdir):
     """The served model's file: results.json's `exported` row and seed, else the served rule over the finished rows."""
     if os.path.exists(workdir.results):
-        recorded = storage.read_json(workdir.results)
+        recorded = schema.read_run_results(workdir.results)
         if recorded.get("exported"):
             return workdir.final_model(recorded["exported"], recorded.get("exported_seed", 0))
     rows = finished_rows(workdir)

@@ -6,6 +6,7 @@ training it, so these tests exercise exactly the oracle's decisions.
 
 import json
 
+import keras_tuner
 import pytest
 from keras_tuner.engine import trial as trial_module
 
@@ -37,8 +38,8 @@ class FormulaTuner(KDASTuner):
     def run_trial(self, trial, *args, **kwargs):
         arch = models.Architecture.parse(trial.hyperparameters.values["architecture"])
         self.trained.append(arch)
-        if trial.trial_id in self.fail:
-            raise FloatingPointError("loss became nan")
+        if trial.trial_id in self.fail:  # as KDASTuner fails a trial whose loss turned NaN: at once
+            raise keras_tuner.errors.FailedTrialError("loss became nan")
         return {"val_top1": conv_share(arch)}
 
 
@@ -167,7 +168,7 @@ def test_an_unreadable_search_state_is_refused_with_advice(tmp_path):
     search(tmp_path)
     state = tmp_path / "search" / "oracle.json"
     state.write_text('{"kdas": ')  # cut off mid-write by something other than us
-    with pytest.raises(UserError, match=r"cannot be read .*move it aside to start the search over"):
+    with pytest.raises(UserError, match=r"oracle.json is not readable JSON .*move .*search aside and rerun"):
         FormulaTuner(make_oracle(), str(tmp_path))
     assert state.read_text() == '{"kdas": '  # left for the user to restore
 
