@@ -500,6 +500,15 @@ def from_args(args, sections=tuple(SECTIONS)):
     return from_flags(flag_values)
 
 
+def flag_argument(name, value):
+    """Flag `name` set to `value` as a command line says it: --name / --noname, lists comma-separated."""
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no'}{name}"
+    if isinstance(value, (tuple, list)):
+        return f"--{name}={','.join(str(v) for v in value)}"
+    return f"--{name}={value}"
+
+
 def to_flags(config, names=tuple(SECTIONS)):
     """The named sections of `config` as command-line flags ('--name=value'), the inverse of from_flags."""
     arguments = []
@@ -507,12 +516,6 @@ def to_flags(config, names=tuple(SECTIONS)):
         section = getattr(config, name)
         for field in dataclasses.fields(section):
             value = getattr(section, field.name)
-            if value is None:
-                continue  # unset: the flag's default is None too
-            if isinstance(value, bool):
-                arguments.append(f"--{'' if value else 'no'}{flag_name(field)}")
-            elif isinstance(value, tuple):
-                arguments.append(f"--{flag_name(field)}={','.join(str(v) for v in value)}")
-            else:
-                arguments.append(f"--{flag_name(field)}={value}")
+            if value is not None:  # unset: the flag's default is None too
+                arguments.append(flag_argument(flag_name(field), value))
     return arguments
