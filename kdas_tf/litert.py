@@ -29,8 +29,9 @@ from kdas_tf.workdir import DEPLOYMENT_JSON, DEPLOYMENT_MD
 FORMATS = ("saved_model", "tflite", "tflite_int8")
 FILES = {"tflite": "model.tflite", "tflite_int8": "model_int8.tflite"}
 # Agreement with the SavedModel's classes on the test split below which a format is refused. Float32 differs
-# only in kernel rounding; int8 was measured at 99.4-100% on digits (README, Export), 97% leaves room for
-# datasets whose logits lie closer together.
+# only in kernel rounding (measured: 100%). int8 measured 99.33% on the digits run's served model and 99.0%
+# on the tests' 2-epoch digits model (2 and 3 of 300 test images); 97% leaves room for datasets with more
+# classes, whose logits lie closer together, and still refuses a broken calibration.
 MIN_AGREEMENT = {"tflite": 0.99, "tflite_int8": 0.97}
 REPRESENTATIVE_IMAGES = 300
 LATENCY_RUNS, LATENCY_WARMUP = 50, 5
@@ -133,9 +134,10 @@ def add_litert_formats(directory, signature, dataset, formats, *, force=False):
     test = dataset.splits["test"]
     reference = saved_model_runner(directory, signature)
     reference_classes = classes_of(reference, test.images)
-    rows = [] if "saved_model" not in formats else [row("saved_model", saved_model_bytes(directory),
-                                                       reference_classes, reference_classes, test.labels,
-                                                       latency_ms(reference, test.images[:1]))]
+    rows = []
+    if "saved_model" in formats:
+        rows.append(row("saved_model", saved_model_bytes(directory), reference_classes, reference_classes,
+                        test.labels, latency_ms(reference, test.images[:1])))
     for name in (f for f in FORMATS if f in formats and f != "saved_model"):
         representative = representative_images(dataset.splits["train"].images) if name == "tflite_int8" else None
         content = convert(directory, signature, representative=representative)
