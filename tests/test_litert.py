@@ -5,7 +5,7 @@ Every number of deployment.json is recomputed here by an independent pass over t
 SavedModel through tf.saved_model.load, each .tflite through ai_edge_litert's interpreter one image at a
 time (the export checks in batches). Counts are compared exactly (tolerance 1e-9 on the fractions); the
 float .tflite's probabilities must match the SavedModel's within 1e-5 (float32 kernels of XNNPACK and
-TensorFlow differ by ~1e-7).
+TensorFlow differ by ~1e-7). A rerun of the search with --formats passes them to its export.
 """
 
 import json
@@ -20,7 +20,8 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from kdas_tf import data, litert, reports, serving, storage
+from conftest import TINY_RUN_EXTRA, tiny_config
+from kdas_tf import data, litert, pipeline, reports, serving, storage
 from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir, served_model_path
 
@@ -166,8 +167,28 @@ def test_force_export_writes_a_disagreeing_conversion_and_records_it(exported, t
     assert sorted(os.listdir(target)) == ["deployment.json", "deployment.md", serving.METADATA, "model.tflite"]
 
 
+def test_the_search_passes_its_formats_to_the_served_export(tiny_run, tmp_path):
+    """Rerunning a finished search retrains nothing and exports again, here with --formats=saved_model,tflite."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], workdir)
+    pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--formats=saved_model,tflite"))
+    table = storage.read_json(os.path.join(workdir, "export", "deployment.json"))
+    assert [row["format"] for row in table["rows"]] == ["saved_model", "tflite"]
+    assert os.path.exists(os.path.join(workdir, "export", "model.tflite"))
+    assert not os.path.exists(os.path.join(workdir, "export", "model_int8.tflite"))
+
+
 def test_formats_are_judged_before_anything_is_read():
     with pytest.raises(UserError, match="--formats=onnx: give one or more of saved_model, tflite, tflite_int8"):
         litert.check_formats(("onnx",))
     with pytest.raises(UserError, match="each once"):
         litert.check_formats(("tflite", "tflite"))
+
+
+def test_the_export_command_refuses_an_unknown_format_in_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "kdas_tf.export", f"--workdir={tmp_path}", "--formats=tflite,onnx"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: --formats=tflite,onnx: give one or more of saved_model, tflite, tflite_int8, each once")
+    assert os.listdir(tmp_path) == []
