@@ -18,7 +18,7 @@ import typing
 
 from absl import flags
 
-from kdas_tf import data, distribute, losses, models, teacher_outputs
+from kdas_tf import data, distribute, litert, losses, models, teacher_outputs
 from kdas_tf.budget import check_budget
 from kdas_tf.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
 from kdas_tf.errors import UserError
@@ -311,6 +311,22 @@ class ParallelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """What the served model is exported as (kdas_tf.serving.export_served); never changes a result."""
+
+    # An export's formats say how the model is shipped, not what it is: a rerun may add one.
+    formats: typing.Tuple[str, ...] = option(
+        ("saved_model",), "Formats of the export: saved_model, tflite (float32 LiteRT), tflite_int8 (full-integer, "
+        "calibrated on 300 training images). Each LiteRT file is checked against the SavedModel on the test "
+        "split and written with deployment.json/.md (size, test top-1, agreement, latency).", setting=False)
+    force_export: bool = option(False, "Write a LiteRT export even when its classes agree with the SavedModel's "
+                                "on fewer test images than its threshold (99% float, 97% int8).", setting=False)
+
+    def __post_init__(self):
+        _user_errors(litert.check_formats, self.formats)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainJob:
     """What python -m kdas_tf.train trains: a backbone or an architecture string, with one loss."""
 
@@ -328,10 +344,10 @@ class TrainJob:
 
 
 # The sections of a search (python -m kdas_tf.search and its parallel workers).
-SEARCH_SECTIONS = ("run", "data", "recipe", "model", "teachers", "search", "controller", "parallel")
+SEARCH_SECTIONS = ("run", "data", "recipe", "model", "teachers", "search", "controller", "parallel", "export")
 SECTIONS = {"run": RunConfig, "data": DataConfig, "recipe": RecipeConfig, "model": ModelConfig,
             "teachers": TeacherConfig, "search": SearchConfig, "controller": ControllerSettings,
-            "parallel": ParallelConfig, "train": TrainJob}
+            "parallel": ParallelConfig, "export": ExportConfig, "train": TrainJob}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,6 +362,7 @@ class Config:
     search: SearchConfig = SearchConfig()
     controller: ControllerSettings = ControllerSettings()
     parallel: ParallelConfig = ParallelConfig()
+    export: ExportConfig = ExportConfig()
     train: TrainJob = TrainJob()
 
     def __post_init__(self):
@@ -483,6 +500,15 @@ def from_args(args, sections=tuple(SECTIONS)):
     return from_flags(flag_values)
 
 
+def flag_argument(name, value):
+    """Flag `name` set to `value` as a command line says it: --name / --noname, lists comma-separated."""
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no'}{name}"
+    if isinstance(value, (tuple, list)):
+        return f"--{name}={','.join(str(v) for v in value)}"
+    return f"--{name}={value}"
+
+
 def to_flags(config, names=tuple(SECTIONS)):
     """The named sections of `config` as command-line flags ('--name=value'), the inverse of from_flags."""
     arguments = []
@@ -490,12 +516,6 @@ def to_flags(config, names=tuple(SECTIONS)):
         section = getattr(config, name)
         for field in dataclasses.fields(section):
             value = getattr(section, field.name)
-            if value is None:
-                continue  # unset: the flag's default is None too
-            if isinstance(value, bool):
-                arguments.append(f"--{'' if value else 'no'}{flag_name(field)}")
-            elif isinstance(value, tuple):
-                arguments.append(f"--{flag_name(field)}={','.join(str(v) for v in value)}")
-            else:
-                arguments.append(f"--{flag_name(field)}={value}")
+            if value is not None:  # unset: the flag's default is None too
+                arguments.append(flag_argument(flag_name(field), value))
     return arguments

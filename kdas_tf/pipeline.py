@@ -4,7 +4,7 @@
     results = pipeline.run(config.Config(run=config.RunConfig(workdir="runs/x"), ...))
 
 teachers (reused if present) -> architecture search (KerasTuner, resumable) -> final training of the found
-architecture and of the plain student with each L_T -> test evaluation -> SavedModel export ->
+architecture and of the plain student with each L_T -> test evaluation -> export (--formats) ->
 results.json and results.md. Calling it again on the same work directory resumes where it stopped;
 finished steps are read back from disk, never redone. `train_teachers` and `train_one` are the jobs of
 python -m kdas_tf.teachers and kdas_tf.train. Nothing here reads a flag.
@@ -110,8 +110,8 @@ def run(config, *, dataset=None):
         rows = train_final_rows(config, dataset, strategy, teacher, workdir, found)
         served = served_row(rows)
         seed = served_seed(rows[served]["seeds"])
-        serving.export_saved_model(storage.load_model(workdir.final_model(served, seed)), workdir.export,
-                                   mean=dataset.info.mean, std=dataset.info.std)
+        serving.export_served(storage.load_model(workdir.final_model(served, seed)), workdir.export,
+                              dataset=dataset, formats=config.export.formats, force=config.export.force_export)
     summary = results.collect(
         teacher_report=teacher_report, oracle=oracle, found=found, rows=rows, budget=budget,
         backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
@@ -200,5 +200,6 @@ def describe_plan(config):
         f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each, "
         f"{search.seeds} seed(s) per row"
         + (f"; man-made {', '.join(search.manmade)} with {', '.join(search.final_loss)}" if search.manmade else ""),
-        f"  then: test evaluation, SavedModel in {config.workdir}/export, results.json and results.md",
+        f"  then: test evaluation, {' + '.join(config.export.formats)} in {config.workdir}/export, results.json "
+        "and results.md",
     ])

@@ -9,6 +9,8 @@ Writes under WORKDIR/report/ (or --output):
   with the found models of the --compare runs;
 - accuracy_vs_parameters.png (every trial's validation top-1, the budget line, the Pareto front),
   reward_over_trials.png, teacher_agreement.png; and report.md with all of them.
+- the deployment table of each export made with LiteRT formats (export/deployment.json, exports/NAME/...),
+  in report.md;
 - search.md/.csv: which controller searched, its trials and rewards; with --compare=OTHER_WORKDIR,...
   each other run's search beside it, and their rewards in reward_over_trials.png (an LSTM search
   against a --controller=random one under the same budget, trials and reward).
@@ -179,6 +181,11 @@ def write_report(workdir, output=None, compare=()):
             storage.write_text(os.path.join(output, path), text)
             written.append(os.path.join(output, path))
         sections.append(f"## {title}\n\n{markdown}")
+    for name, path in Workdir(workdir).deployment_tables():
+        deployment = storage.read_json(path)
+        sections.append(f"## Deployment: {name}/ ({deployment['test_examples']} test images; latency: median of "
+                        f"{deployment['latency']['runs']} single-image runs on this CPU)\n\n"
+                        f"{results.deployment_markdown(deployment['rows'])}")
     for name, png in figures(summary, runs).items():
         storage.write_bytes(os.path.join(output, name), png)
         written.append(os.path.join(output, name))

@@ -1,4 +1,5 @@
-"""A search's results as one JSON-friendly summary and a table in the shape of the paper's Table 2."""
+"""A search's results as one JSON-friendly summary and a table in the shape of the paper's Table 2; an
+export's deployment table."""
 
 import numpy as np
 
@@ -119,3 +120,12 @@ def trial_summary(trial, tuner_id=None):
         "val_top1": trial.score,
         "message": (trial.message or "").strip().splitlines()[-1:] or None,
     }
+
+
+DEPLOYMENT_COLUMNS = ("format", "size KB", "test top-1 %", "agreement with SavedModel %", "latency ms (1 image)")
+
+
+def deployment_markdown(rows):
+    """An export's formats (kdas_tf.litert's deployment.json rows) as a Markdown table."""
+    return markdown_table(DEPLOYMENT_COLUMNS, [
+        (r["format"], r["size_kb"], 100 * r["test_top1"], 100 * r["agreement"], r["latency_ms"]) for r in rows])

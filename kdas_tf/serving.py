@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import data, models, schema, storage
+from kdas_tf import data, litert, models, schema, storage
 from kdas_tf.data.pipeline import normalise
 from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir, served_model_path
@@ -44,11 +44,13 @@ def serving_function(model, mean, std):
     return serve
 
 
-def export_saved_model(model, path, *, mean, std, metadata=None):
+def export_saved_model(model, path, *, mean, std, metadata=None, also=None):
     """Write `model` as a SavedModel with a `serving_default` signature at `path`, atomically.
 
     mean, std: per channel, 0..255 scale (DatasetInfo's). metadata: extra JSON
-    values recorded in kdas_export.json. Returns `path`.
+    values recorded in kdas_export.json. also(directory): writes more beside the
+    finished SavedModel before it moves into place (the LiteRT formats); if it
+    raises, the old export stays. Returns `path`.
     """
     height, width, channels = model.input_shape[1:]
     archive = keras.export.ExportArchive()
@@ -74,11 +76,31 @@ def export_saved_model(model, path, *, mean, std, metadata=None):
         archive.write_out(staging, verbose=False)
         with open(os.path.join(staging, METADATA), "w") as f:
             json.dump(description, f, indent=2)
+        if also:
+            also(staging)
         _move_into_place(staging, path)
         storage.sync_directory(parent)  # the renames survive a power cut
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful move
     return path
+
+
+def export_served(model, path, *, dataset, formats=("saved_model",), force=False, metadata=None):
+    """Export `model` at `path` in `formats` (kdas_tf.litert.FORMATS); returns `path`.
+
+    The SavedModel alone is written as export_saved_model writes it. With a LiteRT format the SavedModel is
+    converted, each conversion checked against it on `dataset`'s test split (refused below
+    litert.MIN_AGREEMENT unless `force`) and the deployment table written beside them; the whole export
+    moves into place only once every check passed.
+    """
+    formats = litert.check_formats(formats)
+    info = dataset.info
+    if formats == ("saved_model",):
+        return export_saved_model(model, path, mean=info.mean, std=info.std, metadata=metadata)
+    return export_saved_model(model, path, mean=info.mean, std=info.std,
+                              metadata={**(metadata or {}), "formats": list(formats)},
+                              also=lambda staging: litert.add_litert_formats(staging, SIGNATURE, dataset, formats,
+                                                                             force=force))
 
 
 def _move_into_place(staging, path):
@@ -202,11 +224,13 @@ def recorded_data_settings(workdir, given):
     return {**given, **{k: recorded[k] for k in DATA_SETTINGS if k in recorded}}
 
 
-def export_from_workdir(root, *, data_config, given, model=None, architecture=None, output=None):
+def export_from_workdir(root, *, data_config, given, model=None, architecture=None, output=None,
+                        formats=("saved_model",), force=False):
     """Export the run's served model (or `model`) from work directory `root`; returns the output directory.
 
     data_config: a config.DataConfig (data_dir and manual_dir say where the data is); given: the data
-    settings the user set explicitly ({name: value}), checked against the run's record.
+    settings the user set explicitly ({name: value}), checked against the run's record. formats, force:
+    as export_served takes them.
     """
     if not root or not os.path.isdir(root):
         raise UserError(f"--workdir={root!r} is not a directory: give a run's work directory")
@@ -214,9 +238,10 @@ def export_from_workdir(root, *, data_config, given, model=None, architecture=No
     workdir.claim({})  # no search or training may write the models while they are exported
     settings = {k: getattr(data_config, k) for k in DATA_SETTINGS}
     settings.update(recorded_data_settings(workdir, given))
-    info = data.load(settings["dataset"], data_dir=data_config.data_dir, manual_dir=data_config.manual_dir,
-                     val_fraction=settings["val_fraction"], split_seed=settings["split_seed"],
-                     train_examples=settings["train_examples"]).info
+    dataset = data.load(settings["dataset"], data_dir=data_config.data_dir, manual_dir=data_config.manual_dir,
+                        val_fraction=settings["val_fraction"], split_seed=settings["split_seed"],
+                        train_examples=settings["train_examples"])
+    info = dataset.info
     if model:
         source = resolve_model_path(root, model)
         relative = os.path.relpath(os.path.abspath(source), os.path.abspath(root))
@@ -226,7 +251,7 @@ def export_from_workdir(root, *, data_config, given, model=None, architecture=No
         source = served_model_path(workdir)
         output = output or workdir.export
     network, loaded_from = load_model_for_export(source, root, info, architecture)
-    export_saved_model(network, output, mean=info.mean, std=info.std, metadata={
+    export_served(network, output, dataset=dataset, formats=formats, force=force, metadata={
         "source": os.path.abspath(loaded_from), "dataset": info.name, "num_classes": info.num_classes,
     })
     logging.info("exported %s -> %s (signature %s: uint8 images %s -> probabilities, classes)",

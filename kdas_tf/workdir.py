@@ -10,7 +10,8 @@
                                final/ROW_seedK/ its training from --seed + K (--seeds)
       train/NAME/              what python -m kdas_tf.train trains
       tb/                      one TensorBoard tree: teachers/, trials/, controller/, search/, final/, train/
-      export/                  the served SavedModel; exports/NAME/ other exports
+      export/                  the served SavedModel (and --formats' LiteRT files, deployment.json and .md);
+                               exports/NAME/ other exports
       results.json, results.md the run's numbers and its Table 2
       report/                  python -m kdas_tf.report's tables and figures
       .lock, .lock-workers     who holds the directory (kdas_tf.lock)
@@ -27,6 +28,8 @@ from kdas_tf import lock, results, schema, storage
 from kdas_tf.errors import UserError
 
 SEARCH_PROJECT = "search"  # KerasTuner's project name: WORKDIR/search
+# Beside an export's formats: its deployment table (kdas_tf.litert), as JSON and as Markdown.
+DEPLOYMENT_JSON, DEPLOYMENT_MD = "deployment.json", "deployment.md"
 
 
 class Workdir:
@@ -57,6 +60,14 @@ class Workdir:
 
     def other_export(self, name):
         return self.path("exports", name)
+
+    def deployment_tables(self):
+        """[(export name, its deployment.json)] of export/ and each exports/NAME/ that has one."""
+        others = self.path("exports")
+        names = [("export", self.export)] + [(name, os.path.join(others, name))
+                                             for name in sorted(os.listdir(others) if os.path.isdir(others) else ())]
+        return [(name, os.path.join(path, DEPLOYMENT_JSON)) for name, path in names
+                if os.path.exists(os.path.join(path, DEPLOYMENT_JSON))]
 
     @property
     def report(self):
