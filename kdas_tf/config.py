@@ -87,7 +87,10 @@ class RunConfig:
 class DataConfig:
     """The dataset and its held-out validation split."""
 
-    dataset: str = option("digits", "Dataset to train and evaluate on.", choices=data.DATASETS)
+    dataset: str = option("digits", f"Dataset to train and evaluate on: one of {', '.join(data.DATASETS)}, or your own "
+                          "as tfds:NAME (prepared in --data_dir), folder:PATH (one sub-folder per class; PATH/train "
+                          "and PATH/test, or else --test_fraction held out) or npz:PATH (x_train, y_train, x_test, "
+                          "y_test).")
     # Where the data lives does not change what it is.
     data_dir: typing.Optional[str] = option(None, "TFDS data directory (prepared CIFAR-100 lives here).",
                                             setting=False)
@@ -99,27 +102,47 @@ class DataConfig:
     train_examples: typing.Optional[int] = option(
         None, "Train on a fixed subset of this many of the training images left after the validation "
         "holdout (seeded by --split_seed); validation and test stay whole. Default: all.")
+    image_size: typing.Optional[int] = option(
+        None, "folder: and tfds: datasets: resize every image to S x S (needed when their sizes differ).")
+    flip: typing.Optional[bool] = option(
+        None, "Mirror training images at random (default: on for your own data and the built-ins that keep their "
+        "class mirrored; --flip=false for digits, text or anything a mirror changes).")
+    tfds_splits: typing.Tuple[str, ...] = option(("train", "test"), "tfds: datasets: the TRAIN,TEST split names.")
+    test_fraction: float = option(0.2, "folder: datasets without PATH/train and PATH/test: the share of the images "
+                                  "held out as the test split (seeded by --split_seed).")
 
     def __post_init__(self):
-        if self.dataset not in data.DATASETS:
-            raise UserError(f"--dataset={self.dataset}: value should be one of {', '.join(data.DATASETS)}")
+        _user_errors(data.check_name, self.dataset)
         _user_errors(data.check_val_fraction, self.val_fraction)
         if self.train_examples is not None and self.train_examples < 1:
             raise UserError(f"--train_examples must be at least 1 (or unset: all), got {self.train_examples}")
+        if self.image_size is not None and self.image_size < 1:
+            raise UserError(f"--image_size must be at least 1 pixel (or unset), got {self.image_size}")
+        if len(self.tfds_splits) != 2:
+            raise UserError(f"--tfds_splits={','.join(self.tfds_splits)}: give two split names, TRAIN,TEST")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise UserError(f"--test_fraction must be in (0, 1) (exclusive), got {self.test_fraction}")
+        self.metadata()  # a reference's classes and image shape: a bad file is refused here, before anything runs
+
+    def metadata(self):
+        """(num_classes, image_shape): the built-in tables, or a reference's cheap metadata (no images read)."""
+        return data.metadata(self.dataset, data_dir=self.data_dir, image_size=self.image_size,
+                             tfds_splits=tuple(self.tfds_splits))
 
     @property
     def num_classes(self):
-        return data.NUM_CLASSES[self.dataset]
+        return self.metadata()[0]
 
     @property
     def image_shape(self):
-        return data.IMAGE_SHAPES[self.dataset]
+        return self.metadata()[1]
 
     def load(self):
         """The dataset in memory, split; DataNotFoundError (a UserError) says how to prepare it."""
         return data.load(self.dataset, data_dir=self.data_dir, manual_dir=self.manual_dir,
                          val_fraction=self.val_fraction, split_seed=self.split_seed,
-                         train_examples=self.train_examples)
+                         train_examples=self.train_examples, image_size=self.image_size, flip=self.flip,
+                         tfds_splits=tuple(self.tfds_splits), test_fraction=self.test_fraction)
 
 
 @dataclasses.dataclass(frozen=True)
