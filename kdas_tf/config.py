@@ -18,7 +18,7 @@ import typing
 
 from absl import flags
 
-from kdas_tf import data, distribute, losses, models, teacher_outputs
+from kdas_tf import data, distribute, ensemble, losses, models, teacher_outputs
 from kdas_tf.budget import check_budget
 from kdas_tf.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
 from kdas_tf.errors import UserError
@@ -220,8 +220,21 @@ class TeacherConfig:
         "WORKDIR/teacher_outputs and shares them with every candidate and final training; 'online' runs the "
         "teachers inside every training step (no disk).", flag="teacher_outputs", choices=teacher_outputs.KINDS,
         setting=False)
+    # Config.settings adds each file's content hash: a rerun with other teachers at the same paths is refused.
+    models: typing.Tuple[str, ...] = option(
+        (), "Your trained models as the ensemble members instead of training them: .keras files or SavedModel "
+        "directories, or globs (--teacher_network, --num_teachers and --teacher_epochs are then ignored).",
+        flag="teacher_models")
+    input_scale: str = option(
+        "standardised", "What --teacher_models take as input: standardised (per channel (x - mean) / std of the "
+        "training split, what kdas_tf's own networks take), pixels (0..255, e.g. a model with its own Rescaling "
+        "layer) or unit (pixels / 255).", flag="teacher_input", choices=ensemble.INPUT_SCALES)
 
     def __post_init__(self):
+        if self.input_scale not in ensemble.INPUT_SCALES:
+            raise UserError(f"--teacher_input={self.input_scale!r}: expected one of "
+                            f"{', '.join(ensemble.INPUT_SCALES)}")
+        self.model_files()
         _user_errors(models.parse_network, self.network)
         _at_least_one(self, "num_teachers")
         if self.epochs is not None and self.epochs < 1:
@@ -229,6 +242,14 @@ class TeacherConfig:
         if self.outputs not in teacher_outputs.KINDS:
             raise UserError(f"--teacher_outputs={self.outputs!r} is not a choice: expected one of "
                             f"{', '.join(teacher_outputs.KINDS)}")
+
+    def model_files(self):
+        """--teacher_models with each glob expanded (sorted); a path that names nothing is refused."""
+        return _user_errors(ensemble.expand_model_paths, self.models)
+
+    def member_paths(self, workdir):
+        """The members' files: --teacher_models, else the trained members of `workdir` (a workdir.Workdir)."""
+        return self.model_files() or workdir.member_models(self.num_teachers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,9 +433,12 @@ class Config:
 
     def settings(self):
         """What makes a work directory's results what they are, keyed by flag: a rerun must agree."""
-        return {flag_name(f): _plain(getattr(section, f.name))
-                for name, section in self._sections() if name != "train"
-                for f in dataclasses.fields(section) if f.metadata["setting"]}
+        settings = {flag_name(f): _plain(getattr(section, f.name))
+                    for name, section in self._sections() if name != "train"
+                    for f in dataclasses.fields(section) if f.metadata["setting"]}
+        if self.teachers.models:
+            settings["teacher_models"] = ensemble.model_identity(self.teachers.model_files())
+        return settings
 
     def unrecorded_settings(self):
         """{flag: value} of the settings added later, as work directories made before them were made."""
