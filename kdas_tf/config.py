@@ -221,10 +221,11 @@ class TeacherConfig:
         "teachers inside every training step (no disk).", flag="teacher_outputs", choices=teacher_outputs.KINDS,
         setting=False)
     # Config.settings adds each file's content hash: a rerun with other teachers at the same paths is refused.
+    # Directories made before the flag distilled from trained members: given ones are refused there.
     models: typing.Tuple[str, ...] = option(
         (), "Your trained models as the ensemble members instead of training them: .keras files or SavedModel "
         "directories, or globs (--teacher_network, --num_teachers and --teacher_epochs are then ignored).",
-        flag="teacher_models")
+        flag="teacher_models", unrecorded=[])
     input_scale: str = option(
         "standardised", "What --teacher_models take as input: standardised (per channel (x - mean) / std of the "
         "training split, what kdas_tf's own networks take), pixels (0..255, e.g. a model with its own Rescaling "

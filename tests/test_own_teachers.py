@@ -144,6 +144,12 @@ def test_teacher_identity_is_a_setting_and_keys_the_cache(npz_path, dataset, tmp
     assert run.teachers.model_files() == [f"{tmp_path}/a.keras", f"{tmp_path}/b.keras"]
     recorded = run.settings()["teacher_models"]
     assert [entry["sha256"] for entry in recorded] == [ensemble.content_sha256(f"{tmp_path}/{n}.keras") for n in "ab"]
+    trained = make_config(tmp_path / "w", npz_path)
+    made_before = {k: v for k, v in trained.settings().items() if k != "teacher_models"}
+    Workdir(str(tmp_path / "old")).claim(made_before)  # a directory made before --teacher_models existed
+    with pytest.raises(UserError, match="--teacher_models was \\[\\], now"):
+        Workdir(str(tmp_path / "old")).claim(run.settings(), run.unrecorded_settings())
+    Workdir(str(tmp_path / "old")).claim(trained.settings(), trained.unrecorded_settings())
     Workdir(str(tmp_path / "w")).claim(run.settings())
     teacher, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="unit", batch_size=16,
                                      strategy=distribute.make_strategy("default"))
