@@ -199,11 +199,15 @@ def model_identity(paths):
 
 
 def weights_identity(models_):
-    """[{model, sha256}] of keras.Models given from Python: their architecture and weights."""
+    """[{model, sha256}] of keras.Models given from Python: each weight's path, shape and values.
+
+    Not model.to_json(): it holds the trainable flags, which the ensemble turns off.
+    """
     identity = []
     for model in models_:
-        digest = hashlib.sha256(model.to_json().encode())
+        digest = hashlib.sha256()
         for weight in model.weights:
+            digest.update(f"{weight.path}{tuple(weight.shape)}".encode())
             digest.update(np.asarray(weight.numpy()).tobytes())
         identity.append({"model": model.name, "sha256": digest.hexdigest()})
     return identity

@@ -93,7 +93,8 @@ def run(config, *, dataset=None, teachers=None):
 
     dataset: a kdas_tf.data.Dataset to use instead of loading config.data's (data.from_numpy makes one of
     arrays); its classes and image shape size the budget. teachers: keras.Models to distil from instead of
-    training members (as --teacher_models; one process only, since parallel workers could not load them).
+    training members (as --teacher_models; one process only, since parallel workers could not load them);
+    they are frozen (trainable=False) as part of the ensemble.
     """
     config.refuse_multi_worker("search")
     budget, backbone_parameters = config.budget()

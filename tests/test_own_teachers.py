@@ -194,3 +194,29 @@ def test_a_search_distils_two_given_teachers_of_an_npz_dataset(npz_path, teacher
     assert summary["final"]["kdas_od"]["test"]["top1"] >= 0 and os.path.isdir(tmp_path / "w" / "export")
     manifest = storage.read_json(str(tmp_path / "w" / "teacher_outputs" / "od" / "manifest.json"))
     assert manifest["teachers"] == [f"{m['sha256']}:unit" for m in written["teacher"]["members"]]
+
+
+def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weights(dataset, tmp_path):
+    images, labels = dataset.splits["train"].images, dataset.splits["train"].labels
+    arrays = data.from_numpy((images, labels), (images[:9], labels[:9]), name="mine")
+    run = config.Config(run=config.RunConfig(workdir=str(tmp_path / "w")),
+                        teachers=config.TeacherConfig(input_scale="unit"),
+                        search=config.SearchConfig(backbone="resnet8", trials_per_round=1, search_epochs=1))
+    with pytest.raises(UserError, match=r"user_model_4 outputs \(5,\) per image; the data has 3 classes"):
+        pipeline.run(run, dataset=arrays, teachers=[tiny_model(4, classes=5)])
+    assert not os.path.exists(tmp_path / "w")
+    model = tiny_model(1)
+    _, _, _, (teacher, members) = pipeline._start(run, arrays, claim=True, teachers=[model])
+    recorded = storage.read_json(str(tmp_path / "w" / "settings.json"))
+    assert recorded["teacher_models"] == ensemble.weights_identity([model]) and recorded["dataset"] == "mine"
+    assert members[0]["model"] == "user_model_1" and teacher.member_ids[0].endswith(":unit")
+    model.layers[-1].bias.assign(np.ones(CLASSES))
+    with pytest.raises(UserError, match="--teacher_models was"):
+        pipeline._start(run, arrays, claim=True, teachers=[model])
+
+
+def test_the_dry_run_names_the_given_teachers(npz_path, teacher_files, tmp_path):
+    run = make_config(tmp_path / "w", npz_path, f"--teacher_models={teacher_files['a']},{teacher_files['b']}")
+    plan = pipeline.describe_plan(run)
+    assert f"teachers: 2 given models ({teacher_files['a']}, {teacher_files['b']}), fed unit images" in plan
+    assert not os.path.exists(tmp_path / "w")
