@@ -16,7 +16,7 @@ def targets_for(config, workdir, ensemble, loss, dataset):
     """What a `loss` training distils from under --teacher_outputs: a targets source, or None for CE."""
     return teacher_outputs.make(
         config.teachers.outputs, ensemble, loss, dataset,
-        member_paths=workdir.member_models(config.teachers.num_teachers), cache_dir=workdir.teacher_outputs,
+        member_paths=config.teachers.member_paths(workdir), cache_dir=workdir.teacher_outputs,
     )
 
 

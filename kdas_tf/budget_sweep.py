@@ -17,7 +17,7 @@ import dataclasses
 
 from absl import logging
 
-from kdas_tf import distribute, ensemble, models, pipeline, plots, results, storage
+from kdas_tf import distribute, models, pipeline, plots, results, storage
 from kdas_tf.errors import UserError
 from kdas_tf.workdir import Workdir
 
@@ -66,8 +66,7 @@ def run(config, budgets, *, dataset=None):
     with pipeline.building(config):
         root.claim({})
         strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
-        with strategy.scope():
-            teacher = ensemble.load_ensemble(root.member_models(config.teachers.num_teachers))
+        teacher = pipeline.load_teachers(config, dataset, root, strategy)
         for network in similar_networks(config.search.backbone, sizes, dataset.info.num_classes,
                                         dataset.info.image_shape, config.model.shortcut):
             for loss in config.search.final_loss:

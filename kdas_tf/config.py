@@ -18,7 +18,7 @@ import typing
 
 from absl import flags
 
-from kdas_tf import data, distribute, litert, losses, models, teacher_outputs
+from kdas_tf import data, distribute, ensemble, litert, losses, models, teacher_outputs
 from kdas_tf.budget import check_budget
 from kdas_tf.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
 from kdas_tf.errors import UserError
@@ -87,7 +87,10 @@ class RunConfig:
 class DataConfig:
     """The dataset and its held-out validation split."""
 
-    dataset: str = option("digits", "Dataset to train and evaluate on.", choices=data.DATASETS)
+    dataset: str = option("digits", f"Dataset to train and evaluate on: one of {', '.join(data.DATASETS)}, or your own "
+                          "as tfds:NAME (prepared in --data_dir), folder:PATH (one sub-folder per class; PATH/train "
+                          "and PATH/test, or else --test_fraction held out) or npz:PATH (x_train, y_train, x_test, "
+                          "y_test).")
     # Where the data lives does not change what it is.
     data_dir: typing.Optional[str] = option(None, "TFDS data directory (prepared CIFAR-100 lives here).",
                                             setting=False)
@@ -99,27 +102,47 @@ class DataConfig:
     train_examples: typing.Optional[int] = option(
         None, "Train on a fixed subset of this many of the training images left after the validation "
         "holdout (seeded by --split_seed); validation and test stay whole. Default: all.")
+    image_size: typing.Optional[int] = option(
+        None, "folder: and tfds: datasets: resize every image to S x S (needed when their sizes differ).")
+    flip: typing.Optional[bool] = option(
+        None, "Mirror training images at random (default: on for your own data and the built-ins that keep their "
+        "class mirrored; --flip=false for digits, text or anything a mirror changes).")
+    tfds_splits: typing.Tuple[str, ...] = option(("train", "test"), "tfds: datasets: the TRAIN,TEST split names.")
+    test_fraction: float = option(0.2, "folder: datasets without PATH/train and PATH/test: the share of the images "
+                                  "held out as the test split (seeded by --split_seed).")
 
     def __post_init__(self):
-        if self.dataset not in data.DATASETS:
-            raise UserError(f"--dataset={self.dataset}: value should be one of {', '.join(data.DATASETS)}")
+        _user_errors(data.check_name, self.dataset)
         _user_errors(data.check_val_fraction, self.val_fraction)
         if self.train_examples is not None and self.train_examples < 1:
             raise UserError(f"--train_examples must be at least 1 (or unset: all), got {self.train_examples}")
+        if self.image_size is not None and self.image_size < 1:
+            raise UserError(f"--image_size must be at least 1 pixel (or unset), got {self.image_size}")
+        if len(self.tfds_splits) != 2:
+            raise UserError(f"--tfds_splits={','.join(self.tfds_splits)}: give two split names, TRAIN,TEST")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise UserError(f"--test_fraction must be in (0, 1) (exclusive), got {self.test_fraction}")
+        self.metadata()  # a reference's classes and image shape: a bad file is refused here, before anything runs
+
+    def metadata(self):
+        """(num_classes, image_shape): the built-in tables, or a reference's cheap metadata (no images read)."""
+        return data.metadata(self.dataset, data_dir=self.data_dir, image_size=self.image_size,
+                             tfds_splits=tuple(self.tfds_splits))
 
     @property
     def num_classes(self):
-        return data.NUM_CLASSES[self.dataset]
+        return self.metadata()[0]
 
     @property
     def image_shape(self):
-        return data.IMAGE_SHAPES[self.dataset]
+        return self.metadata()[1]
 
     def load(self):
         """The dataset in memory, split; DataNotFoundError (a UserError) says how to prepare it."""
         return data.load(self.dataset, data_dir=self.data_dir, manual_dir=self.manual_dir,
                          val_fraction=self.val_fraction, split_seed=self.split_seed,
-                         train_examples=self.train_examples)
+                         train_examples=self.train_examples, image_size=self.image_size, flip=self.flip,
+                         tfds_splits=tuple(self.tfds_splits), test_fraction=self.test_fraction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,8 +220,22 @@ class TeacherConfig:
         "WORKDIR/teacher_outputs and shares them with every candidate and final training; 'online' runs the "
         "teachers inside every training step (no disk).", flag="teacher_outputs", choices=teacher_outputs.KINDS,
         setting=False)
+    # Config.settings adds each file's content hash: a rerun with other teachers at the same paths is refused.
+    # Directories made before the flag distilled from trained members: given ones are refused there.
+    models: typing.Tuple[str, ...] = option(
+        (), "Your trained models as the ensemble members instead of training them: .keras files or SavedModel "
+        "directories, or globs (--teacher_network, --num_teachers and --teacher_epochs are then ignored).",
+        flag="teacher_models", unrecorded=[])
+    input_scale: str = option(
+        "standardised", "What --teacher_models take as input: standardised (per channel (x - mean) / std of the "
+        "training split, what kdas_tf's own networks take), pixels (0..255, e.g. a model with its own Rescaling "
+        "layer) or unit (pixels / 255).", flag="teacher_input", choices=ensemble.INPUT_SCALES)
 
     def __post_init__(self):
+        if self.input_scale not in ensemble.INPUT_SCALES:
+            raise UserError(f"--teacher_input={self.input_scale!r}: expected one of "
+                            f"{', '.join(ensemble.INPUT_SCALES)}")
+        self.model_files()
         _user_errors(models.parse_network, self.network)
         _at_least_one(self, "num_teachers")
         if self.epochs is not None and self.epochs < 1:
@@ -206,6 +243,14 @@ class TeacherConfig:
         if self.outputs not in teacher_outputs.KINDS:
             raise UserError(f"--teacher_outputs={self.outputs!r} is not a choice: expected one of "
                             f"{', '.join(teacher_outputs.KINDS)}")
+
+    def model_files(self):
+        """--teacher_models with each glob expanded (sorted); a path that names nothing is refused."""
+        return _user_errors(ensemble.expand_model_paths, self.models)
+
+    def member_paths(self, workdir):
+        """The members' files: --teacher_models, else the trained members of `workdir` (a workdir.Workdir)."""
+        return self.model_files() or workdir.member_models(self.num_teachers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,9 +451,12 @@ class Config:
 
     def settings(self):
         """What makes a work directory's results what they are, keyed by flag: a rerun must agree."""
-        return {flag_name(f): _plain(getattr(section, f.name))
-                for name, section in self._sections() if name != "train"
-                for f in dataclasses.fields(section) if f.metadata["setting"]}
+        settings = {flag_name(f): _plain(getattr(section, f.name))
+                    for name, section in self._sections() if name != "train"
+                    for f in dataclasses.fields(section) if f.metadata["setting"]}
+        if self.teachers.models:
+            settings["teacher_models"] = ensemble.model_identity(self.teachers.model_files())
+        return settings
 
     def unrecorded_settings(self):
         """{flag: value} of the settings added later, as work directories made before them were made."""

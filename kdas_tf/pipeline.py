@@ -43,17 +43,28 @@ def building(config):
         yield
 
 
-def _start(config, dataset, *, claim):
-    """The data, the work directory and the strategy: the start of every job.
+def _start(config, dataset, *, claim, teachers=None):
+    """The data, the work directory, the strategy and the given teachers (or None): the start of every job.
 
     claim: record the config's settings (a search); a teachers or train job only adds to a directory, whose
     teachers/ keeps its own settings (ensemble.ensemble_settings) and whose trainings are checked one by one.
+    A dataset or teachers given from Python are recorded by what they are: its name, their weights' hashes.
+    Missing data and given teachers that do not fit it are refused before the work directory is claimed.
     """
+    settings = config.settings() if claim else {}
+    if claim and dataset is not None:
+        settings["dataset"] = dataset.info.name
+    if claim and teachers:
+        settings["teacher_models"] = ensemble.weights_identity(teachers)
     workdir = Workdir(config.workdir, config.teacher_workdir)
     workdir.check_writable()  # in a second: an unwritable directory is not found after minutes of loading data
     dataset = dataset or config.data.load()  # missing data is reported before the work directory is claimed
-    workdir.claim(config.settings() if claim else {}, config.unrecorded_settings(), owner=_owns_workdir(config))
-    return dataset, workdir, distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
+    strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
+    members = teachers or config.teachers.model_files()
+    given = members and ensemble.load_given(dataset, members, input_scale=config.teachers.input_scale,
+                                            batch_size=config.recipe.batch_size, strategy=strategy)
+    workdir.claim(settings, config.unrecorded_settings(), owner=_owns_workdir(config))
+    return dataset, workdir, strategy, given or None
 
 
 def _owns_workdir(config):
@@ -65,7 +76,13 @@ def _owns_workdir(config):
     return distribute.is_chief_task(task.task_type, task.task_id, task.cluster_spec().as_dict())
 
 
-def _teachers(config, dataset, strategy, workdir):
+def _teachers(config, dataset, strategy, workdir, given=None):
+    """The ensemble and its report: given teachers ((ensemble, members) of _start), else trained members."""
+    if given:
+        report = ensemble.report_given(*given, dataset, input_scale=config.teachers.input_scale,
+                                       batch_size=config.recipe.batch_size, workdir=workdir)
+        logging.info(ensemble.describe(report))
+        return given[0], report
     if not all(os.path.exists(path) for path in workdir.member_models(config.teachers.num_teachers)):
         workdir.claim_teachers()  # training them: no other run may read or train them meanwhile
     teacher, report = ensemble.train_teachers(
@@ -80,23 +97,32 @@ def train_teachers(config, *, dataset=None):
     """Train (or reuse) the teacher ensemble of `config`; returns its report."""
     config.refuse_multi_worker("teachers")
     with building(config):
-        dataset, workdir, strategy = _start(config, dataset, claim=False)
-        return _teachers(config, dataset, strategy, workdir)[1]
+        dataset, workdir, strategy, given = _start(config, dataset, claim=False)
+        return _teachers(config, dataset, strategy, workdir, given)[1]
 
 
-def run(config, *, dataset=None):
+def run(config, *, dataset=None, teachers=None):
     """The whole KDAS pipeline in config.run.workdir; returns the results (also in results.json).
 
-    dataset: a kdas_tf.data.Dataset to use instead of loading config.data's.
+    dataset: a kdas_tf.data.Dataset to use instead of loading config.data's (data.from_numpy makes one of
+    arrays); its classes and image shape size the budget. teachers: keras.Models to distil from instead of
+    training members (as --teacher_models; one process only, since parallel workers could not load them);
+    they are frozen (trainable=False) as part of the ensemble.
     """
     config.refuse_multi_worker("search")
     budget, backbone_parameters = config.budget()
+    if dataset is not None:
+        budget, backbone_parameters = config.search.budget_parameters(
+            dataset.info.num_classes, dataset.info.image_shape, config.model.shortcut)
     is_chief = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials) == "chief"
+    if is_chief and teachers:
+        raise UserError("teachers given as keras.Models cannot reach parallel workers: save them (.keras) and "
+                        "pass their paths as --teacher_models, or run with parallel_trials=1")
     if is_chief:
         launcher.share_gpus_with_workers()
     with building(config):
-        dataset, workdir, strategy = _start(config, dataset, claim=True)
-        teacher, teacher_report = _teachers(config, dataset, strategy, workdir)
+        dataset, workdir, strategy, given = _start(config, dataset, claim=True, teachers=teachers)
+        teacher, teacher_report = _teachers(config, dataset, strategy, workdir, given)
         oracle = architecture_search.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief)
         best = oracle.best_trial()
         if best is None:
@@ -169,16 +195,24 @@ def train_one(config, *, dataset=None):
     arch = config.train.parsed()
     train_config = config.recipe.train_config(network=arch.backbone, loss=config.train.loss)
     with building(config):
-        dataset, workdir, strategy = _start(config, dataset, claim=False)
+        dataset, workdir, strategy, given = _start(config, dataset, claim=False)
         targets = None
         if train_config.loss != "ce":
-            with strategy.scope():
-                teacher = ensemble.load_ensemble(workdir.member_models(config.teachers.num_teachers))
+            teacher = given[0] if given else load_teachers(config, dataset, workdir, strategy)
             targets = architecture_search.targets_for(config, workdir, teacher, train_config.loss, dataset)
         name = f"{str(arch).replace('/', '_').replace(':', '-')}_{train_config.loss}"
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
                                          logdir=workdir.tb("train", name), targets=targets,
                                          shortcut=config.model.shortcut)
+
+
+def load_teachers(config, dataset, workdir, strategy):
+    """The finished ensemble, to distil from: --teacher_models, else the trained members of the work directory."""
+    if config.teachers.models:
+        return ensemble.load_given(dataset, config.teachers.model_files(), input_scale=config.teachers.input_scale,
+                                   batch_size=config.recipe.batch_size, strategy=strategy)[0]
+    with strategy.scope():
+        return ensemble.load_ensemble(workdir.member_models(config.teachers.num_teachers))
 
 
 def describe_plan(config):
@@ -190,6 +224,8 @@ def describe_plan(config):
                                    shortcut=config.model.shortcut)
     return "\n".join([
         f"dry run of {config.workdir} on {config.data.dataset} (strategy {config.run.strategy}):",
+        f"  teachers: {len(teachers.model_files())} given models ({', '.join(teachers.model_files())}), fed "
+        f"{teachers.input_scale} images" if teachers.models else
         f"  teachers: {teachers.num_teachers} x {teachers.network}, {config.teacher_epochs} epochs each, "
         f"in {config.teacher_workdir}/teachers (finished members are reused)",
         f"  search: {search.rounds} round(s) x {search.trials_per_round} trials of {search.backbone} "

@@ -69,7 +69,7 @@ class CachedTeacherOutputs:
         self.dataset = dataset
         self.cache_dir = cache_dir
         self.build_batch_size = build_batch_size
-        self.key = cache_key(member_paths, dataset, loss)
+        self.key = cache_key(member_paths, dataset, loss, getattr(teacher, "member_ids", None))
         self._loaded = {}
         self._target_fn = tf.function(
             lambda images, labels: losses.distillation_targets(loss, labels, teacher(images, training=False))
@@ -176,7 +176,7 @@ class CachedTeacherOutputs:
         return target, has_target
 
 
-def cache_key(member_paths, dataset, loss):
+def cache_key(member_paths, dataset, loss, member_ids=None):
     """What the cached targets depend on (JSON-able): teachers, train split, augmentation, loss."""
     info = dataset.info
     train = dataset.splits["train"]
@@ -186,7 +186,8 @@ def cache_key(member_paths, dataset, loss):
     return {
         "format": FORMAT,
         "loss": loss,
-        "teachers": [_sha256(path) for path in member_paths],
+        # Given teachers carry their own ids (a SavedModel is a directory; a Python model has no file).
+        "teachers": list(member_ids) if member_ids else [_sha256(path) for path in member_paths],
         "dataset": info.name,
         "num_train": info.num_train,
         "num_classes": info.num_classes,

@@ -18,6 +18,10 @@ def main(_):
     run_config.refuse_multi_worker("teachers")
     if FLAGS.dry_run:
         teachers = run_config.teachers
+        if teachers.models:
+            print(f"dry run: would check and report {', '.join(teachers.model_files())} on "
+                  f"{run_config.data.dataset}, into {run_config.teacher_workdir}/teachers")
+            return
         print(f"dry run: would train {teachers.num_teachers} x {teachers.network} on {run_config.data.dataset} "
               f"for {run_config.teacher_epochs} epochs each, into {run_config.teacher_workdir}/teachers")
         return

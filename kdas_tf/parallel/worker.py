@@ -15,7 +15,7 @@ import grpc
 import keras_tuner
 from absl import logging
 
-from kdas_tf import _internals, architecture_search, distribute, ensemble, pipeline
+from kdas_tf import _internals, architecture_search, distribute, pipeline
 from kdas_tf.errors import UserError
 from kdas_tf.oracle import OBJECTIVE
 from kdas_tf.parallel import EXIT_CHIEF_GONE, LAUNCHER_PID, ORACLE_IP, ORACLE_PORT, TUNER_ID
@@ -123,8 +123,7 @@ def _train_trials(config):
     wait_for_chief(_internals.CHIEF_WAIT_SECONDS)  # the chief serves once the teachers exist
     teacher = None
     if config.search.search_loss != "ce":
-        with strategy.scope():
-            teacher = ensemble.load_ensemble(workdir.member_models(config.teachers.num_teachers))
+        teacher = pipeline.load_teachers(config, dataset, workdir, strategy)
     targets = architecture_search.targets_for(config, workdir, teacher, config.search.search_loss, dataset)
     placeholder = keras_tuner.Oracle(objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=1)
     tuner = architecture_search.build_tuner(config, placeholder, dataset, strategy, targets, workdir, WorkerTuner,
