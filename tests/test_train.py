@@ -8,11 +8,15 @@ from kdas_tf import models
 from kdas_tf.finals import train_architecture
 from kdas_tf.trainer import TrainConfig
 
+# What a finished training records besides its architecture, loss and shortcut (schema.FINAL_ROW).
+FINISHED = {"epochs": 1, "parameters": 1000, "val": {"loss": 1.0, "top1": 0.5, "top5": 0.9},
+            "test": {"loss": 1.0, "top1": 0.5, "top5": 0.9}}
+
 
 def test_a_directory_finished_with_another_architecture_is_refused_not_reused(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"finished")
     (tmp_path / "results.json").write_text(json.dumps(
-        {"architecture": "resnet8:conv3x3/skip/skip", "loss": "od", "shortcut": "zero_pad"}))
+        {**FINISHED, "architecture": "resnet8:conv3x3/skip/skip", "loss": "od", "shortcut": "zero_pad"}))
     with pytest.raises(ValueError, match="holds a finished resnet8:conv3x3/skip/skip .zero_pad shortcuts. trained "
                                          "with od, not resnet8 .zero_pad shortcuts."):
         train_architecture(models.Architecture("resnet8"), None, TrainConfig(loss="od"), strategy=None,
@@ -24,7 +28,7 @@ def test_a_directory_finished_with_another_architecture_is_refused_not_reused(tm
 
 def test_a_training_finished_before_the_shortcut_was_recorded_holds_projections(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"finished")
-    (tmp_path / "results.json").write_text(json.dumps({"architecture": "resnet8", "loss": "ce"}))
+    (tmp_path / "results.json").write_text(json.dumps({**FINISHED, "architecture": "resnet8", "loss": "ce"}))
     with pytest.raises(ValueError, match=r"resnet8 \(projection shortcuts\) trained with ce, not resnet8 "
                                          r"\(zero_pad shortcuts\)"):
         train_architecture(models.Architecture("resnet8"), None, TrainConfig(loss="ce"), strategy=None,

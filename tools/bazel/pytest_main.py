@@ -12,7 +12,9 @@ import pytest
 def main(argv):
     if len(argv) < 2:
         sys.exit("usage: pytest_main.py TEST_FILE [PYTEST_ARGS...]")
-    args = [argv[1], "-q", "-p", "no:cacheprovider"]
+    # One file per Bazel target, and Bazel runs targets side by side: no pytest-xdist workers inside one
+    # (pyproject's addopts ask for them for the whole suite).
+    args = [argv[1], "-q", "-p", "no:cacheprovider", "-o", "addopts="]
     xml = os.environ.get("XML_OUTPUT_FILE")
     if xml:  # Bazel's test.xml: per-case results in the test logs and dashboards.
         args.append("--junitxml=" + xml)
