@@ -22,7 +22,7 @@ from kdas_tf import architecture_search, distribute, ensemble, finals, models, r
 from kdas_tf.errors import UserError
 from kdas_tf import parallel
 from kdas_tf.parallel import launcher
-from kdas_tf.workdir import Workdir, final_name, served_row, served_seed, serving_decision
+from kdas_tf.workdir import Workdir, final_name, served_seed, serving_decision
 
 
 @contextlib.contextmanager
@@ -134,14 +134,15 @@ def run(config, *, dataset=None, teachers=None):
             parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
         )
         rows = train_final_rows(config, dataset, strategy, teacher, workdir, found)
-        served = served_row(rows)
+        decision = serving_decision(rows)
+        served = decision["row"]
         seed = served_seed(rows[served]["seeds"])
         serving.export_served(storage.load_model(workdir.final_model(served, seed)), workdir.export,
                               dataset=dataset, formats=config.export.formats, force=config.export.force_export)
     summary = results.collect(
         teacher_report=teacher_report, oracle=oracle, found=found, rows=rows, budget=budget,
         backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
-        exported_seed=seed, serving=serving_decision(rows),
+        exported_seed=seed, serving=decision,
     )
     storage.write_json(workdir.results, summary)
     table = results.table2_markdown(summary)

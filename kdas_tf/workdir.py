@@ -218,11 +218,15 @@ def served_row(rows):
     Validation, never test: the test split judges the served model, it does not choose it.
     rows: {row name: results with ["val"]["top1"] and ["parameters"]}. Returns None when no KDAS row is finished.
     """
-    kdas = {name: row for name, row in rows.items() if name.startswith("kdas_")}
+    kdas = _kdas_rows(rows)
     if not kdas:
         return None
     return min(kdas, key=lambda name: (-kdas[name]["val"]["top1"], kdas[name]["parameters"],
-                                       LOSS_ORDER.index(name.rsplit("_", 1)[1])))
+                                       LOSS_ORDER.index(results.row_kind_and_loss(name)[1])))
+
+
+def _kdas_rows(rows):
+    return {name: row for name, row in rows.items() if results.row_kind_and_loss(name)[0] == "kdas"}
 
 
 def serving_decision(rows):
@@ -230,7 +234,7 @@ def serving_decision(rows):
     served = served_row(rows)
     if served is None:
         return None
-    kdas = {name: row for name, row in rows.items() if name.startswith("kdas_")}
+    kdas = _kdas_rows(rows)
     tied = sorted(name for name, row in kdas.items() if row["val"]["top1"] == kdas[served]["val"]["top1"])
     smallest = [name for name in tied if kdas[name]["parameters"] == kdas[served]["parameters"]]
     decided_by = ("validation top-1" if len(tied) == 1 else "fewer parameters" if len(smallest) == 1
