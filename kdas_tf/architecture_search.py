@@ -48,17 +48,18 @@ def build_tuner(config, oracle, dataset, strategy, targets, workdir, tuner_class
     return tuner_class(
         oracle, dataset=dataset, config=config.train_config(search.search_loss, epochs=search.search_epochs),
         strategy=strategy, targets=targets, logdir=workdir.tb("trials"), shortcut=config.model.shortcut,
-        directory=workdir.root, project_name=SEARCH_PROJECT, **kwargs,
+        directory=workdir.root, project_name=SEARCH_PROJECT, rounds=search.rounds,
+        parallel_trials=config.parallel.parallel_trials, **kwargs,
     )
 
 
-def run(config, dataset, strategy, ensemble, workdir, budget, *, parallel=False):
+def run(config, dataset, strategy, ensemble, workdir, budget, *, parallel=False, run_progress=None):
     """The architecture search, resumed where it stopped; returns the oracle (trials, controller state)."""
     oracle = build_oracle(config, dataset.info, workdir, budget)
     if parallel:
         return chief.run(config, oracle, workdir.root, SEARCH_PROJECT)
     targets = targets_for(config, workdir, ensemble, config.search.search_loss, dataset)
-    tuner = build_tuner(config, oracle, dataset, strategy, targets, workdir)
+    tuner = build_tuner(config, oracle, dataset, strategy, targets, workdir, run_progress=run_progress)
     tuner.oracle.verbose = 0
     tuner.search()
     return oracle

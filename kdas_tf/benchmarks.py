@@ -91,7 +91,10 @@ def mixed_policy(choice):
 
 
 class Bench:
-    """Runs the step rows on one dataset; each measurement is images per second."""
+    """Runs the step rows on one dataset; each measurement is images per second.
+
+    network: a network's name, or an Architecture (a candidate with add-ons).
+    """
 
     def __init__(self, dataset, *, network, batch_size, steps, warmup_steps, scratch, repeats=1, shortcut="zero_pad"):
         self.dataset = dataset
@@ -108,7 +111,7 @@ class Bench:
         try:
             keras.utils.set_random_seed(seed)
             info = self.dataset.info
-            return models.build_network(self.network, info.num_classes, info.image_shape, shortcut=self.shortcut)
+            return models.build_student(self.network, info.num_classes, info.image_shape, shortcut=self.shortcut)
         finally:
             keras.mixed_precision.set_global_policy("float32")
 

@@ -29,11 +29,11 @@ from kdas_tf.errors import UserError
 from kdas_tf.trainer import Trainer, build_fresh
 
 
-def train_member(dataset, *, network, index, config, workdir, strategy, shortcut="zero_pad"):
+def train_member(dataset, *, network, index, config, workdir, strategy, shortcut="zero_pad", run_progress=None):
     """Train member `index` with CE (seed = config.seed + index) unless it is already finished.
 
     workdir: the run's kdas_tf.workdir.Workdir (members live in its teacher root).
-    shortcut: the ResNets' shortcut (models.build_network).
+    shortcut: the ResNets' shortcut (models.build_network). run_progress: the run's progress.RunProgress.
     """
     path = workdir.member_model(index)
     if os.path.exists(path):
@@ -44,18 +44,19 @@ def train_member(dataset, *, network, index, config, workdir, strategy, shortcut
                                                      shortcut=shortcut),
                         seed=config.seed, strategy=strategy)
     trainer = Trainer(model, dataset, config, strategy=strategy, workdir=workdir.member(index),
-                      logdir=workdir.member_tb(index), name=f"teacher {index}")
+                      logdir=workdir.member_tb(index), name=f"teacher {index}", run_progress=run_progress)
     trainer.fit()
     storage.save_model(model, path)
 
 
-def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy, shortcut="zero_pad"):
+def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy, shortcut="zero_pad",
+                   run_progress=None):
     """Train (or reuse) every member, then return (the ensemble, its report)."""
     storage.claim_workdir(workdir.teachers, ensemble_settings(dataset, network, config, shortcut),
                           unrecorded={"shortcut": models.SHORTCUT_BEFORE_THE_FLAG})
     for index in range(num_teachers):
         train_member(dataset, network=network, index=index, config=config, workdir=workdir, strategy=strategy,
-                     shortcut=shortcut)
+                     shortcut=shortcut, run_progress=run_progress)
     with strategy.scope():
         ensemble = load_ensemble(workdir.member_models(num_teachers))
     report = ensemble_report(ensemble, dataset, batch_size=config.batch_size)

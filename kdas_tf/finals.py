@@ -15,7 +15,7 @@ from kdas_tf.trainer import Trainer, build_fresh
 
 
 def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None, targets=None, name="final",
-                       shortcut="zero_pad"):
+                       shortcut="zero_pad", run_progress=None):
     """Train `arch` from scratch with `config`, evaluate on test, save model and results; returns the results.
 
     workdir: the training's own directory (checkpoints/, model.keras, results.json).
@@ -23,6 +23,7 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
     (WORKDIR/tb/...), so `tensorboard --logdir WORKDIR` shows every training.
     targets: the teacher-outputs source a kd/od training distils from.
     shortcut: the ResNets' shortcut (models.build_student), recorded in results.json.
+    run_progress: the run's progress.RunProgress, which counts its epochs.
     """
     results_path = os.path.join(workdir, "results.json")
     model_path = os.path.join(workdir, "model.keras")
@@ -39,7 +40,7 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
     model = build_fresh(lambda: models.build_student(arch, info.num_classes, info.image_shape, shortcut=shortcut),
                         seed=config.seed, strategy=strategy)
     trainer = Trainer(model, dataset, config, strategy=strategy, targets=targets, workdir=workdir, logdir=logdir,
-                      name=name)
+                      name=name, run_progress=run_progress)
     last = trainer.fit()
     test = trainer.evaluate(dataset.test(config.batch_size))
     results = {

@@ -18,7 +18,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import architecture_search, distribute, ensemble, finals, models, results, serving, storage, summaries
+from kdas_tf import (architecture_search, distribute, ensemble, finals, models, progress, results, serving, storage,
+                     summaries)
 from kdas_tf.errors import UserError
 from kdas_tf import parallel
 from kdas_tf.parallel import launcher
@@ -76,8 +77,10 @@ def _owns_workdir(config):
     return distribute.is_chief_task(task.task_type, task.task_id, task.cluster_spec().as_dict())
 
 
-def _teachers(config, dataset, strategy, workdir, given=None):
+def _teachers(config, dataset, strategy, workdir, given=None, run_progress=None):
     """The ensemble and its report: given teachers ((ensemble, members) of _start), else trained members."""
+    if run_progress:
+        run_progress.start("teachers")
     if given:
         report = ensemble.report_given(*given, dataset, input_scale=config.teachers.input_scale,
                                        batch_size=config.recipe.batch_size, workdir=workdir)
@@ -88,9 +91,34 @@ def _teachers(config, dataset, strategy, workdir, given=None):
     teacher, report = ensemble.train_teachers(
         dataset, network=config.teachers.network, num_teachers=config.teachers.num_teachers,
         config=config.teacher_train_config(), workdir=workdir, strategy=strategy, shortcut=config.model.shortcut,
+        run_progress=run_progress,
     )
     logging.info(ensemble.describe(report))
     return teacher, report
+
+
+def plan_epochs(config, workdir, given_teachers=False):
+    """{step: epochs of training left}, in the order run() takes them, counted from what `workdir` holds.
+
+    Final rows not yet named (man-made networks chosen after the search) count as unfinished; the final
+    rows' step recounts exactly when it starts.
+    """
+    search = config.search
+    missing = sum(not os.path.exists(path) for path in workdir.member_models(config.teachers.num_teachers))
+    trials_left = max(0, search.rounds * search.trials_per_round - len(workdir.trial_results()))
+    rows = ([f"student_{loss}" for loss in search.student_loss] + [f"kdas_{loss}" for loss in search.final_loss]
+            + [f"manmade_{index}_{loss}" for index in range(len(search.manmade)) for loss in search.final_loss])
+    return {
+        "teachers": 0 if given_teachers else missing * config.teacher_epochs,
+        "search": trials_left * search.search_epochs,
+        "final rows": _final_epochs_left(config, workdir, rows),
+        "export": 0,
+    }
+
+
+def _final_epochs_left(config, workdir, rows):
+    return config.recipe.epochs * sum(not os.path.exists(workdir.final_results(row, index))
+                                      for row in rows for index in range(config.search.seeds))
 
 
 def train_teachers(config, *, dataset=None):
@@ -122,8 +150,14 @@ def run(config, *, dataset=None, teachers=None):
         launcher.share_gpus_with_workers()
     with building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=True, teachers=teachers)
-        teacher, teacher_report = _teachers(config, dataset, strategy, workdir, given)
-        oracle = architecture_search.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief)
+        run_progress = progress.RunProgress(plan_epochs(config, workdir, given_teachers=bool(given)))
+        teacher, teacher_report = _teachers(config, dataset, strategy, workdir, given, run_progress)
+        run_progress.start("search")
+        search_epochs = run_progress.epochs_left["search"]
+        oracle = architecture_search.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief,
+                                         run_progress=run_progress)
+        if is_chief:  # the workers trained the search's epochs
+            run_progress.epoch_done(search_epochs)
         best = oracle.best_trial()
         if best is None:
             raise UserError(f"no search trial finished in {workdir.search}: see the trial messages there")
@@ -133,10 +167,11 @@ def run(config, *, dataset=None, teachers=None):
             workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
             parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
         )
-        rows = train_final_rows(config, dataset, strategy, teacher, workdir, found)
+        rows = train_final_rows(config, dataset, strategy, teacher, workdir, found, run_progress)
         decision = serving_decision(rows)
         served = decision["row"]
         seed = served_seed(rows[served]["seeds"])
+        run_progress.start("export")
         serving.export_served(storage.load_model(workdir.final_model(served, seed)), workdir.export,
                               dataset=dataset, formats=config.export.formats, force=config.export.force_export)
     summary = results.collect(
@@ -151,7 +186,7 @@ def run(config, *, dataset=None, teachers=None):
     return summary
 
 
-def train_final_rows(config, dataset, strategy, teacher, workdir, found):
+def train_final_rows(config, dataset, strategy, teacher, workdir, found, run_progress=None):
     """The plain backbone with each --student_loss, the found architecture and each --manmade network with each
     --final_loss, every row trained --seeds times (seeds --seed, --seed+1, ...); returns {row: its seeds
     combined (results.combine_seeds)}. Rows: student_LOSS, kdas_LOSS, manmade_NETWORK_LOSS."""
@@ -163,17 +198,20 @@ def train_final_rows(config, dataset, strategy, teacher, workdir, found):
     plan = [("student", config.search.backbone, config.search.student_loss),
             ("kdas", found, config.search.final_loss),
             *((f"manmade_{network}", network, config.search.final_loss) for network in manmade)]
+    if run_progress:
+        run_progress.start("final rows", _final_epochs_left(
+            config, workdir, [f"{kind}_{loss}" for kind, _, row_losses in plan for loss in row_losses]))
     rows = {}
     for kind, arch, row_losses in plan:
         arch = models.as_architecture(arch)
         for loss in row_losses:
             row = f"{kind}_{loss}"
             rows[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row,
-                                    network=arch.backbone)
+                                    network=arch.backbone, run_progress=run_progress)
     return rows
 
 
-def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *, network=None):
+def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *, network=None, run_progress=None):
     """Row `row` of `workdir`: `arch` trained with `loss` from each of --seeds seeds; returns them combined.
 
     network: the backbone whose family picks the default weight decay (default: the search's backbone).
@@ -186,7 +224,7 @@ def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *,
             arch, dataset, dataclasses.replace(recipe, seed=recipe.seed + index), strategy=strategy,
             workdir=workdir.final(row, index), logdir=workdir.tb("final", final_name(row, index)),
             name=row.replace("_", " ") + (f" seed {index}" if index else ""), targets=targets,
-            shortcut=config.model.shortcut,
+            shortcut=config.model.shortcut, run_progress=run_progress,
         ))
     return results.combine_seeds(seeds)
 

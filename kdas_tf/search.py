@@ -9,7 +9,7 @@ import os
 
 from absl import flags
 
-from kdas_tf import cli, config, pipeline
+from kdas_tf import cli, config, estimate, pipeline
 from kdas_tf.parallel import launcher, role, worker
 
 FLAGS = flags.FLAGS
@@ -19,6 +19,9 @@ SECTIONS = config.SEARCH_SECTIONS  # the config sections whose flags it reads
 def define_flags():
     config.define_flags(*SECTIONS)
     flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
+    flags.DEFINE_bool("estimate", True, "With --dry_run: time a few training steps of the teacher network, the "
+                      "backbone and a median-sized candidate here, and print the run's estimated duration (about "
+                      "half a minute; --noestimate skips it).")
     flags.DEFINE_bool("worker", False, "Run one worker of a parallel search, at the chief named by KERASTUNER_* "
                       "variables (the launchers set this).")
 
@@ -33,7 +36,9 @@ def main(_):
         return worker.run(run_config)
     if FLAGS.dry_run:
         run_config.refuse_multi_worker("search")
-        print(pipeline.describe_plan(run_config))
+        print(pipeline.describe_plan(run_config), flush=True)
+        if FLAGS.estimate:
+            print("\n".join(estimate.describe(run_config)))
         return
     pipeline.run(run_config)
 

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import _internals, distribute, losses
+from kdas_tf import _internals, distribute, losses, progress
 from kdas_tf.errors import UserError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -135,11 +135,12 @@ class Trainer:
     kdas_tf.teacher_outputs (the teachers online, or their cached outputs):
     `with_targets` adds an epoch's targets to its input stream, `targets(batch)`
     reads them inside the step. With `workdir`, a checkpoint is written every
-    epoch and `fit` resumes from the last one.
+    epoch and `fit` resumes from the last one. `run_progress` (a progress.RunProgress) counts its epochs
+    into the whole run's ETA.
     """
 
     def __init__(self, model, dataset, config, *, strategy=None, targets=None, workdir=None, logdir=None,
-                 name="train"):
+                 name="train", run_progress=None):
         if config.loss != "ce" and targets is None:
             raise ValueError(f"loss {config.loss} distils from teachers, but no targets source was given")
         self.model = model
@@ -148,6 +149,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.targets = targets if config.loss != "ce" else None
         self.name = name
+        self.run_progress = run_progress
         if dataset.info.num_train < config.batch_size:
             # Whole batches only: a smaller split would give no step at all, and a silent no-op training.
             raise UserError(f"--batch_size={config.batch_size} is larger than the {dataset.info.num_train} "
@@ -225,13 +227,15 @@ class Trainer:
 
     # --- loops ------------------------------------------------------------------------
 
-    def _run(self, step, dataset, steps=None):
+    def _run(self, step, dataset, steps=None, bar=None):
         totals = None
         if steps is not None:
             dataset = dataset.take(steps)
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             stats = step(batch)
             totals = stats if totals is None else {k: totals[k] + stats[k] for k in totals}
+            if bar is not None:
+                bar.update()
         return totals or {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
 
     def evaluate(self, dataset):
@@ -258,23 +262,26 @@ class Trainer:
             logging.info("%s: resumed from %s at epoch %d", self.name, path, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
 
-    def train_epoch(self, epoch, *, steps=None):
+    def train_epoch(self, epoch, *, steps=None, bar=None):
         """One pass over the (seed, epoch) training stream, or its first `steps` batches; mean metrics."""
         stream = self.dataset.train(self.config.batch_size, epoch=epoch, seed=self.config.seed)
         if self.targets is not None:
             stream = self.targets.with_targets(stream, epoch, self.config.seed)
-        return _means(self._run(self._train_step, stream, steps))
+        return _means(self._run(self._train_step, stream, steps, bar))
 
     def fit(self):
         """Train to config.epochs (resuming if possible); returns the last epoch's metrics."""
         start = self.restore()
         config = self.config
+        if self.run_progress:
+            self.run_progress.skipped(start)
         metrics = {}
         session_start = time.time()
         for epoch in range(start, config.epochs):
             epoch_start = time.time()
             learning_rate = self.current_learning_rate()  # the rate this epoch starts with, not the next one's
-            train = self.train_epoch(epoch)
+            with progress.epoch_bar(self.steps_per_epoch, f"{self.name} epoch {epoch + 1}/{config.epochs}") as bar:
+                train = self.train_epoch(epoch, bar=bar)
             seconds = time.time() - epoch_start
             if not math.isfinite(train["loss"]):
                 raise TrainingDivergedError(
@@ -291,10 +298,13 @@ class Trainer:
                 self._manager.save(checkpoint_number=epoch + 1)
             done = epoch + 1 - start
             eta = (time.time() - session_start) / done * (config.epochs - epoch - 1)
+            if self.run_progress:
+                self.run_progress.epoch_done()
             logging.info(
-                "%s epoch %d/%d  loss %.4f  top1 %.2f%%  val top1 %.2f%%  lr %.4g  %.0f img/s  ETA %s",
+                "%s epoch %d/%d  loss %.4f  top1 %.2f%%  val top1 %.2f%%  lr %.4g  %.0f img/s  ETA %s%s",
                 self.name, epoch + 1, config.epochs, train["loss"], 100 * train["top1"],
-                100 * val["top1"], learning_rate, metrics["images_per_second"], _duration(eta),
+                100 * val["top1"], learning_rate, metrics["images_per_second"], progress.duration(eta),
+                f"  ({self.run_progress.eta_text()})" if self.run_progress else "",
             )
         if self._manager and self._manager.directory != self._checkpoint_dir:
             shutil.rmtree(self._manager.directory, ignore_errors=True)  # a non-chief worker's throwaway saves
@@ -334,8 +344,3 @@ def build_fresh(build, *, seed, strategy):
     with strategy.scope():
         return build()
 
-
-def _duration(seconds):
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -9,6 +9,7 @@ corrupt, which is moved aside) has the trial trained again; a NaN loss fails it.
 """
 
 import itertools
+import json
 import os
 import time
 
@@ -17,10 +18,11 @@ import tensorflow as tf
 from absl import logging
 from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import _internals, models, schema, storage, summaries
+from kdas_tf import _internals, models, progress, schema, storage, summaries
 from kdas_tf.errors import UserError
 from kdas_tf.oracle import OBJECTIVE
 from kdas_tf.trainer import Trainer, UnreadableCheckpointError, build_fresh
+from kdas_tf.workdir import trial_results
 
 # Faults of the machine, not verdicts on the network: disk full or unwritable, out of memory (host or
 # accelerator), a file that reads back corrupt. A trial that meets one is trained again.
@@ -32,8 +34,11 @@ class KDASTuner(keras_tuner.Tuner):
     """Runs KDAS trials: `run_trial` trains one candidate and returns its validation accuracy."""
 
     def __init__(self, oracle, *, dataset, config, strategy, targets=None, logdir=None, shortcut="zero_pad",
-                 **kwargs):
+                 rounds=1, parallel_trials=1, run_progress=None, **kwargs):
         self.dataset = dataset
+        self.rounds = rounds  # for the progress lines: `trial i/N (round r/R)` and the search's ETA
+        self.parallel_trials = parallel_trials
+        self.run_progress = run_progress
         self.shortcut = shortcut  # the ResNets' shortcut of every candidate (models.build_student)
         self.train_config = config
         self.strategy = strategy
@@ -86,12 +91,14 @@ class KDASTuner(keras_tuner.Tuner):
         arch = models.Architecture.parse(values["architecture"])
         trial_dir = self.get_trial_dir(trial.trial_id)
         info = self.dataset.info
+        logging.info("%s: %s  %d parameters, %d epochs; %s", self.trial_progress(trial), arch,
+                     values.get("parameters", 0), self.train_config.epochs, self.search_eta_text())
         model = build_fresh(lambda: models.build_student(arch, info.num_classes, info.image_shape,
                                                          shortcut=self.shortcut),
                             seed=self.train_config.seed, strategy=self.strategy)
         trainer = Trainer(
             model, self.dataset, self.train_config, strategy=self.strategy, targets=self.targets,
-            workdir=trial_dir, name=f"trial {trial.trial_id}",
+            workdir=trial_dir, name=f"trial {trial.trial_id}", run_progress=self.run_progress,
             logdir=os.path.join(self.logdir, f"trial_{trial.trial_id}") if self.logdir else None,
         )
         start = time.time()
@@ -108,6 +115,23 @@ class KDASTuner(keras_tuner.Tuner):
         logging.info("trial %s: %s  %d parameters  val top1 %.2f%%", trial.trial_id, arch,
                      values.get("parameters", 0), 100 * val_top1)
         return {OBJECTIVE: val_top1}
+
+    def trial_progress(self, trial):
+        """'trial 03 (4/12, round 1/2)': trial ids count every trial of the search from 00."""
+        return (f"trial {trial.trial_id} ({int(trial.trial_id) + 1}/{self.oracle.max_trials}, round "
+                f"{trial.hyperparameters.values.get('round', 0) + 1}/{self.rounds})")
+
+    def search_eta_text(self):
+        """The search's ETA from the times of its finished trials (every process's, read from result.json)."""
+        seconds = []
+        for path in trial_results(self.project_dir):
+            try:
+                with open(path) as f:
+                    seconds.append(float(json.load(f)["seconds"]))
+            except (OSError, ValueError, KeyError, TypeError):  # being written, or another version's file
+                continue
+        eta = progress.search_eta(seconds, self.oracle.max_trials - len(seconds), self.parallel_trials)
+        return "search ETA after the first trial" if eta is None else f"search ETA {progress.duration(eta)}"
 
     def save_model(self, trial_id, model, step=0):
         """Trials keep their checkpoints; the final model is retrained from scratch."""

@@ -17,6 +17,7 @@
       .lock, .lock-workers     who holds the directory (kdas_tf.lock)
 """
 
+import glob
 import os
 import re
 import shutil
@@ -111,6 +112,9 @@ class Workdir:
     def trial(self, trial_id):
         return self.path(SEARCH_PROJECT, f"trial_{trial_id}")
 
+    def trial_results(self):
+        return trial_results(self.search)
+
     def final(self, row, seed_index=0):
         """A final row's training from seed --seed + seed_index (the first keeps the row's own name)."""
         return self.path("final", final_name(row, seed_index))
@@ -200,6 +204,11 @@ def remove_leftovers(root):
             removed += 1
     if removed:
         logging.info("%s: removed %d temporaries left by stopped processes", root, removed)
+
+
+def trial_results(search_dir):
+    """result.json of every trial of the search in `search_dir` that finished its training."""
+    return glob.glob(os.path.join(search_dir, "trial_*", "result.json"))
 
 
 def final_name(row, seed_index):

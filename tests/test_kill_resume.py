@@ -8,6 +8,7 @@ work directory must read as if the search had never been interrupted.
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,13 +58,20 @@ def trial_files(workdir):
 def test_kill_at_every_stage_then_resume_loses_nothing(tmp_path):
     workdir = str(tmp_path)
     # during teacher training: member 0 finished, member 1 mid-way
-    run_until(workdir, "teacher 1 epoch 2/")
+    log = run_until(workdir, "teacher 1 epoch 2/")
+    # progress a person can follow in a log file: the step, the run's ETA, no bar (stderr is a pipe)
+    assert "step 1/4: teachers, 6 epochs to train; run ETA after the first epoch" in log
+    assert re.search(r"teacher 0 epoch 1/3 .* ETA \d+m\d\ds  \(run ETA \d+m\d\ds\)", log)
+    assert "\r" not in log
     assert os.path.exists(os.path.join(workdir, "teachers", "member_0", "model.keras"))
     member0 = os.stat(os.path.join(workdir, "teachers", "member_0", "model.keras")).st_mtime_ns
 
     # mid-trial: the second trial has a checkpoint of its first epoch
     log = run_until(workdir, "trial 1 epoch 1/")
     assert "teacher 0 epoch" not in log and "resumed from" in log  # member 1 resumed, member 0 reused
+    assert "step 1/4: teachers, 3 epochs to train" in log  # member 0 is finished: member 1 is left
+    assert re.search(r"trial 0 \(1/3, round 1/1\): resnet8:.* 2 epochs; search ETA after the first trial", log)
+    assert re.search(r"trial 1 \(2/3, round 1/1\): .*; search ETA \d+m\d\ds", log)
 
     # the interrupted trial resumes from its checkpoint; kill between trials this time
     log = run_until(workdir, f"trial {TRIALS - 1} epoch 1/")
@@ -85,4 +93,8 @@ def test_kill_at_every_stage_then_resume_loses_nothing(tmp_path):
     results = json.load(open(os.path.join(workdir, "results.json")))
     assert len(results["trials"]) == TRIALS and results["controller"]["trial_updates"] == TRIALS
     assert "kdas od: resumed from" in finished.stderr  # the final training continued, not restarted
+    # nothing left but the found model's row (its checkpoint gives back what it holds), then the export
+    assert "step 2/4: search, 0 epochs to train" in finished.stderr
+    assert "step 3/4: final rows, 3 epochs to train" in finished.stderr
+    assert "step 4/4: export, 0 epochs to train" in finished.stderr
     assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))

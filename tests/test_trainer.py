@@ -2,15 +2,17 @@
 validation metrics, evaluation mode and weight decay checked against computations made apart from it."""
 
 import dataclasses
+import io
 import json
 import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdas_tf import data, distribute, models
+from kdas_tf import data, distribute, models, progress
 from kdas_tf.ensemble import stack_members
 from kdas_tf.errors import UserError
 from kdas_tf.teacher_outputs import OnlineTeacherOutputs
@@ -87,11 +89,29 @@ def test_resume_continues_at_the_right_epoch_with_identical_weights(digits, tmp_
 
     resumed = fresh_trainer(tmp_path / "resumed")  # new weights: the checkpoint must restore them
     assert resumed.restore() == 2
+    resumed.run_progress = progress.RunProgress({"final rows": 3})
+    resumed.run_progress.start("final rows")
     metrics = resumed.fit()
     assert metrics["epoch"] == 3
+    # the run's plan got back the two checkpointed epochs and counted the one trained
+    assert resumed.run_progress.epochs_left == {"final rows": 0} and resumed.run_progress.epochs_done == 1
     assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 3 * resumed.steps_per_epoch
     for a, b in zip(weights(straight.model), weights(resumed.model)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_an_epoch_draws_a_bar_of_its_batches_on_a_terminal_stderr(digits, monkeypatch):
+    config = TrainConfig(epochs=1, batch_size=64)
+    trainer = Trainer(tiny_net(0), digits, config, name="student")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    trainer.fit()
+    drawn = sys.stderr.getvalue()
+    assert "student epoch 1/1:" in drawn and f"/{trainer.steps_per_epoch} [" in drawn
 
 
 def test_learning_rate_drops_tenfold_at_half_and_three_quarters():

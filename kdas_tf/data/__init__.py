@@ -11,7 +11,7 @@ Images stay uint8 in memory; pipelines yield {"image", "label", "index"} batches
 import numpy as np
 
 from kdas_tf.data import references, sources
-from kdas_tf.data.dataset import Dataset, DatasetInfo, check_val_fraction, from_arrays
+from kdas_tf.data.dataset import Dataset, DatasetInfo, check_val_fraction, from_arrays, split_sizes
 from kdas_tf.data.sources import DataNotFoundError
 from kdas_tf.errors import UserError
 
@@ -20,12 +20,14 @@ NUM_CLASSES = {"digits": 10, "cifar100": 100, "tinyimagenet": 200, "fashion_mnis
 # Known before any data is read, so entry points can check sizes and budgets first.
 IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar100": (32, 32, 3), "tinyimagenet": (64, 64, 3),
                 "fashion_mnist": (28, 28, 1)}
+# The official training sets' sizes (digits: the 1,497 images its fixed test split leaves), for estimates.
+TRAIN_SIZES = {"digits": 1497, "cifar100": 50000, "tinyimagenet": 100000, "fashion_mnist": 60000}
 # Mirroring a digit changes what it reads as, so digits are never flipped; a garment, a shoe or a bag
 # mirrored is the same class (Fashion-MNIST's shoes face both ways), so clothes are.
 FLIP = {"digits": False, "cifar100": True, "tinyimagenet": True, "fashion_mnist": True}
 
-__all__ = ["DATASETS", "IMAGE_SHAPES", "NUM_CLASSES", "DataNotFoundError", "Dataset", "DatasetInfo", "from_arrays",
-           "from_numpy", "load", "metadata"]
+__all__ = ["DATASETS", "IMAGE_SHAPES", "NUM_CLASSES", "TRAIN_SIZES", "DataNotFoundError", "Dataset", "DatasetInfo",
+           "from_arrays", "from_numpy", "load", "metadata", "split_sizes"]
 
 
 def check_name(name):

@@ -127,10 +127,17 @@ def check_val_fraction(val_fraction):
         raise ValueError(f"val_fraction must be in (0, 1) (exclusive), got {val_fraction}")
 
 
+def split_sizes(num_examples, val_fraction, train_examples=None):
+    """(train, val) sizes of an official training set of `num_examples` (holdout, then --train_examples)."""
+    num_val = min(max(1, round(num_examples * val_fraction)), num_examples - 1)
+    num_train = num_examples - num_val
+    return (min(train_examples, num_train) if train_examples else num_train), num_val
+
+
 def holdout(num_examples, val_fraction, split_seed):
     """Seeded random (train, val) positions of the official training set, each sorted."""
     check_val_fraction(val_fraction)
-    num_val = min(max(1, round(num_examples * val_fraction)), num_examples - 1)
+    num_val = num_examples - split_sizes(num_examples, val_fraction)[0]
     order = np.random.default_rng(split_seed).permutation(num_examples)
     return np.sort(order[num_val:]), np.sort(order[:num_val])
 

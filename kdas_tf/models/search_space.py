@@ -38,18 +38,26 @@ def reachable_sizes(backbone: Architecture | str, *, rounds: int, ops_per_addon:
     def count(arch):
         return count_parameters(arch, num_classes, input_shape, shortcut=shortcut)
 
-    rng = np.random.default_rng(seed)
-    sampled = np.empty((samples, rounds), dtype=np.int64)
-    for sample in range(samples):
-        arch = backbone
-        for r, tokens in enumerate(rng.integers(len(ADDON_OPS), size=(rounds, len(widths), ops_per_addon))):
-            arch = arch.with_addons([[ADDON_OPS[t] for t in stage] for stage in tokens])
-            sampled[sample, r] = count(arch)
+    sampled = np.array([[count(arch) for arch in sample]
+                        for sample in uniform_samples(backbone, rounds, ops_per_addon, samples, seed)], np.int64)
     reach, largest = [], backbone
     for r in range(rounds):
         largest = largest.with_addons(largest_ops)
         reach.append(Reach(r + 1, count(backbone), int(round(np.median(sampled[:, r]))), count(largest)))
     return reach
+
+
+def uniform_samples(backbone: Architecture | str, rounds: int, ops_per_addon: int, samples: int, seed: int = 0):
+    """`samples` lists of the networks after rounds 1..rounds, every add-on op drawn uniformly from ADDON_OPS."""
+    backbone = as_architecture(backbone)
+    stages = len(stage_channels(backbone.backbone))
+    rng = np.random.default_rng(seed)
+    for _ in range(samples):
+        arch, sample = backbone, []
+        for tokens in rng.integers(len(ADDON_OPS), size=(rounds, stages, ops_per_addon)):
+            arch = arch.with_addons([[ADDON_OPS[t] for t in stage] for stage in tokens])
+            sample.append(arch)
+        yield sample
 
 
 def budget_warning(reach: Reach, budget: int) -> str | None:
