@@ -13,6 +13,9 @@ distribute.split_cpu(2)
 tf.config.experimental.enable_op_determinism()
 
 
+import fcntl  # noqa: E402
+import pickle  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -54,14 +57,24 @@ TINY_RUN_EXTRA = ("--final_loss=kd,od",)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, worker_id):
     """One finished tiny digits run, through the Python API, shared by the end-to-end, export, report and
     TensorBoard tests.
 
     Returns (workdir, the results pipeline.run returned). Tests may add files (report/, exports/)
-    but must not change what the run wrote.
+    but must not change what the run wrote. The run is made once for all pytest-xdist workers (the first
+    to need it makes it, under a file lock) and each worker gets its own copy, since tests write into it.
     """
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the directory the workers' base directories share
+    made, returned = shared / "tiny_run_made", shared / "tiny_run_returned.pickle"
+    with open(shared / "tiny_run.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not returned.exists():
+            summary = pipeline.run(tiny_config(str(made), *TINY_RUN_EXTRA))
+            lock.release(str(made))
+            returned.write_bytes(pickle.dumps(summary))
     workdir = str(tmp_path_factory.mktemp("tiny_run"))
-    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))
-    lock.release(workdir)  # finished: the commands of the test that asked for it may use the directory
-    return workdir, summary
+    shutil.copytree(made, workdir, dirs_exist_ok=True)
+    return workdir, pickle.loads(returned.read_bytes())
