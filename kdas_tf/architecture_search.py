@@ -17,6 +17,7 @@ def targets_for(config, workdir, ensemble, loss, dataset):
     return teacher_outputs.make(
         config.teachers.outputs, ensemble, loss, dataset,
         member_paths=config.teachers.member_paths(workdir), cache_dir=workdir.teacher_outputs,
+        stored_losses=config.search.distilling_losses(),
     )
 
 

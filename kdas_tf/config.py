@@ -293,6 +293,18 @@ class SearchConfig:
             raise UserError(f"--manmade=auto: {self.backbone} has no deeper networks of its family to compare "
                             "with (ResNets and WideResNets have); name the networks instead")
 
+    def final_rows(self, found, manmade):
+        """[(row, network or architecture, loss)] of the final trainings, in the order they run: the backbone
+        with each --student_loss, then `found` and each network of `manmade` with each --final_loss."""
+        return ([(f"student_{loss}", self.backbone, loss) for loss in self.student_loss]
+                + [(f"kdas_{loss}", found, loss) for loss in self.final_loss]
+                + [(f"manmade_{network}_{loss}", network, loss) for network in manmade for loss in self.final_loss])
+
+    def distilling_losses(self):
+        """The run's losses that read teacher targets (search and final rows), each once."""
+        return tuple(loss for loss in losses.LOSSES
+                     if loss != "ce" and loss in (self.search_loss, *self.final_loss, *self.student_loss))
+
     def manmade_networks(self, found_parameters, num_classes, image_shape, shortcut="zero_pad"):
         """--manmade's networks, 'auto' resolved against the found model's size; each once, in order."""
         names = [models.nearest_network(self.backbone, found_parameters, num_classes, image_shape,

@@ -6,8 +6,8 @@ teacher network, the backbone (the plain student's rows) and a median-sized cand
 stands for the found model and the man-made networks. Add-on ops cost more per parameter than a ResNet's
 convolutions on a CPU (depthwise convolutions most), so candidates are timed, not scaled. Each gives images/s for a training step and for a forward pass (validation, teacher outputs),
 and its build-and-trace seconds, paid once per training. An epoch is the training split at the first
-rate plus the validation split at the second; a distilling training also pays the teachers' forward of
-every (seed, epoch) it reads (teacher_outputs caches each one once). Tracing, steps and data only: the
+rate plus the validation split at the second; the teachers' forward is paid once for every (seed, epoch)
+that a distilling training reads (teacher_outputs caches each one once, for all the run's losses). Tracing, steps and data only: the
 estimate is as good as the machine's load while it measures and while the run runs.
 """
 
@@ -67,16 +67,18 @@ def run_seconds(config, speeds, num_train, num_val):
         return count * (speed.start + epochs * (num_train / speed.train + num_val / speed.infer))
 
     teacher_forward = num_train * max(num_teachers, 1) / speeds["teacher"].infer  # one (seed, epoch) of outputs
-    distilling = [loss for loss in search.student_loss + search.final_loss if loss != "ce"]
-    final_rows = len(search.final_loss) * (1 + len(search.manmade))
+    rows = search.final_rows("found", ["manmade"] * len(search.manmade))
+    distilled = {(recipe.seed, epoch) for epoch in range(search.search_epochs) if search.search_loss != "ce"}
+    if any(loss != "ce" for _, _, loss in rows):
+        distilled |= {(recipe.seed + index, epoch) for index in range(search.seeds) for epoch in range(recipe.epochs)}
+    students = len(search.student_loss)
     return {
         "teachers": trainings(speeds["teacher"], num_teachers, config.teacher_epochs),
         "search": sum(trainings(speeds[f"round {r + 1}"], search.trials_per_round, search.search_epochs)
-                      for r in range(search.rounds))
-        + (search.search_epochs * teacher_forward if search.search_loss != "ce" else 0.0),
-        "final rows": trainings(speeds["backbone"], len(search.student_loss) * search.seeds, recipe.epochs)
-        + trainings(last_round, final_rows * search.seeds, recipe.epochs)
-        + (search.seeds * recipe.epochs * teacher_forward if distilling else 0.0),
+                      for r in range(search.rounds)),
+        "final rows": trainings(speeds["backbone"], students * search.seeds, recipe.epochs)
+        + trainings(last_round, (len(rows) - students) * search.seeds, recipe.epochs),
+        "teacher outputs": len(distilled) * teacher_forward,
     }
 
 
@@ -94,8 +96,7 @@ def describe(config):
     epochs = {
         "teachers": 0 if config.teachers.models else config.teachers.num_teachers * config.teacher_epochs,
         "search": search.rounds * search.trials_per_round * search.search_epochs,
-        "final rows": (len(search.student_loss) + len(search.final_loss) * (1 + len(search.manmade)))
-        * search.seeds * config.recipe.epochs,
+        "final rows": len(search.final_rows("found", search.manmade)) * search.seeds * config.recipe.epochs,
     }
     lines = [f"  epochs of training: {sum(epochs.values())} ("
              + ", ".join(f"{step} {count}" for step, count in epochs.items()) + ")",

@@ -106,19 +106,18 @@ def plan_epochs(config, workdir, given_teachers=False):
     search = config.search
     missing = sum(not os.path.exists(path) for path in workdir.member_models(config.teachers.num_teachers))
     trials_left = max(0, search.rounds * search.trials_per_round - len(workdir.trial_results()))
-    rows = ([f"student_{loss}" for loss in search.student_loss] + [f"kdas_{loss}" for loss in search.final_loss]
-            + [f"manmade_{index}_{loss}" for index in range(len(search.manmade)) for loss in search.final_loss])
+    manmade = [str(index) for index in range(len(search.manmade))]
     return {
         "teachers": 0 if given_teachers else missing * config.teacher_epochs,
         "search": trials_left * search.search_epochs,
-        "final rows": _final_epochs_left(config, workdir, rows),
+        "final rows": _final_epochs_left(config, workdir, search.final_rows(None, manmade)),
         "export": 0,
     }
 
 
-def _final_epochs_left(config, workdir, rows):
+def _final_epochs_left(config, workdir, plan):
     return config.recipe.epochs * sum(not os.path.exists(workdir.final_results(row, index))
-                                      for row in rows for index in range(config.search.seeds))
+                                      for row, _, _ in plan for index in range(config.search.seeds))
 
 
 def train_teachers(config, *, dataset=None):
@@ -195,20 +194,12 @@ def train_final_rows(config, dataset, strategy, teacher, workdir, found, run_pro
                                                shortcut=config.model.shortcut)
     manmade = config.search.manmade_networks(found_parameters, info.num_classes, info.image_shape,
                                              config.model.shortcut)
-    plan = [("student", config.search.backbone, config.search.student_loss),
-            ("kdas", found, config.search.final_loss),
-            *((f"manmade_{network}", network, config.search.final_loss) for network in manmade)]
+    plan = config.search.final_rows(found, manmade)
     if run_progress:
-        run_progress.start("final rows", _final_epochs_left(
-            config, workdir, [f"{kind}_{loss}" for kind, _, row_losses in plan for loss in row_losses]))
-    rows = {}
-    for kind, arch, row_losses in plan:
-        arch = models.as_architecture(arch)
-        for loss in row_losses:
-            row = f"{kind}_{loss}"
-            rows[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row,
-                                    network=arch.backbone, run_progress=run_progress)
-    return rows
+        run_progress.start("final rows", _final_epochs_left(config, workdir, plan))
+    return {row: train_seeds(config, models.as_architecture(arch), loss, dataset, strategy, teacher, workdir, row,
+                             network=models.as_architecture(arch).backbone, run_progress=run_progress)
+            for row, arch, loss in plan}
 
 
 def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *, network=None, run_progress=None):

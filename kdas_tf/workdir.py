@@ -4,7 +4,7 @@
       settings.json            what the results depend on (config.Config.settings); a rerun must agree
       teachers/member_i/       each member's checkpoints and model.keras; teachers/results.json, settings.json
                                (under --teacher_workdir when runs share one ensemble)
-      teacher_outputs/{kd,od}/ the cached distillation targets, one folder per (seed, epoch)
+      teacher_outputs/{kd,od}/ the cached distillation targets, one folder per (seed, epoch) and loss
       search/                  the KerasTuner project: oracle.json, trial_N/ (checkpoints, trial.json, result.json)
       final/ROW/               each final row (student_ce, kdas_od, ...): checkpoints, model.keras, results.json;
                                final/ROW_seedK/ its training from --seed + K (--seeds)

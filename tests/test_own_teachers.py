@@ -153,13 +153,13 @@ def test_teacher_identity_is_a_setting_and_keys_the_cache(npz_path, dataset, tmp
     Workdir(str(tmp_path / "w")).claim(run.settings())
     teacher, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="unit", batch_size=16,
                                      strategy=distribute.make_strategy("default"))
-    key = teacher_outputs.cache_key([], dataset, "od", teacher.member_ids)
+    key = teacher_outputs.cache_key([], dataset, teacher.member_ids)
     tiny_model(9).save(str(tmp_path / "b.keras"))  # other weights at the same path
     with pytest.raises(UserError, match="was made with other settings .*--teacher_models was"):
         Workdir(str(tmp_path / "w")).claim(run.settings())
     other, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="unit", batch_size=16,
                                    strategy=distribute.make_strategy("default"))
-    assert teacher_outputs.cache_key([], dataset, "od", other.member_ids)["teachers"] != key["teachers"]
+    assert teacher_outputs.cache_key([], dataset, other.member_ids)["teachers"] != key["teachers"]
     pixels, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="pixels", batch_size=16,
                                     strategy=distribute.make_strategy("default"))
     assert pixels.member_ids != other.member_ids  # the same files fed another scale give other targets
@@ -192,7 +192,7 @@ def test_a_search_distils_two_given_teachers_of_an_npz_dataset(npz_path, teacher
     assert written["teacher"]["num_teachers"] == 2 and written["teacher"]["network"] == "given model"
     assert [m["path"] for m in written["teacher"]["members"]] == [os.path.abspath(teacher_files[k]) for k in "ab"]
     assert summary["final"]["kdas_od"]["test"]["top1"] >= 0 and os.path.isdir(tmp_path / "w" / "export")
-    manifest = storage.read_json(str(tmp_path / "w" / "teacher_outputs" / "od" / "manifest.json"))
+    manifest = storage.read_json(str(tmp_path / "w" / "teacher_outputs" / "manifest.json"))
     assert manifest["teachers"] == [f"{m['sha256']}:unit" for m in written["teacher"]["members"]]
 
 

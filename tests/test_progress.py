@@ -100,11 +100,16 @@ def test_the_estimate_prices_every_training_by_its_network_and_the_teacher_outpu
     assert seconds["teachers"] == pytest.approx(trainings(500.0, teachers.num_teachers, config.teacher_epochs))
     assert seconds["search"] == pytest.approx(
         trainings(200.0, search.trials_per_round, search.search_epochs)
-        + trainings(100.0, search.trials_per_round, search.search_epochs) + search.search_epochs * forward)
+        + trainings(100.0, search.trials_per_round, search.search_epochs))
     assert seconds["final rows"] == pytest.approx(
         trainings(400.0, 2 * 2, config.recipe.epochs)  # student ce, kd x 2 seeds
-        + trainings(100.0, 2 * 2, config.recipe.epochs)  # kdas od, manmade od x 2 seeds
-        + 2 * config.recipe.epochs * forward)
+        + trainings(100.0, 2 * 2, config.recipe.epochs))  # kdas od, manmade od x 2 seeds
+    # One forward per (seed, epoch) that KD or OD reads, both losses from the same one: the two final seeds'
+    # epochs; the search's trainings are seed 0's first epochs.
+    read = 2 * config.recipe.epochs + max(0, search.search_epochs - config.recipe.epochs)
+    assert seconds["teacher outputs"] == pytest.approx(read * forward)
+    plain = tiny_config(str(tmp_path), "--student_loss=ce", "--final_loss=ce", "--search_loss=ce")
+    assert estimate.run_seconds(plain, speeds, num_train, num_val)["teacher outputs"] == 0
 
 
 def test_the_dry_run_estimate_times_the_networks_here_and_prices_the_plan(tmp_path):

@@ -47,9 +47,10 @@ def members(tmp_path_factory):
     return workdir, paths, teachers.load_ensemble(paths)
 
 
-def cached(members, dataset, cache_dir, loss="od"):
+def cached(members, dataset, cache_dir, loss="od", stored_losses=()):
     _, paths, ensemble = members
-    return CachedTeacherOutputs(ensemble, loss, dataset, member_paths=paths, cache_dir=str(cache_dir))
+    return CachedTeacherOutputs(ensemble, loss, dataset, member_paths=paths, cache_dir=str(cache_dir),
+                                stored_losses=stored_losses)
 
 
 class BuildCounter:
@@ -149,8 +150,28 @@ def test_the_cache_is_reused_until_teachers_split_or_seed_change(members, digits
     assert not np.array_equal(np.asarray(first[0]), np.asarray(changed[0]))
 
 
-def epoch_dir(cache_dir, seed=0, epoch=0):
-    return os.path.join(str(cache_dir), f"seed{seed}_epoch{epoch:04d}")
+def epoch_dir(cache_dir, seed=0, epoch=0, loss="od"):
+    return os.path.join(str(cache_dir), loss, f"seed{seed}_epoch{epoch:04d}")
+
+
+def test_one_forward_per_epoch_serves_kd_and_od(members, digits, tmp_path, monkeypatch):
+    both = ("kd", "od")
+    alone = {loss: [np.array(a) for a in cached(members, digits, tmp_path / loss, loss).epoch_targets(1, 3)]
+             for loss in both}
+    builds = BuildCounter(monkeypatch)
+    shared = tmp_path / "shared"
+    for loss in both:  # the KD rows of a run, then its OD rows: the teachers run once
+        target, has_target = cached(members, digits, shared, loss, both).epoch_targets(1, 3)
+        np.testing.assert_array_equal(np.asarray(target), alone[loss][0])
+        np.testing.assert_array_equal(np.asarray(has_target), alone[loss][1])
+    assert builds.count == 1
+    # A cache that kept OD alone (a run that distils with OD only) serves OD; KD's epoch is built beside it.
+    od_only = tmp_path / "od"
+    kept = os.path.getmtime(os.path.join(epoch_dir(od_only, 3, 1), "target.npy"))
+    cached(members, digits, od_only, "kd", both).epoch_targets(1, 3)
+    assert builds.count == 2 and os.path.getmtime(os.path.join(epoch_dir(od_only, 3, 1), "target.npy")) == kept
+    cached(members, digits, od_only, "od", both).epoch_targets(1, 3)
+    assert builds.count == 2
 
 
 @pytest.mark.parametrize("damage", ["truncated", "bytes_changed", "no_manifest", "garbled_manifest"])
