@@ -61,7 +61,7 @@ def run(config, budgets, *, dataset=None):
         logging.info("sweep: budget %s (%d of %d)", budget, len(runs) + 1, len(budgets))
         runs[budget] = pipeline.run(search, dataset=dataset)
     points = [_point("KDAS", summary["found_architecture"], loss, row, budget)
-              for budget, summary in runs.items() for loss, row in _rows(summary, "kdas_")]
+              for budget, summary in runs.items() for (kind, loss), row in _rows(summary) if kind == "kdas"]
     sizes = [summary["budget"] for summary in runs.values()]
     with pipeline.building(config):
         root.claim({})
@@ -77,8 +77,8 @@ def run(config, budgets, *, dataset=None):
     return points
 
 
-def _rows(summary, prefix):
-    return [(name[len(prefix):], row) for name, row in summary["final"].items() if name.startswith(prefix)]
+def _rows(summary):
+    return [(results.row_kind_and_loss(name), row) for name, row in summary["final"].items()]
 
 
 def _point(kind, architecture, loss, row, budget=None):
