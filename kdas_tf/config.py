@@ -351,7 +351,9 @@ class ControllerSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ParallelConfig:
-    """Parallel trials on KerasTuner's distributed mode (kdas_tf.parallel); never changes a result."""
+    """Parallel trials on KerasTuner's distributed mode (kdas_tf.parallel): the same search, its trials spread
+    over processes. Not a setting: a worker's fewer threads sum in another order, so rewards agree only up to
+    floating point (docs/performance.md measures it)."""
 
     parallel_trials: int = option(1, "Candidates trained at once on this host, one worker process each.",
                                   setting=False)

@@ -344,3 +344,5 @@ def test_two_workers_survive_a_killed_worker_and_a_killed_chief(tmp_path):
     assert results["controller"]["trial_updates"] == TRIALS
     assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
     assert "Traceback" not in run.log() + again.stderr
+    # a worker counts the whole search in its progress lines ('trial 2 (3/4, round 1/1)'), not its own share
+    assert set(re.findall(r"\[worker-\d\] trial \d+ \(\d+/(\d+), round", run.log() + again.stderr)) == {str(TRIALS)}
