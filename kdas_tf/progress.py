@@ -3,7 +3,9 @@
 A run is planned in epochs of training: the teachers' (members not yet trained x --teacher_epochs), the
 search's (trials not yet finished x --search_epochs) and the final rows' (trainings not yet finished x
 --epochs). RunProgress counts the epochs as they end; the whole run's ETA is the wall time this process
-has spent per finished epoch (tracing, evaluation and teacher outputs included) times the epochs left.
+has spent per finished epoch (tracing, evaluation and teacher outputs included) times the epochs left,
+counted from the start of the first step that trains (a resumed run's reading back of finished steps is
+not an epoch's cost).
 Trainings resumed mid-way give back the epochs their checkpoint already holds. Every step logs its start
 with that ETA, and every epoch line ends with it.
 
@@ -36,6 +38,8 @@ class RunProgress:
         """
         if epochs_left is not None:
             self.epochs_left[step] = epochs_left
+        if not self.epochs_done:  # nothing trained yet: what came before (loading, finished steps) is no epoch's
+            self.started = self.clock()
         self.step = step
         names = list(self.epochs_left)
         for earlier in names[:names.index(step)]:

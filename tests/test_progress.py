@@ -37,6 +37,23 @@ def test_the_run_eta_is_the_wall_time_per_finished_epoch_times_the_epochs_left()
     assert run.eta() == pytest.approx(10.0 * 15)
 
 
+def test_a_resumed_run_times_its_epochs_from_the_first_step_that_trains():
+    clock = Clock()
+    run = progress.RunProgress({"teachers": 0, "search": 0, "final rows": 10}, clock=clock)
+    run.start("teachers")
+    clock.now += 45.0  # the finished teachers read back and evaluated: no epoch
+    run.start("search")
+    clock.now += 15.0  # the finished search read back
+    run.start("final rows")
+    clock.now += 20.0
+    run.epoch_done()
+    assert run.eta() == pytest.approx(20.0 * 9)
+    clock.now += 100.0  # once an epoch is measured, everything after it counts: a step's start-up too
+    run.start("final rows")
+    run.epoch_done()
+    assert run.eta() == pytest.approx(60.0 * 8)
+
+
 def test_a_step_that_starts_ends_the_steps_before_it_and_may_recount_its_own():
     run = progress.RunProgress({"teachers": 10, "search": 6, "final rows": 4}, clock=Clock())
     run.start("final rows", epochs_left=9)  # a search that converged early left 6 epochs untrained
