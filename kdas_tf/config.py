@@ -302,8 +302,12 @@ class SearchConfig:
 
     def distilling_losses(self):
         """The run's losses that read teacher targets (search and final rows), each once."""
-        return tuple(loss for loss in losses.LOSSES
-                     if loss != "ce" and loss in (self.search_loss, *self.final_loss, *self.student_loss))
+        return tuple(loss for loss in losses.DISTILLING
+                     if loss in (self.search_loss, *self.final_loss, *self.student_loss))
+
+    def num_trials(self):
+        """The whole search's trials, every round's."""
+        return self.rounds * self.trials_per_round
 
     def manmade_networks(self, found_parameters, num_classes, image_shape, shortcut="zero_pad"):
         """--manmade's networks, 'auto' resolved against the found model's size; each once, in order."""

@@ -95,7 +95,7 @@ def describe(config):
                          else measure(config.teachers.network, **shape))
     epochs = {
         "teachers": 0 if config.teachers.models else config.teachers.num_teachers * config.teacher_epochs,
-        "search": search.rounds * search.trials_per_round * search.search_epochs,
+        "search": search.num_trials() * search.search_epochs,
         "final rows": len(search.final_rows("found", search.manmade)) * search.seeds * config.recipe.epochs,
     }
     lines = [f"  epochs of training: {sum(epochs.values())} ("

@@ -14,6 +14,7 @@ That split also lets the teacher-output cache store just (target, mask).
 import tensorflow as tf
 
 LOSSES = ("ce", "kd", "od")
+DISTILLING = ("kd", "od")  # the losses that imitate teacher targets
 
 
 def cross_entropy(labels, student_logits):

@@ -105,7 +105,7 @@ def plan_epochs(config, workdir, given_teachers=False):
     """
     search = config.search
     missing = sum(not os.path.exists(path) for path in workdir.member_models(config.teachers.num_teachers))
-    trials_left = max(0, search.rounds * search.trials_per_round - len(workdir.trial_results()))
+    trials_left = max(0, search.num_trials() - len(workdir.trial_results()))
     manmade = [str(index) for index in range(len(search.manmade))]
     return {
         "teachers": 0 if given_teachers else missing * config.teacher_epochs,
@@ -197,9 +197,12 @@ def train_final_rows(config, dataset, strategy, teacher, workdir, found, run_pro
     plan = config.search.final_rows(found, manmade)
     if run_progress:
         run_progress.start("final rows", _final_epochs_left(config, workdir, plan))
-    return {row: train_seeds(config, models.as_architecture(arch), loss, dataset, strategy, teacher, workdir, row,
-                             network=models.as_architecture(arch).backbone, run_progress=run_progress)
-            for row, arch, loss in plan}
+    rows = {}
+    for row, arch, loss in plan:
+        arch = models.as_architecture(arch)
+        rows[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, network=arch.backbone,
+                                run_progress=run_progress)
+    return rows
 
 
 def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *, network=None, run_progress=None):

@@ -32,7 +32,6 @@ from absl import logging
 from kdas_tf import losses, storage
 
 KINDS = ("online", "cached")
-DISTILLING = ("kd", "od")  # the losses with teacher targets
 FORMAT = 2  # bump when the stored layout changes: older caches are then rebuilt
 BUILD_BATCH_SIZE = 512
 
@@ -70,11 +69,11 @@ class CachedTeacherOutputs:
 
     def __init__(self, teacher, loss, dataset, *, member_paths, cache_dir, stored_losses=(),
                  build_batch_size=BUILD_BATCH_SIZE):
-        if loss not in DISTILLING:
+        if loss not in losses.DISTILLING:
             raise ValueError(f"loss {loss!r} has no teacher targets to cache: expected 'kd' or 'od'")
         self.teacher = teacher
         self.loss = loss
-        self.stored_losses = tuple(name for name in DISTILLING if name == loss or name in stored_losses)
+        self.stored_losses = tuple(name for name in losses.DISTILLING if name == loss or name in stored_losses)
         self.dataset = dataset
         self.cache_dir = cache_dir
         self.build_batch_size = build_batch_size

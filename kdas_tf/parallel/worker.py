@@ -128,7 +128,7 @@ def _train_trials(config):
     # KerasTuner's OracleClient answers max_trials from this local oracle, not the chief's: the search's size,
     # so that the worker's 'trial i (i+1/N, ...)' lines and search ETA count the whole search.
     placeholder = keras_tuner.Oracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
-                                     max_trials=config.search.rounds * config.search.trials_per_round)
+                                     max_trials=config.search.num_trials())
     tuner = architecture_search.build_tuner(config, placeholder, dataset, strategy, targets, workdir, WorkerTuner,
                                             timeout=config.parallel.worker_timeout)
     try:
