@@ -10,7 +10,7 @@ import os
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief, oracle_client
 
-from kdas_tf import storage
+from kdas_tf.runtime import storage
 
 # --- KerasTuner's Oracle ---------------------------------------------------------------------------
 

@@ -53,7 +53,8 @@ if not _verbose(sys.argv) and "tensorflow" not in sys.modules:
 
 from absl import app, flags, logging
 
-from kdas_tf import parallel, storage
+from kdas_tf import parallel
+from kdas_tf.runtime import storage
 from kdas_tf.errors import UserError
 
 FLAGS = flags.FLAGS

@@ -18,11 +18,14 @@ import typing
 
 from absl import flags
 
-from kdas_tf import data, distribute, ensemble, litert, losses, models, teacher_outputs
-from kdas_tf.budget import check_budget
-from kdas_tf.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
+from kdas_tf import data, models
+from kdas_tf.runtime import distribute
+from kdas_tf.distill import ensemble, losses, teacher_outputs
+from kdas_tf.deploy import litert
+from kdas_tf.nas.budget import check_budget
+from kdas_tf.nas.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
 from kdas_tf.errors import UserError
-from kdas_tf.trainer import PRECISIONS, TrainConfig
+from kdas_tf.distill.trainer import PRECISIONS, TrainConfig
 
 # The flags defined here belong to the entry point that asks for them, so its --help lists them.
 flags.disclaim_key_flags()
@@ -375,7 +378,7 @@ class ParallelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    """What the served model is exported as (kdas_tf.serving.export_served); never changes a result."""
+    """What the served model is exported as (kdas_tf.deploy.serving.export_served); never changes a result."""
 
     # An export's formats say how the model is shipped, not what it is: a rerun may add one.
     formats: typing.Tuple[str, ...] = option(

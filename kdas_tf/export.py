@@ -2,12 +2,13 @@
 SavedModel for serving, and LiteRT files for devices (--formats=saved_model,tflite,tflite_int8).
 
 Exports the run's served model, or any final model, trial or teacher member (a .keras file, or a directory
-with model.keras or checkpoints/); kdas_tf.serving does the work.
+with model.keras or checkpoints/); kdas_tf.deploy.serving does the work.
 """
 
 from absl import flags
 
-from kdas_tf import cli, config, serving
+from kdas_tf import cli, config
+from kdas_tf.deploy import serving
 
 FLAGS = flags.FLAGS
 

@@ -18,10 +18,12 @@ import os
 import keras_tuner
 from keras_tuner.engine import trial as trial_module
 
-from kdas_tf import architecture_search, config, serving, storage
+from kdas_tf import assembly, config
+from kdas_tf.deploy import serving
+from kdas_tf.runtime import storage
 from kdas_tf.errors import UserError
-from kdas_tf.oracle import KDASOracle
-from kdas_tf.workdir import SEARCH_PROJECT, Workdir
+from kdas_tf.nas.oracle import KDASOracle
+from kdas_tf.runtime.workdir import SEARCH_PROJECT, Workdir
 
 READ_ONLY = "a loaded search is read-only: rerun its python -m kdas_tf.search command to continue it"
 
@@ -90,5 +92,5 @@ def load_search(workdir):
                         "python -m kdas_tf.search run")
     search_config = recorded_config(workdir)
     budget, _ = search_config.budget()
-    oracle = architecture_search.make_oracle(search_config, search_config.data, budget, oracle_class=RecordedOracle)
+    oracle = assembly.make_oracle(search_config, search_config.data, budget, oracle_class=RecordedOracle)
     return LoadedSearch(oracle, workdir=Workdir(workdir), search_config=search_config)

@@ -18,12 +18,16 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import (architecture_search, distribute, ensemble, finals, models, progress, results, serving, storage,
-                     summaries)
+from kdas_tf import assembly, models
+from kdas_tf.runtime import distribute, progress, storage
+from kdas_tf.distill import ensemble, finals
+from kdas_tf.reporting import results
+from kdas_tf.deploy import serving
+from kdas_tf.nas import summaries
 from kdas_tf.errors import UserError
 from kdas_tf import parallel
 from kdas_tf.parallel import launcher
-from kdas_tf.workdir import Workdir, final_name, served_seed, serving_decision
+from kdas_tf.runtime.workdir import Workdir, final_name, served_seed, serving_decision
 
 
 @contextlib.contextmanager
@@ -153,7 +157,7 @@ def run(config, *, dataset=None, teachers=None):
         teacher, teacher_report = _teachers(config, dataset, strategy, workdir, given, run_progress)
         run_progress.start("search")
         search_epochs = run_progress.epochs_left["search"]
-        oracle = architecture_search.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief,
+        oracle = assembly.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief,
                                          run_progress=run_progress)
         if is_chief:  # the workers trained the search's epochs
             run_progress.epoch_done(search_epochs)
@@ -210,7 +214,7 @@ def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *,
 
     network: the backbone whose family picks the default weight decay (default: the search's backbone).
     """
-    targets = architecture_search.targets_for(config, workdir, teacher, loss, dataset)
+    targets = assembly.targets_for(config, workdir, teacher, loss, dataset)
     recipe = config.recipe.train_config(network=network or config.search.backbone, loss=loss)
     seeds = []
     for index in range(config.search.seeds):
@@ -232,7 +236,7 @@ def train_one(config, *, dataset=None):
         targets = None
         if train_config.loss != "ce":
             teacher = given[0] if given else load_teachers(config, dataset, workdir, strategy)
-            targets = architecture_search.targets_for(config, workdir, teacher, train_config.loss, dataset)
+            targets = assembly.targets_for(config, workdir, teacher, train_config.loss, dataset)
         name = f"{str(arch).replace('/', '_').replace(':', '-')}_{train_config.loss}"
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
                                          logdir=workdir.tb("train", name), targets=targets,

@@ -1,8 +1,9 @@
-"""python -m kdas_tf.report --workdir=DIR [--compare=DIR2,...]: a finished run's tables and figures (kdas_tf.reports)."""
+"""python -m kdas_tf.report --workdir=DIR [--compare=DIR2,...]: a finished run's tables and figures (kdas_tf.reporting.writer)."""
 
 from absl import flags, logging
 
-from kdas_tf import cli, reports
+from kdas_tf import cli
+from kdas_tf.reporting import writer
 
 FLAGS = flags.FLAGS
 
@@ -15,7 +16,7 @@ def define_flags():
 
 
 def main(_):
-    written = reports.write_report(FLAGS.workdir, FLAGS.output, FLAGS.compare)
+    written = writer.write_report(FLAGS.workdir, FLAGS.output, FLAGS.compare)
     logging.info("report: %d files in %s (report.md shows them all)", len(written), written[-1].rsplit("/", 1)[0])
 
 

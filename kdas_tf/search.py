@@ -9,7 +9,8 @@ import os
 
 from absl import flags
 
-from kdas_tf import cli, config, estimate, pipeline
+from kdas_tf import cli, config, pipeline
+from kdas_tf.benchmarking import estimate
 from kdas_tf.parallel import launcher, role, worker
 
 FLAGS = flags.FLAGS

@@ -1,4 +1,4 @@
-"""python -m kdas_tf.sweep --flagfile=F --budgets=0.6,0.9,1.2: the paper's Figure 3 (kdas_tf.budget_sweep).
+"""python -m kdas_tf.sweep --flagfile=F --budgets=0.6,0.9,1.2: the paper's Figure 3 (kdas_tf.budget_curve).
 
 A search per budget sharing one teacher ensemble, each found model and man-made networks of similar size
 trained with the same --final_loss; writes WORKDIR/sweep.{json,md,png}. Resumable: rerun the same command.
@@ -7,7 +7,7 @@ trained with the same --final_loss; writes WORKDIR/sweep.{json,md,png}. Resumabl
 from absl import flags
 
 from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
-from kdas_tf import budget_sweep, config
+from kdas_tf import budget_curve, config
 
 FLAGS = flags.FLAGS
 
@@ -19,7 +19,7 @@ def define_flags():
 
 
 def main(_):
-    budget_sweep.run(config.from_flags(), budget_sweep.parse_budgets(FLAGS.budgets or []))
+    budget_curve.run(config.from_flags(), budget_curve.parse_budgets(FLAGS.budgets or []))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""python -m kdas_tf.teachers: train (or reuse) the teacher ensemble and write its report (kdas_tf.ensemble)."""
+"""python -m kdas_tf.teachers: train (or reuse) the teacher ensemble and write its report (kdas_tf.distill.ensemble)."""
 
 from absl import flags
 

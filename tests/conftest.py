@@ -6,7 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from kdas_tf import distribute  # noqa: E402
+from kdas_tf.runtime import distribute  # noqa: E402
 
 distribute.split_cpu(2)
 # Resume and strategy tests compare weights bit for bit (or nearly): no racy kernels.
@@ -21,7 +21,8 @@ import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
-from kdas_tf import config, lock, pipeline  # noqa: E402
+from kdas_tf import config, pipeline  # noqa: E402
+from kdas_tf.runtime import lock  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The digits flagfile shrunk so the whole pipeline (teachers, search, final trainings, export) takes ~40 s.
@@ -50,34 +51,35 @@ def tiny_config(workdir, *extra):
 # alone at the end). Longest first keeps the last minutes to short files on both workers. Only an order:
 # a file missing here runs after these, and nothing is skipped.
 LONGEST_FIRST = (
-    "test_parallel.py",  # 190
-    "test_budget_sweep.py",  # 143
-    "test_kill_resume.py",  # 140
-    "test_oracle.py",  # 118
-    "test_search_e2e.py",  # 121, the first to need tiny_run makes it (90)
-    "test_trial_retry.py",  # 118
-    "test_controller.py",  # 115
-    "test_bad_input.py",  # 108
-    "test_state_validation.py",  # 103
-    "test_tuner.py",  # 101
-    "test_reliability.py",  # 98
-    "test_trainer.py",  # 92
-    "test_own_teachers.py",  # 79
-    "test_litert.py",  # 73
-    "test_teachers.py",  # 66
-    "test_bench.py",  # 66
-    "test_export.py",  # 60
+    "parallel/test_parallel.py",  # 190
+    "test_budget_curve.py",  # 143
+    "e2e/test_kill_resume.py",  # 140
+    "nas/test_oracle.py",  # 118
+    "e2e/test_search.py",  # 121, the first to need tiny_run makes it (90)
+    "nas/test_trial_retry.py",  # 118
+    "nas/test_controller.py",  # 115
+    "e2e/test_bad_input.py",  # 108
+    "runtime/test_schema.py",  # 103
+    "nas/test_tuner.py",  # 101
+    "runtime/test_reliability.py",  # 98
+    "distill/test_trainer.py",  # 92
+    "distill/test_given_teachers.py",  # 79
+    "deploy/test_litert.py",  # 73
+    "distill/test_ensemble.py",  # 66
+    "benchmarking/test_bench.py",  # 66
+    "deploy/test_serving.py",  # 60
 )
 
 
 def pytest_collection_modifyitems(items):
     rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
+    tests = os.path.dirname(os.path.abspath(__file__))
+    items.sort(key=lambda item: rank.get(os.path.relpath(item.path, tests), len(rank)))  # stable: files keep their order
 
 
 @pytest.fixture(autouse=True)
 def release_work_directory_locks():
-    """An in-process run holds its work directory until the process ends (kdas_tf.lock); after each test the
+    """An in-process run holds its work directory until the process ends (kdas_tf.runtime.lock); after each test the
     session lets go, so a later test's command may use that directory as a user's next command would."""
     yield
     lock.release_all()

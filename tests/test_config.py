@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
-from kdas_tf import config, storage
+from kdas_tf import config
+from kdas_tf.runtime import storage
 from kdas_tf.errors import UserError
-from kdas_tf.workdir import Workdir
+from kdas_tf.runtime.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "kdas_tf")

@@ -18,11 +18,12 @@ import pytest
 from keras_tuner.engine import trial as trial_module
 
 import kdas_tf
-from kdas_tf import architecture_search, storage
-from kdas_tf.data.pipeline import normalise
+from kdas_tf import assembly
+from kdas_tf.runtime import storage
+from kdas_tf.data.transforms import normalise
 from kdas_tf.errors import UserError
 from kdas_tf.loaded_search import RecordedOracle, recorded_config
-from kdas_tf.oracle import KDASOracle
+from kdas_tf.nas.oracle import KDASOracle
 from kdas_tf.parallel import chief
 from conftest import tiny_config
 
@@ -97,7 +98,7 @@ def test_ties_go_to_the_smaller_network_as_in_best_trial(tmp_path):
     config = tiny_config(str(tmp_path), "--trials_per_round=3")
     storage.write_json(os.path.join(tmp_path, "settings.json"), config.settings())
     budget, _ = config.budget()
-    served = chief.open_oracle(architecture_search.make_oracle(config, config.data, budget), str(tmp_path), "search")
+    served = chief.open_oracle(assembly.make_oracle(config, config.data, budget), str(tmp_path), "search")
     for worker in ("w0", "w1", "w2"):
         trial = served.create_trial(worker)
         served.update_trial(trial.trial_id, {"val_top1": 0.5})

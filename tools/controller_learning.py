@@ -14,7 +14,7 @@ import itertools
 
 import numpy as np
 
-from kdas_tf.controller import Controller, ControllerConfig
+from kdas_tf.nas.controller import Controller, ControllerConfig
 
 BEST = 1  # conv3x3 in models.ADDON_OPS
 NUM_CHOICES = 7

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf.data import pipeline
+from kdas_tf.data import transforms
 from kdas_tf.errors import UserError
 
 
@@ -73,19 +73,19 @@ class Dataset:
 
     def train(self, batch_size, *, epoch, seed, augment=True, drop_remainder=True):
         """Shuffled (and augmented) train batches; identical for the same (seed, epoch)."""
-        augmentation = self.augmentation if augment else pipeline.Augmentation(pad=0, flip=False)
-        plan = pipeline.epoch_plan(
+        augmentation = self.augmentation if augment else transforms.Augmentation(pad=0, flip=False)
+        plan = transforms.epoch_plan(
             self.info.num_train, seed=seed, epoch=epoch, pad=augmentation.pad, flip=augmentation.flip
         )
         images, labels = self._split_tensors("train")
-        return pipeline.train_stream(
+        return transforms.train_stream(
             images, labels, plan, batch_size, augmentation=augmentation,
             mean=self.info.mean, std=self.info.std, drop_remainder=drop_remainder,
         )
 
     def _eval(self, split, batch_size):
         images, labels = self._split_tensors(split)
-        return pipeline.eval_stream(images, labels, batch_size, mean=self.info.mean, std=self.info.std)
+        return transforms.eval_stream(images, labels, batch_size, mean=self.info.mean, std=self.info.std)
 
     def val(self, batch_size):
         """The held-out validation split (the search's reward), in index order."""
@@ -173,7 +173,7 @@ def from_arrays(name, num_classes, train_images, train_labels, test_images, test
         name=name, num_classes=num_classes, image_shape=image_shape,
         num_train=len(train), num_val=len(val), num_test=len(test), mean=mean, std=std,
     )
-    augmentation = pipeline.Augmentation(pad=pipeline.padding_for(image_shape[0]), flip=flip)
+    augmentation = transforms.Augmentation(pad=transforms.padding_for(image_shape[0]), flip=flip)
     logging.info(
         "%s: %d train / %d val / %d test, %s, %d classes, pad %d, flip %s",
         name, info.num_train, info.num_val, info.num_test, image_shape, num_classes,

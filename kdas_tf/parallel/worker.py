@@ -15,12 +15,13 @@ import grpc
 import keras_tuner
 from absl import logging
 
-from kdas_tf import _internals, architecture_search, distribute, pipeline
+from kdas_tf import _internals, assembly, pipeline
+from kdas_tf.runtime import distribute
 from kdas_tf.errors import UserError
-from kdas_tf.oracle import OBJECTIVE
+from kdas_tf.nas.oracle import OBJECTIVE
 from kdas_tf.parallel import EXIT_CHIEF_GONE, LAUNCHER_PID, ORACLE_IP, ORACLE_PORT, TUNER_ID
-from kdas_tf.tuner import KDASTuner
-from kdas_tf.workdir import Workdir
+from kdas_tf.nas.tuner import KDASTuner
+from kdas_tf.runtime.workdir import Workdir
 
 PR_SET_PDEATHSIG = 1
 
@@ -124,12 +125,12 @@ def _train_trials(config):
     teacher = None
     if config.search.search_loss != "ce":
         teacher = pipeline.load_teachers(config, dataset, workdir, strategy)
-    targets = architecture_search.targets_for(config, workdir, teacher, config.search.search_loss, dataset)
+    targets = assembly.targets_for(config, workdir, teacher, config.search.search_loss, dataset)
     # KerasTuner's OracleClient answers max_trials from this local oracle, not the chief's: the search's size,
     # so that the worker's 'trial i (i+1/N, ...)' lines and search ETA count the whole search.
     placeholder = keras_tuner.Oracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
                                      max_trials=config.search.num_trials())
-    tuner = architecture_search.build_tuner(config, placeholder, dataset, strategy, targets, workdir, WorkerTuner,
+    tuner = assembly.build_tuner(config, placeholder, dataset, strategy, targets, workdir, WorkerTuner,
                                             timeout=config.parallel.worker_timeout)
     try:
         tuner.search()

@@ -1,0 +1,116 @@
+"""The dry run's time estimate: the run's epochs, priced by training steps measured on this machine.
+
+Networks are timed on random images of the data's shape, at the run's batch size and precision: the
+teacher network, the backbone (the plain student's rows) and a median-sized candidate of each round
+(drawn uniformly, as the controller starts), which stands for the round's trials; the last round's also
+stands for the found model and the man-made networks. Add-on ops cost more per parameter than a ResNet's
+convolutions on a CPU (depthwise convolutions most), so candidates are timed, not scaled. Each gives images/s for a training step and for a forward pass (validation, teacher outputs),
+and its build-and-trace seconds, paid once per training. An epoch is the training split at the first
+rate plus the validation split at the second; the teachers' forward is paid once for every (seed, epoch)
+that a distilling training reads (teacher_outputs caches each one once, for all the run's losses). Tracing, steps and data only: the
+estimate is as good as the machine's load while it measures and while the run runs.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from kdas_tf import data, models
+from kdas_tf.runtime import progress
+from kdas_tf.benchmarking.suite import Bench, random_dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    """A network measured at one batch size: images/s training and inferring, seconds to build and trace."""
+    train: float
+    infer: float
+    start: float
+
+
+def measure(arch, *, num_classes, image_shape, batch_size, policy, steps=8, warmup_steps=2):
+    """The Speed of `arch` (a name or an Architecture): the faster of two runs of `steps` batches, after
+    `warmup_steps` (each run starts an epoch's input stream, as training does once per epoch)."""
+    dataset = random_dataset(batch_size * max(warmup_steps, steps), image_shape[0], image_shape[-1], num_classes)
+    bench = Bench(dataset, network=arch, batch_size=batch_size, steps=2 * steps, repeats=2,
+                  warmup_steps=warmup_steps, scratch=None)
+    begin = time.perf_counter()
+    train = bench.trainer_step(policy=policy)
+    started = time.perf_counter() - begin
+    infer = bench.forward(policy=policy)
+    speeds = bench.measure({"train": train, "infer": infer})
+    start = max(0.0, started - warmup_steps * batch_size / speeds["train"])
+    return Speed(train=speeds["train"], infer=speeds["infer"], start=start)
+
+
+def median_candidates(config, samples=25):
+    """Each round's network of the median size among `samples` uniform draws (models.uniform_samples)."""
+    search = config.search
+    drawn = list(models.uniform_samples(search.backbone, search.rounds, search.ops_per_addon, samples,
+                                        seed=config.recipe.seed))
+    medians = []
+    for round_index in range(search.rounds):
+        archs = [sample[round_index] for sample in drawn]
+        sizes = [models.count_parameters(arch, config.data.num_classes, config.data.image_shape,
+                                         shortcut=config.model.shortcut) for arch in archs]
+        medians.append(archs[int(np.argsort(sizes)[len(sizes) // 2])])
+    return medians
+
+
+def run_seconds(config, speeds, num_train, num_val):
+    """{step: seconds} of the whole run; speeds: {"teacher", "backbone", "round 1", ..., "round R": Speed}."""
+    search, recipe = config.search, config.recipe
+    last_round = speeds[f"round {search.rounds}"]
+    num_teachers = 0 if config.teachers.models else config.teachers.num_teachers
+
+    def trainings(speed, count, epochs):
+        return count * (speed.start + epochs * (num_train / speed.train + num_val / speed.infer))
+
+    teacher_forward = num_train * max(num_teachers, 1) / speeds["teacher"].infer  # one (seed, epoch) of outputs
+    rows = search.final_rows("found", ["manmade"] * len(search.manmade))
+    distilled = {(recipe.seed, epoch) for epoch in range(search.search_epochs) if search.search_loss != "ce"}
+    if any(loss != "ce" for _, _, loss in rows):
+        distilled |= {(recipe.seed + index, epoch) for index in range(search.seeds) for epoch in range(recipe.epochs)}
+    students = len(search.student_loss)
+    return {
+        "teachers": trainings(speeds["teacher"], num_teachers, config.teacher_epochs),
+        "search": sum(trainings(speeds[f"round {r + 1}"], search.trials_per_round, search.search_epochs)
+                      for r in range(search.rounds)),
+        "final rows": trainings(speeds["backbone"], students * search.seeds, recipe.epochs)
+        + trainings(last_round, (len(rows) - students) * search.seeds, recipe.epochs),
+        "teacher outputs": len(distilled) * teacher_forward,
+    }
+
+
+def describe(config):
+    """The dry run's lines: every step's epochs and its estimated time, from networks timed now."""
+    search = config.search
+    num_classes, image_shape = config.data.metadata()
+    shape = dict(num_classes=num_classes, image_shape=image_shape, batch_size=config.recipe.batch_size,
+                 policy=config.recipe.precision)
+    candidates = median_candidates(config)
+    speeds = {"backbone": measure(search.backbone, **shape)}
+    speeds.update((f"round {r + 1}", measure(arch, **shape)) for r, arch in enumerate(candidates))
+    speeds["teacher"] = (speeds["backbone"] if config.teachers.network == search.backbone
+                         else measure(config.teachers.network, **shape))
+    epochs = {
+        "teachers": 0 if config.teachers.models else config.teachers.num_teachers * config.teacher_epochs,
+        "search": search.num_trials() * search.search_epochs,
+        "final rows": len(search.final_rows("found", search.manmade)) * search.seeds * config.recipe.epochs,
+    }
+    lines = [f"  epochs of training: {sum(epochs.values())} ("
+             + ", ".join(f"{step} {count}" for step, count in epochs.items()) + ")",
+             "  measured here, images/s training / inferring: "
+             + ", ".join(f"{name} {speed.train:.0f} / {speed.infer:.0f}" for name, speed in speeds.items())
+             + "".join(f"\n    round {r + 1}'s median candidate: {arch}" for r, arch in enumerate(candidates))]
+    size = data.TRAIN_SIZES.get(config.data.dataset)
+    if size is None:
+        per_thousand = 1000 / speeds["backbone"].train
+        return lines + [f"  time: {per_thousand:.1f} s per 1,000 training images per epoch of {search.backbone}; "
+                        "the number of images of a dataset by reference is known once it is read"]
+    num_train, num_val = data.split_sizes(size, config.data.val_fraction, config.data.train_examples)
+    seconds = run_seconds(config, speeds, num_train, num_val)
+    return lines + [f"  estimated time on this machine at its present load: about {progress.duration(sum(seconds.values()))} ("
+                    + ", ".join(f"{step} {progress.duration(s)}" for step, s in seconds.items())
+                    + f"; {num_train} training and {num_val} validation images)"]

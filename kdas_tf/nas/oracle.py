@@ -1,0 +1,426 @@
+"""KDASOracle: the LSTM controller deciding which add-ons to try, as a KerasTuner Oracle.
+
+The oracle decides and remembers; the tuner trains. Each trial's values hold
+one op per (stage, slot) plus the full architecture string (with the round's
+backbone), so a worker needs nothing but the trial to build the candidate.
+
+Budget: the controller samples only what fits the memory budget M. It gets the
+parameters each op adds in each slot (budget.addon_costs) and the budget left
+after the round's backbone, and masks every choice that could no longer fit
+(controller.feasible_choices). Why not a reward-0 penalty for samples over M:
+each one pulled the moving-average baseline down, so the next trained
+candidate's advantage was +0.3 to +0.6 against real differences of 0.01-0.05,
+and Adam's moments filled with penalty gradients. Under the mask every update
+carries a real reward.
+A sample whose network was already trained is not trained again; it teaches
+the controller its recorded score (real information, no retraining) and the
+controller is asked again, within the same trial slot. Trained trials and
+repeats are counted apart (`trial_updates`, `repeat_updates`).
+With --controller=random (kdas_tf.nas.random_controller) the samples are uniform
+under the same mask and nothing learns: no controller updates at all.
+
+Rounds: after `trials_per_round` trials the best candidate of the round
+becomes the backbone (its add-ons frozen into it) and a fresh controller
+searches one more module per stage.
+
+Parallel trials (kdas_tf.parallel): with K trials in flight the controller
+still learns once per finished trial, from the tokens stored in that trial's
+own values (never from whichever sample came last), in the order trials end.
+A worker is told to stop only once no trial is in flight, so a trial re-queued
+late still finds a worker. A trial whose worker falls silent (the chief keeps
+the heartbeats, kdas_tf.parallel.chief) is taken back: re-queued, and given
+up (FAILED, no reward) after MAX_TRIAL_LOSSES losses; see `take_back`. A late
+report of a trial that was already recorded is ignored, so each trial ends,
+and teaches the controller, exactly once.
+
+Faults: a trial that meets a fault of the machine (a full disk, out of memory, a
+corrupt checkpoint) ends INVALID, is queued again by KerasTuner and trained up
+to MAX_FAULT_RETRIES more times before it is recorded FAILED. An INVALID end
+is never scored, so the fault teaches the controller nothing; a NaN loss is a
+verdict on the network and fails the trial at once (kdas_tf.nas.tuner.run_trial).
+"""
+
+import dataclasses
+import json
+
+import keras_tuner
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from keras_tuner.engine import trial as trial_module
+
+from kdas_tf import _internals, models
+from kdas_tf.runtime import schema, storage
+from kdas_tf.nas.budget import addon_costs, check_budget
+from kdas_tf.nas.controller import Controller, ControllerConfig
+from kdas_tf.nas.random_controller import RandomController
+from kdas_tf.errors import UserError
+
+OBJECTIVE = "val_top1"
+RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.IDLE,
+                          trial_module.TrialStatus.STOPPED)
+# A trial that loses its worker this many times is more likely killing its workers
+# (out of memory) than unlucky: it is recorded FAILED instead of re-queued again.
+MAX_TRIAL_LOSSES = 2
+# A trial that meets a fault of the machine (kdas_tf.nas.tuner.MACHINE_FAULTS) is trained again this many times
+# before it is recorded FAILED: a full disk or a memory peak may pass, and the sample is worth its reward.
+MAX_FAULT_RETRIES = 2
+
+
+def _canonical_key(trial):
+    """The trial's network with skips dropped: equal networks get equal keys."""
+    return str(models.Architecture.parse(trial.hyperparameters.values["architecture"]).canonical())
+
+
+def slot_name(stage, slot):
+    return f"stage{stage + 1}_op{slot + 1}"
+
+
+class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
+    """Samples add-on operations with a REINFORCE-trained LSTM under a parameter budget."""
+
+    def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
+                 ops_per_addon=2, controller=None, max_samples_per_trial=200, seed=0, logdir=None,
+                 max_consecutive_failed_trials=3, shortcut="zero_pad"):
+        self.backbone = models.as_architecture(backbone)
+        self.num_classes = num_classes
+        self.input_shape = tuple(input_shape)
+        self.shortcut = shortcut  # of the ResNets' stages: the sizes the budget is checked against
+        self.budget = check_budget(self.backbone, budget, num_classes, self.input_shape, shortcut)
+        if rounds < 1 or trials_per_round < 1 or ops_per_addon < 1:
+            raise ValueError("--rounds, --trials_per_round and --ops_per_addon must each be at least 1")
+        self.rounds = rounds
+        self.trials_per_round = trials_per_round
+        self.ops_per_addon = ops_per_addon
+        self.num_stages = self.backbone.num_stages
+        self.max_samples_per_trial = max_samples_per_trial
+        self.controller_config = controller or ControllerConfig(
+            num_decisions=self.num_stages * ops_per_addon, num_choices=len(models.ADDON_OPS), seed=seed
+        )
+        expected = (self.num_stages * ops_per_addon, len(models.ADDON_OPS))
+        given = (self.controller_config.num_decisions, self.controller_config.num_choices)
+        if given != expected:
+            raise ValueError(
+                f"controller num_decisions/num_choices {given} do not fit the search space: "
+                f"{self.num_stages} stages x {ops_per_addon} ops per add-on from {len(models.ADDON_OPS)} operations"
+            )
+        self.addon_costs = addon_costs(self.backbone, ops_per_addon, num_classes, self.input_shape, shortcut)
+        space = keras_tuner.HyperParameters()
+        for stage in range(self.num_stages):
+            for slot in range(ops_per_addon):
+                space.Choice(slot_name(stage, slot), list(models.ADDON_OPS))
+        super().__init__(
+            objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=rounds * trials_per_round,
+            hyperparameters=space, allow_new_entries=False, tune_new_entries=False, seed=seed + 1,
+            max_retries_per_trial=MAX_FAULT_RETRIES, max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        self.round = 0
+        self.round_converged = False
+        self.round_backbones = [str(self.backbone)]
+        self.controller = self._new_controller(0)
+        self.known_scores = {}  # canonical architecture -> reward it earned
+        self.trial_updates = 0
+        self.repeated_samples = 0
+        self.repeat_updates = 0
+        self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
+        self.trial_losses = {}  # trial id -> times its worker fell silent
+        self.failure = None  # the error that stopped the search (too many failed trials)
+        self._writer = tf.summary.create_file_writer(logdir) if logdir else None
+
+    # --- architecture helpers ---------------------------------------------------------
+
+    def parameters(self, arch):
+        return models.count_parameters(arch, self.num_classes, self.input_shape, shortcut=self.shortcut)
+
+    def _new_controller(self, round_index):
+        """The round's controller: its own seed, and the budget left after the round's backbone."""
+        config = dataclasses.replace(self.controller_config, seed=self.controller_config.seed + round_index)
+        kind = RandomController if config.kind == "random" else Controller
+        left = self.budget - self.parameters(self.current_backbone())
+        return kind(config, costs=self.addon_costs, budget=left)
+
+    def _stage_ops(self, tokens):
+        ops = [models.ADDON_OPS[t] for t in tokens]
+        return [ops[s * self.ops_per_addon:(s + 1) * self.ops_per_addon] for s in range(self.num_stages)]
+
+    def tokens_of(self, values):
+        """The controller tokens a trial's hyperparameter values stand for."""
+        return tuple(
+            models.ADDON_OPS.index(values[slot_name(stage, slot)])
+            for stage in range(self.num_stages) for slot in range(self.ops_per_addon)
+        )
+
+    def current_backbone(self):
+        return models.Architecture.parse(self.round_backbones[self.round])
+
+    # --- KerasTuner hooks -----------------------------------------------------------
+
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        if self.ongoing_trials and tuner_id not in self.ongoing_trials and not _internals.retry_queue(self) \
+                and len(self.trials) >= self.max_trials:
+            self.tuner_ids.add(tuner_id)
+            return trial_module.Trial(self.get_space(), status=IDLE)  # not STOPPED: see the module docstring
+        trial = super().create_trial(tuner_id)
+        if trial.status == RUNNING:
+            self.trial_tuners[trial.trial_id] = tuner_id
+        return trial
+
+    def populate_space(self, trial_id):
+        if self._round_finished():
+            if self.round + 1 >= self.rounds:
+                return {"status": IDLE if self.ongoing_trials else STOPPED}
+            if self.ongoing_trials:
+                return {"status": IDLE}  # the round's best is known only when all its trials ended
+            self._start_round(self.round + 1)
+        backbone = self.current_backbone()
+        # Trained already, in training, or failed (it would most likely fail again): not trained again.
+        taken = self._running_keys() | self._keys_of(trial_module.TrialStatus.FAILED)
+        for _ in range(self.max_samples_per_trial):
+            tokens = self.controller.sample()
+            stage_ops = self._stage_ops(tokens)
+            arch = backbone.with_addons(stage_ops)
+            key = str(arch.canonical())
+            parameters = self.parameters(arch)
+            if parameters > self.budget:
+                raise RuntimeError(f"the controller sampled {arch} ({parameters} parameters) over the budget "
+                                   f"{self.budget}: budget.addon_costs disagrees with models.count_parameters")
+            if key in self.known_scores or key in taken:
+                self.repeated_samples += 1
+                if key in self.known_scores:
+                    self._update_controller(tokens, self.known_scores[key], kind="repeat")
+                continue
+            values = {slot_name(s, l): op for s, ops in enumerate(stage_ops) for l, op in enumerate(ops)}
+            values.update(architecture=str(arch), round=self.round, parameters=parameters)
+            return {"status": RUNNING, "values": values}
+        logging.info("round %d: %d samples in a row were known; the round has converged",
+                     self.round, self.max_samples_per_trial)
+        self.round_converged = True
+        return {"status": IDLE}
+
+    def _round_finished(self):
+        started = sum(1 for t in self.trials.values() if t.hyperparameters.values.get("round") == self.round)
+        return self.round_converged or started >= self.trials_per_round
+
+    def _running_keys(self):
+        return {_canonical_key(t) for t in self.ongoing_trials.values()}
+
+    def _keys_of(self, status):
+        return {_canonical_key(t) for t in self.trials.values() if t.status == status}
+
+    def _start_round(self, round_index):
+        best = self.best_trial(self.round)
+        if best is not None:
+            self.round_backbones.append(best.hyperparameters.values["architecture"])
+        else:
+            self.round_backbones.append(self.round_backbones[-1])
+        self.round = round_index
+        self.round_converged = False
+        self.controller = self._new_controller(round_index)
+        logging.info("round %d starts from backbone %s", round_index, self.round_backbones[-1])
+
+    def best_trial(self, round_index=None):
+        """The completed trial with the highest reward (of one round, or of all); ties go to the smaller network.
+
+        The paper's m* = argmax R(m) s.t. |m| <= M leaves ties open; of two equally
+        accurate students the smaller is the better one to serve.
+        """
+        done = [t for t in self.trials.values() if t.status == trial_module.TrialStatus.COMPLETED
+                and t.score is not None and round_index in (None, t.hyperparameters.values.get("round"))]
+        return max(done, key=lambda t: (t.score, -t.hyperparameters.values["parameters"]), default=None)
+
+    def too_many_failures(self):
+        """The error that stops the search after max_consecutive_failed_trials: one line, what to do."""
+        last = self.trials[self.end_order[-1]]
+        reason = (last.message or "no message").strip().splitlines()[-1]
+        return UserError(
+            f"the search stopped: the last {self.max_consecutive_failed_trials} trials failed, the last with "
+            f"{reason!r}; the reasons are in {_internals.project_dir(self)}/trial_*/trial.json. Fix the cause "
+            "(e.g. lower --learning_rate for a nan loss) and rerun the same command"
+        )
+
+    def search_finished(self):
+        """True once every trial has ended and none is left to start."""
+        if self.ongoing_trials or _internals.retry_queue(self):
+            return False
+        return len(self.trials) >= self.max_trials or (self._round_finished() and self.round + 1 >= self.rounds)
+
+    def end_trial(self, trial):
+        """Record a trial's end, once.
+
+        KerasTuner's lock stays held when a synchronized method raises, which
+        would stall a chief serving other workers: the too-many-failures error
+        is raised here, after the lock is released, and kept in `failure` for
+        the chief to stop on.
+        """
+        error = self._end_trial_once(trial)
+        if error is not None:
+            raise error
+
+    @keras_tuner.synchronized
+    def _end_trial_once(self, trial):
+        trial_id = trial.trial_id
+        if trial_id in self.end_order:
+            logging.warning("trial %s was already recorded; a late report of it is ignored", trial_id)
+            self._drop_ongoing(trial_id)
+            return None
+        if trial_id in _internals.retry_queue(self):  # its lost worker came back: no need to train it again
+            _internals.retry_queue(self).remove(trial_id)
+        if trial.status == trial_module.TrialStatus.COMPLETED:
+            trial.message = None  # KerasTuner keeps the traceback of a fault the trial was retried for
+        try:
+            super().end_trial(trial)
+        except UserError as error:  # too many consecutive failures: finish what KerasTuner skipped
+            _internals.save_trial(self, self.trials[trial_id])
+            self._drop_ongoing(trial_id)
+            self.failure = error
+            self.save()
+            return error
+        self.save()  # KerasTuner saves before it drops the trial from ongoing_trials: a resume would rerun it
+        return None
+
+    def _drop_ongoing(self, trial_id):
+        self.ongoing_trials = {t: o for t, o in self.ongoing_trials.items() if o.trial_id != trial_id}
+
+    def take_back(self, tuner_id, trial_id, reason):
+        """Take back trial `trial_id` from worker `tuner_id`, which fell silent; False if it has ended already.
+
+        Re-queued, not failed: the controller chose the sample, so its reward is
+        worth having, and the trial's per-epoch checkpoint (on a shared work
+        directory) lets the next worker continue it. A trial lost
+        MAX_TRIAL_LOSSES times is recorded FAILED and gives the controller no
+        reward, like any failed trial; too many failures in a row stop the
+        search (raised here, outside KerasTuner's lock, as in end_trial).
+        """
+        taken, failed = self._take_back(tuner_id, trial_id, reason)
+        if failed:
+            self._check_consecutive_failures()
+        return taken
+
+    @keras_tuner.synchronized
+    def _take_back(self, tuner_id, trial_id, reason):
+        trial = self.ongoing_trials.get(tuner_id)
+        if trial is None or trial.trial_id != trial_id:
+            return False, False
+        del self.ongoing_trials[tuner_id]
+        self.tuner_ids.discard(tuner_id)
+        self.trial_losses[trial_id] = self.trial_losses.get(trial_id, 0) + 1
+        failed = self.trial_losses[trial_id] >= MAX_TRIAL_LOSSES
+        if failed:
+            trial.status = trial_module.TrialStatus.FAILED
+            trial.message = f"lost with its worker {self.trial_losses[trial_id]} times (last {tuner_id}: {reason})"
+            self.end_order.append(trial_id)
+            _internals.save_trial(self, trial)
+            logging.warning("trial %s: %s; recorded FAILED", trial_id, trial.message)
+        else:
+            _internals.retry_queue(self).append(trial_id)
+            logging.warning("trial %s: worker %s %s; the trial is re-queued for another worker",
+                            trial_id, tuner_id, reason)
+        self.save()
+        return True, failed
+
+    def score_trial(self, trial):
+        """Score a completed trial and, once per trial, teach the controller its reward."""
+        super().score_trial(trial)
+        score = trial.score
+        if score is None or not np.isfinite(score):
+            return  # end_trial marks it invalid; a fake reward would mislead the controller
+        values = trial.hyperparameters.values
+        self.known_scores[_canonical_key(trial)] = float(score)
+        if values.get("round") == self.round:
+            self._update_controller(self.tokens_of(values), float(score), kind="trial")
+
+    def _update_controller(self, tokens, reward, *, kind):
+        """One REINFORCE step from a trained trial's or a repeat's reward; none for --controller=random."""
+        if self.controller_config.kind == "random":
+            return None
+        if kind == "trial":
+            self.trial_updates += 1
+        else:
+            self.repeat_updates += 1
+        stats = self.controller.update(tokens, reward)
+        if self._writer:
+            step = self.controller.update_count + 10_000 * self.round
+            probabilities = self.controller.probabilities(tokens)
+            with self._writer.as_default(step=step):
+                tf.summary.scalar("controller/reward", reward)
+                for name in ("baseline", "entropy", "loss", "advantage"):
+                    tf.summary.scalar(f"controller/{name}", stats[name])
+                tf.summary.scalar(f"controller/samples_{kind}", 1.0)
+                for decision, row in enumerate(probabilities):
+                    stage, slot = divmod(decision, self.ops_per_addon)
+                    for op, p in zip(models.ADDON_OPS, row):
+                        tf.summary.scalar(f"choice_probability/{slot_name(stage, slot)}/{op}", float(p))
+            self._writer.flush()
+        return stats
+
+    # --- state: resumable and atomic ------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        state["kdas"] = {
+            "round": self.round,
+            "round_converged": self.round_converged,
+            "round_backbones": self.round_backbones,
+            "controller": self.controller.get_state(),
+            "known_scores": self.known_scores,
+            "trial_updates": self.trial_updates,
+            "repeated_samples": self.repeated_samples,
+            "repeat_updates": self.repeat_updates,
+            "trial_tuners": self.trial_tuners,
+            "trial_losses": self.trial_losses,
+            "budget": self.budget,
+        }
+        return state
+
+    def set_state(self, state):
+        schema.check_oracle_state(_internals.oracle_file(self), state, rounds=self.rounds,
+                                  rebuild=self._rebuild_advice())
+        super().set_state(state)
+        kdas = state["kdas"]
+        if kdas["budget"] != self.budget or kdas["round_backbones"][0] != str(self.backbone):
+            raise UserError(
+                f"the search in {_internals.project_dir(self)} was made with backbone {kdas['round_backbones'][0]} and budget "
+                f"{kdas['budget']}: rerun with the same flags or another --workdir"
+            )
+        self.round = kdas["round"]
+        self.round_converged = kdas["round_converged"]
+        self.round_backbones = kdas["round_backbones"]
+        self.controller = self._new_controller(self.round)
+        try:
+            self.controller.set_state(kdas["controller"])
+        except (ValueError, TypeError, KeyError) as error:  # weights of another shape, an unreadable generator state
+            raise UserError(f"{_internals.oracle_file(self)} is invalid: kdas.controller does not fit this search's "
+                            f"controller ({str(error).splitlines()[0]}); {self._rebuild_advice()}") from None
+        self.known_scores = kdas["known_scores"]
+        self.trial_updates = kdas["trial_updates"]
+        self.repeated_samples = kdas["repeated_samples"]
+        self.repeat_updates = kdas["repeat_updates"]
+        self.trial_tuners = kdas.get("trial_tuners", {})
+        self.trial_losses = kdas.get("trial_losses", {})
+
+    def _rebuild_advice(self):
+        return (f"restore it from a backup, or move {_internals.project_dir(self)} aside and rerun the same "
+                "command to search again (the teachers are reused)")
+
+    def reload(self):
+        """KerasTuner's reload, after every file it reads has been checked: one line when one is not valid."""
+        schema.check_search_files(
+            _internals.project_dir(self), _internals.oracle_file(self), self._rebuild_advice(),
+            slot_names=[slot_name(stage, slot) for stage in range(self.num_stages) for slot in range(self.ops_per_addon)],
+        )
+        try:
+            super().reload()
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RuntimeError) as error:
+            raise UserError(
+                f"the search state in {_internals.project_dir(self)} cannot be read ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}): restore that directory from a backup, "
+                "or move it aside to start the search over"
+            ) from None
+        # A kill between KerasTuner's save in end_trial and ours leaves an ended trial among the
+        # ongoing ones, which reload queues for a retry: it is recorded already.
+        queue = _internals.retry_queue(self)
+        queue[:] = [t for t in queue if t not in self.end_order]
+
+    def save(self):
+        storage.write_json(_internals.oracle_file(self), self.get_state())

@@ -1,0 +1,53 @@
+"""What the search writes to TensorBoard beyond the training curves: trials as HParams, the best architecture.
+
+One log tree per work directory, WORKDIR/tb/: teachers/member_i, trials/trial_N,
+controller, final/<row> and search, so `tensorboard --logdir WORKDIR` shows the
+whole run. Each trial is an HParams session (architecture, op per slot,
+parameters, round) whose metric is its reward, the validation top-1 the
+controller learns from, so the dashboard compares the trials side by side.
+"""
+
+import time
+
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+
+from kdas_tf import models
+from kdas_tf.nas.oracle import slot_name
+
+REWARD = "reward"  # scalar tag in each trial's run: the validation top-1 the controller is rewarded with
+
+
+def write_search_space(logdir, *, num_stages, ops_per_addon):
+    """The HParams experiment: the searched hyperparameters and the reward metric."""
+    hparams = [hp.HParam("architecture", display_name="architecture"),
+               hp.HParam("parameters", display_name="trainable parameters"),
+               hp.HParam("round", display_name="search round")]
+    hparams += [hp.HParam(slot_name(stage, slot), hp.Discrete(list(models.ADDON_OPS)))
+                for stage in range(num_stages) for slot in range(ops_per_addon)]
+    with tf.summary.create_file_writer(logdir).as_default():
+        hp.hparams_config(hparams=hparams, metrics=[hp.Metric(REWARD, display_name="val top-1 (reward)")])
+
+
+def write_trial(logdir, *, trial_id, values, reward):
+    """One trial's HParams session, reward and architecture (as text) in its own run `logdir`."""
+    session = {k: v for k, v in values.items() if isinstance(v, (str, int, float, bool))}
+    with tf.summary.create_file_writer(logdir).as_default():
+        hp.hparams(session, trial_id=f"trial_{trial_id}", start_time_secs=int(time.time()))
+        tf.summary.scalar(REWARD, reward, step=0)
+        tf.summary.text("architecture", str(values.get("architecture")), step=0)
+
+
+def write_search_result(logdir, *, best_architecture, best_reward, parameters, budget, trials):
+    """When the search ends: the best architecture as text, its reward and size against the budget."""
+    table = "\n".join([
+        "| | |", "|---|---|",
+        f"| best architecture | `{best_architecture}` |",
+        f"| val top-1 (reward) | {100 * best_reward:.2f}% |",
+        f"| parameters | {parameters / 1e6:.3f}M of budget {budget / 1e6:.3f}M |",
+        f"| trials | {trials} |",
+    ])
+    with tf.summary.create_file_writer(logdir).as_default():
+        tf.summary.text("best_architecture", table, step=0)
+        tf.summary.scalar("best_reward", best_reward, step=0)
+        tf.summary.scalar("best_parameters", parameters, step=0)

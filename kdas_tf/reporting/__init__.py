@@ -1,0 +1,1 @@
+"""A run's results: results.json helpers, the paper's tables and figures."""

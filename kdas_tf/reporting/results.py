@@ -1,0 +1,131 @@
+"""A search's results as one JSON-friendly summary and a table in the shape of the paper's Table 2; an
+export's deployment table."""
+
+import numpy as np
+
+LOSS_NAMES = {"ce": "CE", "kd": "KD", "od": "OD"}
+
+
+def combine_seeds(seeds):
+    """One row from its trainings ([finals results], seed order): each metric's mean, top-1's std, every seed kept.
+
+    The std is the population's (ddof=0), as the paper's "mean ± std" over its runs; one seed has std 0.
+    """
+    row = {key: seeds[0][key] for key in ("architecture", "loss", "epochs", "parameters")}
+    for split in ("val", "test"):
+        row[split] = {key: float(np.mean([s[split][key] for s in seeds])) for key in seeds[0][split]}
+        row[split]["top1_std"] = float(np.std([s[split]["top1"] for s in seeds]))
+    row["seeds"] = seeds
+    return row
+
+
+def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
+            exported_seed=0, serving=None):
+    """Everything a report needs from one run, in plain values."""
+    return {
+        "teacher": teacher_report,
+        "budget": budget,
+        "backbone": str(oracle.backbone),
+        "backbone_parameters": backbone_parameters,
+        "search_loss": search_loss,
+        "found_architecture": str(found),
+        "trials": [trial_summary(t, oracle.trial_tuners.get(t.trial_id))
+                   for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)],
+        "controller": {
+            "kind": oracle.controller_config.kind,
+            "trial_updates": oracle.trial_updates,
+            "repeated_samples": oracle.repeated_samples,
+            "repeat_updates": oracle.repeat_updates,
+        },
+        "final": rows,
+        "exported": exported,
+        "exported_seed": exported_seed,  # index of the served training among its row's seeds
+        "serving": serving,  # why that row (workdir.serving_decision)
+    }
+
+
+def millions(parameters):
+    return f"{parameters / 1e6:.3f}M"
+
+
+def markdown_table(columns, rows):
+    """A Markdown table; floats as %.2f, None as '-'."""
+    def cell(value):
+        return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+TABLE2_COLUMNS = ("model", "L_S", "L_T", "val top-1 %", "test top-1 %", "parameters")
+
+
+def accuracy(row, split):
+    """A row's top-1 in %: a float for one seed, "mean ± std" over several."""
+    if len(row.get("seeds", ())) > 1:
+        return f"{100 * row[split]['top1']:.2f} ± {100 * row[split]['top1_std']:.2f}"
+    return 100 * row[split]["top1"]
+
+
+ROW_KINDS = ("student", "manmade", "kdas")  # Table 2's order: the plain student, man-made networks, KDAS
+
+
+def row_kind_and_loss(row):
+    """'kdas_od' -> ('kdas', 'od'); 'manmade_resnet56_kd' -> ('manmade', 'kd')."""
+    return row.split("_", 1)[0], row.rsplit("_", 1)[1]
+
+
+def table2_rows(summary):
+    """Teacher, plain student, man-made networks and found model with each L_T: (model, L_S, L_T, val %,
+    test %, parameters)."""
+    teacher = summary["teacher"]
+    rows = [(f"Teacher ({teacher['num_teachers']} x {teacher['network']})", "-", "CE", None,
+             100 * teacher["ensemble_test_top1"], teacher["num_teachers"] * teacher["parameters_per_member"])]
+    final = summary["final"]
+
+    def order(key):  # losses in CE, KD, OD order (results.json sorts its keys)
+        kind, loss = row_kind_and_loss(key)
+        return ROW_KINDS.index(kind), final[key]["parameters"], list(LOSS_NAMES).index(loss)
+
+    for key in sorted(final, key=order):
+        row = final[key]
+        kind, loss = row_kind_and_loss(key)
+        name = {"student": f"Student {summary['backbone']}", "manmade": f"{row['architecture']} (man-made)",
+                "kdas": f"KDAS {row['architecture']}"}[kind]
+        search_loss = LOSS_NAMES[summary["search_loss"]] if kind == "kdas" else "-"
+        rows.append((name, search_loss, LOSS_NAMES[loss], accuracy(row, "val"), accuracy(row, "test"),
+                     row["parameters"]))
+    return rows
+
+
+def table2_markdown(summary):
+    """Table 2's rows as Markdown, accuracy % and memory, with the budget underneath."""
+    rows = [(*row[:-1], millions(row[-1])) for row in table2_rows(summary)]
+    return (markdown_table(TABLE2_COLUMNS, rows) + "\n"
+            + f"Budget M = {millions(summary['budget'])}; backbone {summary['backbone']} = "
+            f"{millions(summary['backbone_parameters'])}.\n")
+
+
+def trial_summary(trial, tuner_id=None):
+    """A JSON-friendly row for reports: id, worker, status, architecture, parameters, reward."""
+    values = trial.hyperparameters.values
+    return {
+        "trial_id": trial.trial_id,
+        "tuner_id": tuner_id,
+        "status": trial.status,
+        "architecture": values.get("architecture"),
+        "round": values.get("round"),
+        "parameters": values.get("parameters"),
+        "val_top1": trial.score,
+        "message": (trial.message or "").strip().splitlines()[-1:] or None,
+    }
+
+
+DEPLOYMENT_COLUMNS = ("format", "size KB", "test top-1 %", "agreement with SavedModel %", "latency ms (1 image)")
+
+
+def deployment_markdown(rows):
+    """An export's formats (kdas_tf.deploy.litert's deployment.json rows) as a Markdown table."""
+    return markdown_table(DEPLOYMENT_COLUMNS, [
+        (r["format"], r["size_kb"], 100 * r["test_top1"], 100 * r["agreement"], r["latency_ms"]) for r in rows])

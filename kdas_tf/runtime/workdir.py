@@ -1,0 +1,288 @@
+"""The layout of a work directory, in one place, and the rule that says which final row is served.
+
+    WORKDIR/
+      settings.json            what the results depend on (config.Config.settings); a rerun must agree
+      teachers/member_i/       each member's checkpoints and model.keras; teachers/results.json, settings.json
+                               (under --teacher_workdir when runs share one ensemble)
+      teacher_outputs/{kd,od}/ the cached distillation targets, one folder per (seed, epoch) and loss
+      search/                  the KerasTuner project: oracle.json, trial_N/ (checkpoints, trial.json, result.json)
+      final/ROW/               each final row (student_ce, kdas_od, ...): checkpoints, model.keras, results.json;
+                               final/ROW_seedK/ its training from --seed + K (--seeds)
+      train/NAME/              what python -m kdas_tf.train trains
+      tb/                      one TensorBoard tree: teachers/, trials/, controller/, search/, final/, train/
+      export/                  the served SavedModel (and --formats' LiteRT files, deployment.json and .md);
+                               exports/NAME/ other exports
+      results.json, results.md the run's numbers and its Table 2
+      report/                  python -m kdas_tf.report's tables and figures
+      .lock, .lock-workers     who holds the directory (kdas_tf.runtime.lock)
+"""
+
+import glob
+import os
+import re
+import shutil
+import tempfile
+
+from absl import logging
+
+from kdas_tf.runtime import lock, schema, storage
+from kdas_tf.reporting import results
+from kdas_tf.errors import UserError
+
+SEARCH_PROJECT = "search"  # KerasTuner's project name: WORKDIR/search
+# Beside an export's formats: its deployment table (kdas_tf.deploy.litert), as JSON and as Markdown.
+DEPLOYMENT_JSON, DEPLOYMENT_MD = "deployment.json", "deployment.md"
+
+
+class Workdir:
+    """Every path of one work directory; `teacher_root` holds the ensemble (default: the same directory)."""
+
+    def __init__(self, root, teacher_root=None):
+        self.root = root
+        self.teacher_root = teacher_root or root
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    @property
+    def settings(self):
+        return self.path("settings.json")
+
+    @property
+    def results(self):
+        return self.path("results.json")
+
+    @property
+    def results_table(self):
+        return self.path("results.md")
+
+    @property
+    def export(self):
+        return self.path("export")
+
+    def other_export(self, name):
+        return self.path("exports", name)
+
+    def deployment_tables(self):
+        """[(export name, its deployment.json)] of export/ and each exports/NAME/ that has one."""
+        others = self.path("exports")
+        names = [("export", self.export)] + [(name, os.path.join(others, name))
+                                             for name in sorted(os.listdir(others) if os.path.isdir(others) else ())]
+        return [(name, os.path.join(path, DEPLOYMENT_JSON)) for name, path in names
+                if os.path.exists(os.path.join(path, DEPLOYMENT_JSON))]
+
+    @property
+    def report(self):
+        return self.path("report")
+
+    def tb(self, *parts):
+        return self.path("tb", *parts)
+
+    # --- teachers (in teacher_root) ---
+
+    @property
+    def teachers(self):
+        return os.path.join(self.teacher_root, "teachers")
+
+    def member(self, index):
+        return os.path.join(self.teachers, f"member_{index}")
+
+    def member_model(self, index):
+        return os.path.join(self.member(index), "model.keras")
+
+    def member_models(self, num_teachers):
+        return [self.member_model(i) for i in range(num_teachers)]
+
+    def member_tb(self, index):
+        return os.path.join(self.teacher_root, "tb", "teachers", f"member_{index}")
+
+    @property
+    def teachers_results(self):
+        return os.path.join(self.teachers, "results.json")
+
+    @property
+    def teacher_outputs(self):
+        return self.path("teacher_outputs")
+
+    # --- search, final rows, single trainings ---
+
+    @property
+    def search(self):
+        return self.path(SEARCH_PROJECT)
+
+    def trial(self, trial_id):
+        return self.path(SEARCH_PROJECT, f"trial_{trial_id}")
+
+    def trial_results(self):
+        return trial_results(self.search)
+
+    def final(self, row, seed_index=0):
+        """A final row's training from seed --seed + seed_index (the first keeps the row's own name)."""
+        return self.path("final", final_name(row, seed_index))
+
+    def final_model(self, row, seed_index=0):
+        return os.path.join(self.final(row, seed_index), "model.keras")
+
+    def final_results(self, row, seed_index=0):
+        return os.path.join(self.final(row, seed_index), "results.json")
+
+    def train(self, name):
+        return self.path("train", name)
+
+    def check_writable(self):
+        """Refuse a work directory that cannot be made or written, cheaply and before any data is read."""
+        check_writable(self.root, "workdir")
+        if self.teacher_root != self.root:
+            check_writable(self.teacher_root, "teacher_workdir")
+
+    def claim(self, settings, unrecorded=None, *, owner=True):
+        """Make the directory, hold it for this process, remove dead processes' temporaries, record `settings`.
+
+        A directory made with other settings, or held by another process, is refused. unrecorded: values of
+        settings added later, as directories made before them hold them. owner=False: a parallel search's
+        worker, under its chief's claim; it writes nothing here (the settings are checked, not recorded) and
+        removes nothing, since its chief and the other workers are writing.
+        """
+        self.check_writable()
+        os.makedirs(self.root, exist_ok=True)
+        if owner:
+            lock.hold(self.root)
+            if lock.workers_alive(self.root):
+                logging.info("%s: workers of a parallel search are running: their temporaries are kept", self.root)
+            else:
+                remove_leftovers(self.root)
+        else:
+            lock.hold_as_worker(self.root)
+        if os.path.abspath(self.teacher_root) != os.path.abspath(self.root):
+            os.makedirs(self.teacher_root, exist_ok=True)
+            lock.hold_teachers(self.teacher_root, train=False)
+        storage.claim_workdir(self.root, settings, unrecorded, record=owner)
+
+    def claim_teachers(self):
+        """Before training teachers: hold their directory alone (the run's own, or --teacher_workdir)."""
+        lock.hold_teachers(self.teacher_root, train=True)
+
+
+def check_writable(root, flag):
+    """Refuse `root` unless it is (or can be made) a writable directory; creates nothing, leaves nothing."""
+    path = os.path.abspath(root)
+    existing = path
+    while not os.path.exists(existing):  # a name too long does not exist either
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--{flag}={root}: {existing} is a file, not a directory: move it or choose another --{flag}")
+    name_max = os.pathconf(existing, "PC_NAME_MAX")
+    made = os.path.relpath(path, existing).split(os.sep) if path != existing else []
+    if any(len(os.fsencode(name)) > name_max for name in made) or len(os.fsencode(path)) >= os.pathconf(
+            existing, "PC_PATH_MAX"):
+        raise UserError(f"--{flag}={root}: a name in it is longer than this file system allows ({name_max} bytes): "
+                        f"choose a shorter --{flag}")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()  # unnamed on Linux: the probe leaves no file, even if killed
+    except OSError as error:
+        raise UserError(f"--{flag}={root}: {existing} is not writable ({error.strerror}): make it writable or "
+                        f"choose another --{flag}") from None
+
+
+# Temporaries of an interrupted write: storage's files, teacher_outputs' folders (.tmp-*), serving's staged
+# exports (.export-*, .replaced-*) and TensorFlow's half-written checkpoints (ckpt-N_temp/).
+LEFTOVER = re.compile(rf"{re.escape(storage.TEMPORARY_PREFIX)}.*|\.export-.*|\.replaced-.*|ckpt-\d+_temp")
+
+
+def remove_leftovers(root):
+    """Delete the temporaries that dead processes left in `root`; only under its exclusive lock (no one writes)."""
+    removed = 0
+    for directory, folders, files in os.walk(root):
+        if directory != root and lock.LOCK_FILE in files:
+            folders[:] = []  # another work directory inside this one (a sweep's budgets/M*): its own claim cleans it
+            continue
+        for name in [name for name in folders if LEFTOVER.fullmatch(name)]:
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+            folders.remove(name)
+            removed += 1
+        for name in [name for name in files if LEFTOVER.fullmatch(name)]:
+            os.remove(os.path.join(directory, name))
+            removed += 1
+    if removed:
+        logging.info("%s: removed %d temporaries left by stopped processes", root, removed)
+
+
+def trial_results(search_dir):
+    """result.json of every trial of the search in `search_dir` that finished its training."""
+    return glob.glob(os.path.join(search_dir, "trial_*", "result.json"))
+
+
+def final_name(row, seed_index):
+    return row if seed_index == 0 else f"{row}_seed{seed_index}"
+
+
+# After validation top-1 and size, a tie goes to the loss the paper proposes, then to Hinton's KD: rows of one
+# run share the found architecture, so an exact tie in validation (digits: three rows at 100%) ends here.
+LOSS_ORDER = ("od", "kd", "ce")
+
+
+def served_row(rows):
+    """The final row the run serves: of the KDAS rows (kdas_*), the best mean validation top-1; ties go to
+    fewer parameters, then to the loss earlier in LOSS_ORDER.
+
+    Validation, never test: the test split judges the served model, it does not choose it.
+    rows: {row name: results with ["val"]["top1"] and ["parameters"]}. Returns None when no KDAS row is finished.
+    """
+    kdas = _kdas_rows(rows)
+    if not kdas:
+        return None
+    return min(kdas, key=lambda name: (-kdas[name]["val"]["top1"], kdas[name]["parameters"],
+                                       LOSS_ORDER.index(results.row_kind_and_loss(name)[1])))
+
+
+def _kdas_rows(rows):
+    return {name: row for name, row in rows.items() if results.row_kind_and_loss(name)[0] == "kdas"}
+
+
+def serving_decision(rows):
+    """Why served_row chose its row, for results.json: the row, the rows it tied with, and what decided."""
+    served = served_row(rows)
+    if served is None:
+        return None
+    kdas = _kdas_rows(rows)
+    tied = sorted(name for name, row in kdas.items() if row["val"]["top1"] == kdas[served]["val"]["top1"])
+    smallest = [name for name in tied if kdas[name]["parameters"] == kdas[served]["parameters"]]
+    decided_by = ("validation top-1" if len(tied) == 1 else "fewer parameters" if len(smallest) == 1
+                  else "loss order " + " > ".join(LOSS_ORDER))
+    return {"row": served, "tied_on_validation": tied, "decided_by": decided_by,
+            "rule": "best mean validation top-1 of the KDAS rows; ties: fewer parameters, then loss order "
+                    + " > ".join(LOSS_ORDER)}
+
+
+def served_seed(seeds):
+    """Of one row's trainings ([results] in seed order), the index of the best by validation; ties: the first."""
+    return max(range(len(seeds)), key=lambda index: (seeds[index]["val"]["top1"], -index))
+
+
+def finished_rows(workdir):
+    """{row: [results of its finished seeds 0, 1, ... up to the first missing one]} (results.json and model.keras
+    both written)."""
+    final = workdir.path("final")
+    rows = {}
+    for name in sorted(os.listdir(final)) if os.path.isdir(final) else ():
+        row, seed = re.fullmatch(r"(.+?)(?:_seed(\d+))?", name).groups()
+        seed_index = int(seed or 0)
+        if os.path.exists(workdir.final_results(row, seed_index)) and os.path.exists(
+                workdir.final_model(row, seed_index)):
+            rows.setdefault(row, {})[seed_index] = schema.read_final_row(workdir.final_results(row, seed_index))
+    return {row: [seeds[k] for k in range(len(seeds)) if all(j in seeds for j in range(k + 1))]
+            for row, seeds in rows.items() if 0 in seeds}
+
+
+def served_model_path(workdir):
+    """The served model's file: results.json's `exported` row and seed, else the served rule over the finished rows."""
+    if os.path.exists(workdir.results):
+        recorded = schema.read_run_results(workdir.results)
+        if recorded.get("exported"):
+            return workdir.final_model(recorded["exported"], recorded.get("exported_seed", 0))
+    rows = finished_rows(workdir)
+    row = served_row({row: results.combine_seeds(seeds) for row, seeds in rows.items()})
+    if row is None:
+        raise UserError(f"no finished final model in {workdir.path('final')}: pass --model (a .keras file or a "
+                        "directory with model.keras or checkpoints/)")
+    return workdir.final_model(row, served_seed(rows[row]))

@@ -1,0 +1,224 @@
+"""Given teachers (--teacher_models, or keras.Models from Python) as the ensemble: .keras files and SavedModels,
+fed the scale they were trained on, probabilities used through their log, one teacher alone, their identity a
+setting and the teacher-output cache's key, and teachers that do not fit the data refused naming the file."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdas_tf import config, data, pipeline
+from kdas_tf.runtime import distribute, storage
+from kdas_tf.distill import ensemble, losses, teacher_outputs
+from kdas_tf.errors import UserError
+from kdas_tf.runtime.workdir import Workdir
+from conftest import ROOT
+
+SHAPE, CLASSES = (8, 8, 3), 3
+
+
+def tiny_model(seed, *, classes=CLASSES, shape=SHAPE, softmax=False):
+    """A small user model: conv, pooling, dense; logits unless softmax."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input(shape), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(classes, activation="softmax" if softmax else None)], name=f"user_model_{seed}")
+
+
+@pytest.fixture(scope="module")
+def npz_path(tmp_path_factory):
+    """48 train and 12 test images of 8x8x3: class k is mostly colour channel k, so small models can learn it."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % CLASSES
+    images = rng.integers(0, 120, (60, *SHAPE))
+    images[np.arange(60), :, :, labels] += 120
+    path = str(tmp_path_factory.mktemp("npz") / "d.npz")
+    np.savez(path, x_train=images[:48].astype(np.uint8), y_train=labels[:48], x_test=images[48:].astype(np.uint8),
+             y_test=labels[48:])
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(npz_path):
+    return data.load(f"npz:{npz_path}")
+
+
+@pytest.fixture(scope="module")
+def teacher_files(tmp_path_factory):
+    """A .keras teacher and a SavedModel teacher, both taking pixels / 255."""
+    root = tmp_path_factory.mktemp("teachers")
+    model_a, model_b = tiny_model(1), tiny_model(2)
+    model_a.save(str(root / "a.keras"))
+    model_b.export(str(root / "b_savedmodel"), verbose=False)
+    return {"a": str(root / "a.keras"), "b": str(root / "b_savedmodel"), "models": (model_a, model_b)}
+
+
+def unit_batches(dataset, split):
+    """A split's images as pixels / 255 and its labels, in index order."""
+    images = dataset.splits[split].images.astype(np.float32) / 255.0
+    return images, dataset.splits[split].labels
+
+
+def test_keras_and_savedmodel_teachers_are_reported_like_trained_members(dataset, teacher_files, tmp_path):
+    strategy = distribute.make_strategy("default")
+    given = ensemble.load_given(dataset, [teacher_files["a"], teacher_files["b"]], input_scale="unit",
+                                batch_size=16, strategy=strategy)
+    report = ensemble.report_given(*given, dataset, input_scale="unit", batch_size=16,
+                                   workdir=Workdir(str(tmp_path)))
+    test_images, test_labels = unit_batches(dataset, "test")
+    logits = np.stack([m.predict(test_images, verbose=0) for m in teacher_files["models"]])
+    right = logits.argmax(-1) == test_labels
+    np.testing.assert_allclose(report["member_test_top1"], right.mean(1), atol=1e-9)
+    assert report["ensemble_test_top1"] == pytest.approx((logits.mean(0).argmax(-1) == test_labels).mean())
+    assert report["oracle_test_top1"] == pytest.approx(right.any(0).mean())
+    train_images, train_labels = unit_batches(dataset, "train")
+    train_right = np.stack([m.predict(train_images, verbose=0).argmax(-1) == train_labels
+                            for m in teacher_files["models"]]).sum(0)
+    np.testing.assert_allclose(report["train_members_correct_histogram"], np.bincount(train_right, minlength=3) / 43)
+    assert [m["path"] for m in report["members"]] == [os.path.abspath(teacher_files[k]) for k in "ab"]
+    assert [m["outputs"] for m in report["members"]] == ["logits", "logits"]
+    assert report["members"][0]["parameters"] == teacher_files["models"][0].count_params()
+    assert storage.read_json(str(tmp_path / "teachers" / "results.json")) == report
+
+
+def test_a_probability_teacher_distils_through_the_log_of_its_probabilities(dataset, tmp_path, caplog):
+    model = tiny_model(3, softmax=True)
+    teacher, members = ensemble.load_given(dataset, [model], input_scale="standardised", batch_size=16,
+                                           strategy=distribute.make_strategy("default"))
+    assert members[0]["outputs"] == "probabilities" and "outputs probabilities" in caplog.text
+    batch = next(iter(dataset.train_eval(16)))
+    probabilities = model(batch["image"]).numpy()
+    logits = teacher(batch["image"]).numpy()  # [1, B, C]
+    np.testing.assert_allclose(logits[0], np.log(np.maximum(probabilities, 1e-7)), rtol=1e-5, atol=1e-6)
+    # Its KD target at T = 1 is the model's own distribution.
+    np.testing.assert_allclose(tf.nn.softmax(logits[0]).numpy(), probabilities, atol=1e-6)
+    plain, plain_members = ensemble.load_given(dataset, [tiny_model(3)], input_scale="standardised", batch_size=16,
+                                               strategy=distribute.make_strategy("default"))
+    assert plain_members[0]["outputs"] == "logits"
+
+
+def test_a_single_teacher_gives_the_oracle_target_where_it_is_right(dataset, teacher_files, tmp_path):
+    teacher, _ = ensemble.load_given(dataset, [teacher_files["a"]], input_scale="unit", batch_size=16,
+                                     strategy=distribute.make_strategy("default"))
+    report = ensemble.report_given(teacher, _, dataset, input_scale="unit", batch_size=16,
+                                   workdir=Workdir(str(tmp_path)))
+    assert report["num_teachers"] == 1 and len(report["train_members_correct_histogram"]) == 2
+    batch = next(iter(dataset.train_eval(43)))
+    member_logits = teacher(batch["image"])
+    target, has_target = losses.distillation_targets("od", batch["label"], member_logits)
+    right = member_logits[0].numpy().argmax(-1) == batch["label"].numpy()
+    np.testing.assert_array_equal(has_target.numpy(), right)
+    np.testing.assert_allclose(target.numpy()[right], member_logits[0].numpy()[right], atol=1e-6)
+
+
+def test_teachers_that_do_not_fit_the_data_are_refused_naming_the_file(dataset, tmp_path):
+    strategy = distribute.make_strategy("default")
+    cases = {"five.keras": (tiny_model(4, classes=5), r"five.keras outputs \(5,\) per image; the data has 3 classes"),
+             "big.keras": (tiny_model(5, shape=(16, 16, 3)), r"big.keras does not take this data's images \(8, 8, 3\)")}
+    for name, (model, message) in cases.items():
+        model.save(str(tmp_path / name))
+        with pytest.raises(UserError, match=message) as error:
+            ensemble.load_given(dataset, [str(tmp_path / name)], input_scale="unit", batch_size=16, strategy=strategy)
+        assert "\n" not in str(error.value)
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(UserError, match=r"weights.h5: a given teacher is a .keras file or a SavedModel directory"):
+        ensemble.load_given(dataset, [str(tmp_path / "weights.h5")], input_scale="unit", batch_size=16,
+                            strategy=strategy)
+    (tmp_path / "corrupt.keras").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match=r"corrupt.keras is not a readable Keras model"):
+        ensemble.load_given(dataset, [str(tmp_path / "corrupt.keras")], input_scale="unit", batch_size=16,
+                            strategy=strategy)
+
+
+def make_config(workdir, npz_path, *args):
+    return config.from_args([f"--flagfile={ROOT}/flags/digits.cfg", f"--workdir={workdir}",
+                             f"--dataset=npz:{npz_path}", "--teacher_input=unit", *args])
+
+
+def test_teacher_identity_is_a_setting_and_keys_the_cache(npz_path, dataset, tmp_path):
+    for seed, name in ((1, "a"), (2, "b")):
+        tiny_model(seed).save(str(tmp_path / f"{name}.keras"))
+    run = make_config(tmp_path / "w", npz_path, f"--teacher_models={tmp_path}/*.keras")
+    assert run.teachers.model_files() == [f"{tmp_path}/a.keras", f"{tmp_path}/b.keras"]
+    recorded = run.settings()["teacher_models"]
+    assert [entry["sha256"] for entry in recorded] == [ensemble.content_sha256(f"{tmp_path}/{n}.keras") for n in "ab"]
+    trained = make_config(tmp_path / "w", npz_path)
+    made_before = {k: v for k, v in trained.settings().items() if k != "teacher_models"}
+    Workdir(str(tmp_path / "old")).claim(made_before)  # a directory made before --teacher_models existed
+    with pytest.raises(UserError, match="--teacher_models was \\[\\], now"):
+        Workdir(str(tmp_path / "old")).claim(run.settings(), run.unrecorded_settings())
+    Workdir(str(tmp_path / "old")).claim(trained.settings(), trained.unrecorded_settings())
+    Workdir(str(tmp_path / "w")).claim(run.settings())
+    teacher, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="unit", batch_size=16,
+                                     strategy=distribute.make_strategy("default"))
+    key = teacher_outputs.cache_key([], dataset, teacher.member_ids)
+    tiny_model(9).save(str(tmp_path / "b.keras"))  # other weights at the same path
+    with pytest.raises(UserError, match="was made with other settings .*--teacher_models was"):
+        Workdir(str(tmp_path / "w")).claim(run.settings())
+    other, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="unit", batch_size=16,
+                                   strategy=distribute.make_strategy("default"))
+    assert teacher_outputs.cache_key([], dataset, other.member_ids)["teachers"] != key["teachers"]
+    pixels, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="pixels", batch_size=16,
+                                    strategy=distribute.make_strategy("default"))
+    assert pixels.member_ids != other.member_ids  # the same files fed another scale give other targets
+    with pytest.raises(UserError, match=r"--teacher_models: .*/none.keras names no file"):
+        make_config(tmp_path / "w", npz_path, f"--teacher_models={tmp_path}/none.keras")
+    model = tiny_model(1)
+    before = ensemble.weights_identity([model])
+    model.layers[-1].bias.assign(np.ones(CLASSES))
+    assert ensemble.weights_identity([model]) != before
+
+
+@pytest.mark.slow  # a TensorFlow import
+def test_the_command_line_refuses_a_teacher_of_other_classes_with_exit_2_and_writes_nothing(npz_path, tmp_path):
+    tiny_model(6, classes=10).save(str(tmp_path / "ten.keras"))
+    out = subprocess.run([sys.executable, "-m", "kdas_tf.search", "--flagfile=flags/digits.cfg",
+                          f"--workdir={tmp_path}/w", f"--dataset=npz:{npz_path}", f"--teacher_models={tmp_path}/ten.keras"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    line = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and line.startswith("error: ") and "ten.keras outputs (10,) per image" in line, out.stderr
+    assert not os.path.exists(tmp_path / "w")
+
+
+@pytest.mark.slow  # a whole (tiny) pipeline
+def test_a_search_distils_two_given_teachers_of_an_npz_dataset(npz_path, teacher_files, tmp_path):
+    run = make_config(tmp_path / "w", npz_path, f"--teacher_models={teacher_files['a']},{teacher_files['b']}",
+                      "--epochs=1", "--search_epochs=1", "--trials_per_round=2", "--batch_size=16",
+                      "--final_loss=od", "--student_loss=ce")
+    summary = pipeline.run(run)
+    written = storage.read_json(str(tmp_path / "w" / "results.json"))
+    assert written["teacher"]["num_teachers"] == 2 and written["teacher"]["network"] == "given model"
+    assert [m["path"] for m in written["teacher"]["members"]] == [os.path.abspath(teacher_files[k]) for k in "ab"]
+    assert summary["final"]["kdas_od"]["test"]["top1"] >= 0 and os.path.isdir(tmp_path / "w" / "export")
+    manifest = storage.read_json(str(tmp_path / "w" / "teacher_outputs" / "manifest.json"))
+    assert manifest["teachers"] == [f"{m['sha256']}:unit" for m in written["teacher"]["members"]]
+
+
+def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weights(dataset, tmp_path):
+    images, labels = dataset.splits["train"].images, dataset.splits["train"].labels
+    arrays = data.from_numpy((images, labels), (images[:9], labels[:9]), name="mine")
+    run = config.Config(run=config.RunConfig(workdir=str(tmp_path / "w")),
+                        teachers=config.TeacherConfig(input_scale="unit"),
+                        search=config.SearchConfig(backbone="resnet8", trials_per_round=1, search_epochs=1))
+    with pytest.raises(UserError, match=r"user_model_4 outputs \(5,\) per image; the data has 3 classes"):
+        pipeline.run(run, dataset=arrays, teachers=[tiny_model(4, classes=5)])
+    assert not os.path.exists(tmp_path / "w")
+    model = tiny_model(1)
+    _, _, _, (teacher, members) = pipeline._start(run, arrays, claim=True, teachers=[model])
+    recorded = storage.read_json(str(tmp_path / "w" / "settings.json"))
+    assert recorded["teacher_models"] == ensemble.weights_identity([model]) and recorded["dataset"] == "mine"
+    assert members[0]["model"] == "user_model_1" and teacher.member_ids[0].endswith(":unit")
+    model.layers[-1].bias.assign(np.ones(CLASSES))
+    with pytest.raises(UserError, match="--teacher_models was"):
+        pipeline._start(run, arrays, claim=True, teachers=[model])
+
+
+def test_the_dry_run_names_the_given_teachers(npz_path, teacher_files, tmp_path):
+    run = make_config(tmp_path / "w", npz_path, f"--teacher_models={teacher_files['a']},{teacher_files['b']}")
+    plan = pipeline.describe_plan(run)
+    assert f"teachers: 2 given models ({teacher_files['a']}, {teacher_files['b']}), fed unit images" in plan
+    assert not os.path.exists(tmp_path / "w")

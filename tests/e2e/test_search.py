@@ -1,0 +1,167 @@
+"""The whole pipeline end to end on digits, through the Python API (pipeline.run), and again.
+
+The run is conftest's tiny_run: the embedded default's flagfile, shrunk so teachers, search, final
+trainings and export fit the test budget. The command line is tested where it is the point: a rerun as
+a user types it, and the refusal of a work directory made with other settings.
+"""
+
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_search, tiny_config, TINY_RUN_EXTRA
+
+from kdas_tf import data, models, pipeline
+from kdas_tf.runtime import storage
+from kdas_tf.errors import UserError
+from kdas_tf.runtime.workdir import Workdir, served_model_path, served_row, serving_decision
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_pipeline_writes_every_result(tiny_run):
+    workdir, summary = tiny_run
+    results = json.load(open(os.path.join(workdir, "results.json")))
+    assert results == json.loads(json.dumps(summary))  # what run() returns is what it wrote
+    trials = results["trials"]
+    assert [t["status"] for t in trials] == ["COMPLETED", "COMPLETED"]
+    assert len({t["architecture"] for t in trials}) == 2
+    assert all(t["parameters"] <= results["budget"] for t in trials)
+    assert results["found_architecture"] in {t["architecture"] for t in trials}
+    assert set(results["final"]) == {"student_ce", "kdas_kd", "kdas_od"}
+    assert results["controller"]["trial_updates"] == 2
+    table = open(os.path.join(workdir, "results.md")).read()
+    assert "| Teacher (2 x resnet8) | - | CE |" in table and "| KDAS resnet8" in table
+    assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
+    assert len(glob.glob(os.path.join(workdir, "teachers", "member_*", "model.keras"))) == 2
+
+
+def test_the_reported_test_accuracy_is_the_saved_models(tiny_run):
+    """Each final row's test top-1 against an independent pass of its saved model over the test split."""
+    workdir, summary = tiny_run
+    dataset = data.load("digits", val_fraction=0.1, split_seed=0)
+    test = dataset.splits["test"]
+    for row, result in summary["final"].items():
+        model = storage.load_model(os.path.join(workdir, "final", row, "model.keras"))
+        images = (test.images.astype(np.float32) - np.array(dataset.info.mean)) / np.array(dataset.info.std)
+        logits = model(tf.constant(images, tf.float32), training=False).numpy()
+        accuracy = float(np.mean(np.argmax(logits, -1) == test.labels))
+        assert result["test"]["top1"] == pytest.approx(accuracy, abs=1e-6), row  # exact: counts of 300 images
+
+
+def test_the_served_row_is_chosen_by_validation_not_test(tiny_run, tmp_path):
+    """Rankings by val and by test made to disagree: the rerun serves the val winner, and exports its model."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], workdir)
+    run = Workdir(workdir)
+    for row, val, test in (("kdas_kd", 0.5, 0.99), ("kdas_od", 0.9, 0.1)):
+        result = storage.read_json(run.final_results(row))
+        result["val"]["top1"], result["test"]["top1"] = val, test
+        storage.write_json(run.final_results(row), result)
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))  # every step finished: only read back
+    assert summary["exported"] == "kdas_od"
+    assert summary["serving"]["row"] == "kdas_od" and summary["serving"]["decided_by"] == "validation top-1"
+    exported = tf.saved_model.load(run.export).signatures["serving_default"]
+    dataset = data.load("digits")
+    images = dataset.splits["test"].images[:32]
+    served = storage.load_model(run.final_model("kdas_od"))
+    normalised = (images.astype(np.float32) - np.array(dataset.info.mean)) / np.array(dataset.info.std)
+    expected = served(normalised, training=False).numpy().argmax(-1)
+    np.testing.assert_array_equal(exported(images=tf.constant(images))["classes"].numpy(), expected)
+    os.remove(run.results)  # without results.json's record, the export command applies the same rule
+    assert served_model_path(run) == run.final_model("kdas_od")
+
+
+def test_the_served_rule_ignores_students_and_test_accuracy():
+    rows = {"student_od": {"val": {"top1": 1.0}, "test": {"top1": 1.0}, "parameters": 10},
+            "kdas_ce": {"val": {"top1": 0.7}, "test": {"top1": 0.9}, "parameters": 20},
+            "kdas_kd": {"val": {"top1": 0.8}, "test": {"top1": 0.6}, "parameters": 20}}
+    assert served_row(rows) == "kdas_kd"
+    assert serving_decision(rows)["decided_by"] == "validation top-1"
+    assert served_row({"student_ce": rows["student_od"]}) is None
+
+
+def test_a_tie_in_validation_goes_to_fewer_parameters_then_to_od_kd_ce():
+    tied = {"kdas_ce": {"val": {"top1": 1.0}, "parameters": 20}, "kdas_kd": {"val": {"top1": 1.0}, "parameters": 20},
+            "kdas_od": {"val": {"top1": 1.0}, "parameters": 20}}
+    for order in (["kdas_ce", "kdas_kd", "kdas_od"], ["kdas_od", "kdas_ce", "kdas_kd"]):  # dict order never decides
+        assert served_row({name: tied[name] for name in order}) == "kdas_od"
+    decision = serving_decision(tied)
+    assert decision["tied_on_validation"] == ["kdas_ce", "kdas_kd", "kdas_od"]
+    assert decision["decided_by"] == "loss order od > kd > ce"
+    assert served_row({"kdas_ce": tied["kdas_ce"], "kdas_kd": tied["kdas_kd"]}) == "kdas_kd"
+    smaller = {**tied, "kdas_ce": {"val": {"top1": 1.0}, "parameters": 19}}
+    assert served_row(smaller) == "kdas_ce" and serving_decision(smaller)["decided_by"] == "fewer parameters"
+
+
+def test_the_same_run_again_redoes_nothing(tiny_run):
+    workdir, _ = tiny_run
+    finished = sorted(
+        glob.glob(os.path.join(workdir, "**", "model.keras"), recursive=True)
+        + glob.glob(os.path.join(workdir, "search", "trial_*", "result.json"))
+    )
+    stamps = {path: os.stat(path).st_mtime_ns for path in finished}
+    again = run_search(workdir, *TINY_RUN_EXTRA)  # as a user reruns it
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {path: os.stat(path).st_mtime_ns for path in finished} == stamps
+    assert "epoch 1/" not in again.stderr and "already finished" in again.stderr  # no training at all
+    results = json.load(open(os.path.join(workdir, "results.json")))
+    assert len(results["trials"]) == 2
+
+
+def test_a_workdir_of_another_configuration_is_refused_in_one_line(tiny_run):
+    workdir, _ = tiny_run
+    other = run_search(workdir, *TINY_RUN_EXTRA, "--budget=3x")
+    assert other.returncode == 2
+    lines = [line for line in other.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--budget was '2x', now '3x'" in lines[0] and "another --workdir" in lines[0]
+    assert "Traceback" not in other.stderr
+    with pytest.raises(UserError, match="--budget was '2x', now '3x'"):  # the Python API refuses it alike
+        pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--budget=3x"))
+
+
+def test_more_seeds_add_trainings_and_the_tables_show_their_mean_and_std(tiny_run, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], workdir)
+    run = Workdir(workdir)
+    first = {row: storage.read_json(run.final_results(row)) for row in ("student_ce", "kdas_kd", "kdas_od")}
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--seeds=2"))  # the first seeds are read back
+    for row, result in summary["final"].items():
+        seeds = result["seeds"]
+        assert seeds[0] == first[row] and len(seeds) == 2
+        assert storage.read_json(run.final_results(row, 1)) == seeds[1]
+        assert seeds[1]["test"] != seeds[0]["test"] or seeds[1]["val"] != seeds[0]["val"]  # another seed trained
+        assert result["test"]["top1"] == pytest.approx((seeds[0]["test"]["top1"] + seeds[1]["test"]["top1"]) / 2)
+    assert " ± " in open(run.results_table).read()
+    served = max(("kdas_kd", "kdas_od"), key=lambda row: summary["final"][row]["val"]["top1"])
+    assert summary["exported"] == served
+    seeds = summary["final"][served]["seeds"]
+    assert summary["exported_seed"] == (1 if seeds[1]["val"]["top1"] > seeds[0]["val"]["top1"] else 0)
+    assert served_model_path(run) == run.final_model(served, summary["exported_seed"])
+
+
+def test_manmade_auto_adds_the_deeper_network_nearest_the_found_size_with_each_final_loss(tiny_run, tmp_path):
+    """--manmade=auto on a finished run: only the man-made rows train; the network is the deeper ResNet whose
+    size is nearest the found model's (judged here from every candidate's count), and Table 2 lists it
+    between the plain student and KDAS. The served row stays a KDAS row."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], workdir)
+    before = tiny_run[1]
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--manmade=auto"))
+    found = before["final"]["kdas_od"]["parameters"]
+    sizes = {f"resnet{6 * n + 2}": models.count_parameters(f"resnet{6 * n + 2}", 10, (8, 8, 1)) for n in range(2, 20)}
+    nearest = min(sizes, key=lambda name: abs(sizes[name] - found))
+    assert set(summary["final"]) == set(before["final"]) | {f"manmade_{nearest}_kd", f"manmade_{nearest}_od"}
+    for row in before["final"]:
+        assert summary["final"][row] == before["final"][row]  # read back, not retrained
+    assert summary["final"][f"manmade_{nearest}_od"]["parameters"] == sizes[nearest]
+    assert summary["exported"] == before["exported"]
+    table = open(Workdir(workdir).results_table).read().splitlines()
+    names = [line.split(" | ")[0] for line in table if line.startswith("| ") and "---" not in line][1:]
+    assert names == ["| Teacher (2 x resnet8)", "| Student resnet8", f"| {nearest} (man-made)",
+                     f"| {nearest} (man-made)", f"| KDAS {before['found_architecture']}",
+                     f"| KDAS {before['found_architecture']}"]

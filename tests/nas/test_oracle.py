@@ -1,0 +1,267 @@
+"""KDASOracle with a stand-in for training: budget, repeats, rounds, failures, rewards and resumable state.
+
+The stand-in tuner scores an architecture by a fixed formula instead of
+training it, so these tests exercise exactly the oracle's decisions.
+"""
+
+import json
+
+import keras_tuner
+import pytest
+from keras_tuner.engine import trial as trial_module
+
+from kdas_tf import _internals, models
+from kdas_tf.errors import UserError
+from kdas_tf.nas.controller import ControllerConfig
+from kdas_tf.nas.oracle import KDASOracle
+from kdas_tf.nas.tuner import KDASTuner
+
+INPUT = dict(num_classes=10, input_shape=(8, 8, 1))
+BACKBONE = models.count_parameters("resnet8", **INPUT)
+
+
+def conv_share(arch):
+    """A made-up reward: the share of conv3x3 among the newest module's ops."""
+    ops = [op for stage in arch.addons for op in stage[-1]]
+    return ops.count("conv3x3") / len(ops)
+
+
+class FormulaTuner(KDASTuner):
+    """Records what it is asked to train and scores it without training."""
+
+    def __init__(self, oracle, directory, fail=(), **kwargs):
+        self.trained = []
+        self.fail = set(fail)
+        super().__init__(oracle, dataset=None, config=None, strategy=None, directory=directory,
+                         project_name="search", **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        arch = models.Architecture.parse(trial.hyperparameters.values["architecture"])
+        self.trained.append(arch)
+        if trial.trial_id in self.fail:  # as KDASTuner fails a trial whose loss turned NaN: at once
+            raise keras_tuner.errors.FailedTrialError("loss became nan")
+        return {"val_top1": conv_share(arch)}
+
+
+def make_oracle(budget=None, **kwargs):
+    settings = dict(backbone="resnet8", budget=budget or 3 * BACKBONE, trials_per_round=4, seed=0, **INPUT)
+    settings.update(kwargs)
+    return KDASOracle(**settings)
+
+
+def search(tmp_path, **kwargs):
+    fail = kwargs.pop("fail", ())
+    oracle = make_oracle(**kwargs)
+    tuner = FormulaTuner(oracle, str(tmp_path), fail=fail)
+    tuner.oracle.verbose = 0
+    tuner.search()
+    return oracle, tuner
+
+
+def spy(controller):
+    """Record every sample and every (tokens, reward) update of `controller`."""
+    samples, updates = [], []
+    sample, update = controller.sample, getattr(controller, "update", None)
+
+    def sampled():
+        samples.append(sample())
+        return samples[-1]
+
+    controller.sample = sampled
+    if update:
+        controller.update = lambda tokens, reward: updates.append((tokens, reward)) or update(tokens, reward)
+    return samples, updates
+
+
+def test_every_sample_fits_the_budget_and_every_update_carries_a_real_reward(tmp_path):
+    # Budget just above the backbone: most conv choices in stages 2 and 3 cannot fit.
+    budget = BACKBONE + 12_000
+    oracle = make_oracle(budget=budget, trials_per_round=6)
+    samples, updates = spy(oracle.controller)
+    tuner = FormulaTuner(oracle, str(tmp_path))
+    tuner.oracle.verbose = 0
+    tuner.search()
+    assert len(tuner.trained) == 6
+    networks = [models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t in samples]
+    assert all(models.count_parameters(a, **INPUT) <= budget for a in networks)
+    # every update is a trained network's score (or its recorded score, for a repeat): no penalty
+    # reward, so the baseline is the moving average of real rewards only
+    rewards = [reward for _, reward in updates]
+    assert rewards == [oracle.known_scores[str(a.canonical())] for a in
+                       (models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t, _ in updates)]
+    assert oracle.controller.update_count == len(updates) == oracle.trial_updates + oracle.repeat_updates
+    baseline, decay = rewards[0], oracle.controller.config.baseline_decay
+    for reward in rewards[1:]:
+        baseline = decay * baseline + (1 - decay) * reward
+    assert oracle.controller.baseline == pytest.approx(baseline, abs=1e-12)
+
+
+def test_the_budget_binds_through_the_mask_the_controller_samples_under(tmp_path):
+    budget = BACKBONE + 12_000
+    oracle = make_oracle(budget=budget)
+    costs = oracle.addon_costs  # [6 decisions, 7 ops]: conv3x3 at resnet8's stage 3 (64 wide) is 36,992
+    assert costs[5, models.ADDON_OPS.index("conv3x3")] > budget - BACKBONE
+    assert models.ADDON_OPS.index("conv3x3") not in {oracle.controller.sample()[5] for _ in range(50)}
+    over = (0,) * 5 + (models.ADDON_OPS.index("conv3x3"),)
+    FormulaTuner(oracle, str(tmp_path))
+    oracle.controller.sample = lambda: over  # as if the table and the count disagreed: a bug, not a sample
+    with pytest.raises(RuntimeError, match="over the budget"):
+        oracle.populate_space("0")
+
+
+def test_a_budget_below_the_backbone_is_refused_with_advice():
+    with pytest.raises(ValueError, match=r"--budget is 0\.050M parameters but the backbone resnet8 alone has 0\.075M.*raise --budget"):
+        make_oracle(budget=50_000)
+
+
+def test_every_trial_is_a_new_network_and_updates_the_controller_once(tmp_path):
+    oracle, tuner = search(tmp_path, trials_per_round=6)
+    keys = [str(a.canonical()) for a in tuner.trained]
+    assert len(keys) == len(set(keys)) == 6
+    assert oracle.trial_updates == 6
+    assert sorted(oracle.known_scores.values()) == sorted(conv_share(a) for a in tuner.trained)
+
+
+def test_rounds_grow_the_best_candidate_of_the_previous_round(tmp_path):
+    oracle, tuner = search(tmp_path, rounds=2, trials_per_round=3)
+    first, second = tuner.trained[:3], tuner.trained[3:]
+    best_first = max(first, key=conv_share)
+    assert oracle.round_backbones == ["resnet8", str(best_first)]
+    for arch in second:
+        assert all(len(stage) == 2 for stage in arch.addons)
+        assert tuple(stage[:1] for stage in arch.addons) == best_first.addons
+
+
+def test_a_failing_trial_is_recorded_failed_and_teaches_the_controller_nothing(tmp_path):
+    oracle, tuner = search(tmp_path, fail={"1"})
+    statuses = {t.trial_id: t.status for t in oracle.trials.values()}
+    assert statuses["1"] == trial_module.TrialStatus.FAILED
+    assert "loss became nan" in oracle.trials["1"].message
+    assert sum(s == trial_module.TrialStatus.COMPLETED for s in statuses.values()) == 3
+    assert oracle.trial_updates == 3
+
+
+def test_state_round_trips_and_the_next_sample_is_the_same(tmp_path):
+    oracle, _ = search(tmp_path)
+    state = json.loads(json.dumps(oracle.get_state()))
+    twin = make_oracle()
+    _internals.set_project_dir(twin, str(tmp_path), "search")
+    for trial in oracle.trials.values():
+        twin.trials[trial.trial_id] = trial
+    twin.set_state(state)
+    assert twin.get_state()["kdas"] == oracle.get_state()["kdas"]
+    assert twin.controller.sample() == oracle.controller.sample()
+
+
+def test_a_search_made_with_another_budget_is_not_resumed(tmp_path):
+    search(tmp_path)
+    with pytest.raises(ValueError, match="budget.*rerun with the same flags or another --workdir"):
+        search(tmp_path, budget=4 * BACKBONE)
+
+
+def test_controller_choices_must_match_the_search_space():
+    with pytest.raises(ValueError, match="num_decisions"):
+        make_oracle(controller=ControllerConfig(num_decisions=5, num_choices=7))
+
+
+def test_an_unreadable_search_state_is_refused_with_advice(tmp_path):
+    search(tmp_path)
+    state = tmp_path / "search" / "oracle.json"
+    state.write_text('{"kdas": ')  # cut off mid-write by something other than us
+    with pytest.raises(UserError, match=r"oracle.json is not readable JSON .*move .*search aside and rerun"):
+        FormulaTuner(make_oracle(), str(tmp_path))
+    assert state.read_text() == '{"kdas": '  # left for the user to restore
+
+
+def test_a_failed_network_is_not_trained_again_and_gets_no_reward(tmp_path):
+    oracle = make_oracle()
+    FormulaTuner(oracle, str(tmp_path))  # gives the oracle its project directory
+    failed = oracle.create_trial("tuner0")
+    copy = trial_module.Trial.from_proto(failed.to_proto())
+    copy.status, copy.message = trial_module.TrialStatus.FAILED, "loss became nan"
+    oracle.end_trial(copy)
+    failed_tokens = oracle.tokens_of(failed.hyperparameters.values)
+    other_tokens = tuple(1 if t == 0 else 0 for t in failed_tokens)  # another network: a different op in every slot
+    samples = iter([failed_tokens, other_tokens])
+    oracle.controller.sample = lambda: next(samples)
+    updates = oracle.controller.update_count
+    values = oracle.populate_space("1")["values"]
+    assert oracle.tokens_of(values) == other_tokens
+    assert oracle.controller.update_count == updates  # skipping the failed one taught the controller nothing
+
+
+def test_a_trial_ended_before_a_kill_is_not_queued_again_on_resume(tmp_path):
+    oracle, _ = search(tmp_path)
+    # The kill came between KerasTuner's save in end_trial (trial still ongoing) and ours.
+    state_file = tmp_path / "search" / "oracle.json"
+    state = json.loads(state_file.read_text())
+    state["ongoing_trials"] = {"tuner0": oracle.end_order[-1]}
+    state_file.write_text(json.dumps(state))
+    resumed = make_oracle()
+    FormulaTuner(resumed, str(tmp_path))
+    assert resumed._retry_queue == [] and resumed.end_order == oracle.end_order
+
+
+def test_of_equally_rewarded_trials_the_smaller_network_is_best(tmp_path):
+    oracle, _ = search(tmp_path)
+    completed = [t for t in oracle.trials.values() if t.status == trial_module.TrialStatus.COMPLETED]
+    for trial in completed:
+        trial.score = 0.5  # every trial ties
+    smallest = min(completed, key=lambda t: t.hyperparameters.values["parameters"])
+    assert oracle.best_trial() is smallest and oracle.best_trial(0) is smallest
+
+
+def test_each_kind_of_sample_teaches_the_controller_its_own_reward(tmp_path):
+    """Trained: its score; repeated: its recorded score; failed, or a repeat of a failed one: nothing.
+
+    (Over-budget samples cannot come from the masked controller; a forced one raises, tested apart.)"""
+    oracle = make_oracle(trials_per_round=3)
+    tuner = FormulaTuner(oracle, str(tmp_path), fail={"1"})
+    tuner.oracle.verbose = 0
+    trained_a, trained_b, trained_c = (1, 1, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0), (1, 1, 1, 0, 0, 0)
+    # trial 0: a; trial 1: a again, then b (which fails); trial 2: b again (failed), then c
+    samples = iter([trained_a, trained_a, trained_b, trained_b, trained_c])
+    oracle.controller.sample = lambda: next(samples)
+    taught = []
+    update = oracle.controller.update
+    oracle.controller.update = lambda tokens, reward: taught.append((tuple(tokens), reward)) or update(tokens, reward)
+    tuner.search()
+
+    def score(tokens):
+        return conv_share(oracle.backbone.with_addons(oracle._stage_ops(tokens)))
+
+    assert [t.status for t in oracle.trials.values()] == ["COMPLETED", "FAILED", "COMPLETED"]
+    assert score(trained_a) == pytest.approx(1 / 3)  # the repeat's reward is not 0 by chance
+    assert taught == [(trained_a, pytest.approx(score(trained_a))), (trained_a, pytest.approx(score(trained_a))),
+                      (trained_c, pytest.approx(score(trained_c)))]
+
+
+def test_the_oracle_counts_candidates_with_the_runs_shortcut():
+    zero_pad = make_oracle()
+    projection = KDASOracle(backbone="resnet8", budget=10**6, trials_per_round=4, seed=0, shortcut="projection",
+                            num_classes=10, input_shape=(8, 8, 1))
+    arch = models.Architecture.parse("resnet8:conv3x3/skip/sep3x3")
+    assert zero_pad.parameters(arch) == models.count_parameters(arch, 10, (8, 8, 1), shortcut="zero_pad")
+    assert projection.parameters(arch) == models.count_parameters(arch, 10, (8, 8, 1), shortcut="projection")
+    assert projection.parameters(arch) > zero_pad.parameters(arch)  # the 1x1 convs the zero-pad shortcut has not
+
+
+RANDOM = ControllerConfig(num_decisions=6, num_choices=7, kind="random")
+
+
+def test_a_random_search_fits_the_budget_records_its_trials_alike_and_teaches_nothing(tmp_path):
+    budget = BACKBONE + 12_000
+    oracle, tuner = search(tmp_path, budget=budget, controller=RANDOM, trials_per_round=6)
+    assert len(tuner.trained) == 6 and all(models.count_parameters(a, **INPUT) <= budget for a in tuner.trained)
+    completed = [t for t in oracle.trials.values() if t.status == trial_module.TrialStatus.COMPLETED]
+    assert sorted(t.score for t in completed) == sorted(conv_share(a) for a in tuner.trained)
+    assert oracle.trial_updates == oracle.repeat_updates == 0
+    assert oracle.get_state()["kdas"]["controller"]["format"] == "kdas_tf.nas.random_controller/1"
+
+
+def test_a_random_search_resumes_with_the_same_next_sample(tmp_path):
+    oracle, _ = search(tmp_path, controller=RANDOM)
+    twin = make_oracle(controller=RANDOM)
+    _internals.set_project_dir(twin, str(tmp_path), "search")
+    twin.set_state(json.loads(json.dumps(oracle.get_state())))
+    assert [twin.controller.sample() for _ in range(5)] == [oracle.controller.sample() for _ in range(5)]
