@@ -1,23 +1,105 @@
-"""The search step of the pipeline: a KDASOracle and the KDASTuner that trains its candidates.
+"""What a run's processes build from its config: shared by the pipeline and the parallel workers below it.
 
-In one process the tuner runs the search loop itself; with --parallel_trials (or a chief address in
-KerasTuner's variables) the oracle is served to worker processes instead (kdas_tf.parallel.chief), each
-of which builds the same tuner around KerasTuner's client (kdas_tf.parallel.worker).
+The config says what the user asked for; here it meets the data, the networks and the disk, once per job:
+the data (and its metadata, before any image is read), the budget M in parameters, the teachers' files and
+their hashes, the precision and BatchNorm of every network built, the teachers to distil from, the targets a
+loss distils from, and the search's KDASOracle and the KDASTuner that trains its candidates. The pipeline
+decides whether the tuner runs the search here or the oracle is served to workers (kdas_tf.parallel), each
+of which builds the same tuner around KerasTuner's client.
 """
 
+import contextlib
+
+import keras
+
+from kdas_tf import data, models
+from kdas_tf.distill import ensemble, given_teachers, teacher_outputs
+from kdas_tf.errors import as_user_error
 from kdas_tf.nas import summaries
-from kdas_tf.distill import teacher_outputs
+from kdas_tf.nas.budget import resolve_budget
 from kdas_tf.nas.oracle import KDASOracle
-from kdas_tf.parallel import chief
 from kdas_tf.nas.tuner import KDASTuner
 from kdas_tf.runtime.workdir import SEARCH_PROJECT
 
 
-def targets_for(config, workdir, ensemble, loss, dataset):
+
+def data_metadata(config):
+    """(num_classes, image_shape) of config.data: the built-in tables, or a reference's cheap metadata (its
+    headers, labels or first image; a bad file is refused in one line), before any image is read."""
+    section = config.data
+    return data.metadata(section.dataset, data_dir=section.data_dir, image_size=section.image_size,
+                         tfds_splits=tuple(section.tfds_splits))
+
+
+def load_data(config):
+    """config.data's dataset in memory, split; DataNotFoundError (a UserError) says how to prepare it."""
+    section = config.data
+    return data.load(section.dataset, data_dir=section.data_dir, manual_dir=section.manual_dir,
+                     val_fraction=section.val_fraction, split_seed=section.split_seed,
+                     train_examples=section.train_examples, image_size=section.image_size, flip=section.flip,
+                     tfds_splits=tuple(section.tfds_splits), test_fraction=section.test_fraction)
+
+
+def budget(config, num_classes=None, image_shape=None):
+    """(M, the backbone's parameters): --budget resolved for the data's classes and image shape (default:
+    config.data's metadata); refused in one line where the backbone alone does not fit."""
+    if num_classes is None:
+        num_classes, image_shape = data_metadata(config)
+    return as_user_error(resolve_budget, config.search.budget_form(), config.search.backbone, num_classes,
+                        image_shape, config.model.shortcut)
+
+
+def teacher_model_files(config):
+    """--teacher_models with each glob expanded (sorted); a path that names nothing is refused."""
+    return given_teachers.expand_model_paths(config.teachers.models)
+
+
+def member_paths(config, workdir):
+    """The members' files: --teacher_models, else the trained members of `workdir` (a runtime.workdir.Workdir)."""
+    return teacher_model_files(config) or workdir.member_models(config.teachers.num_teachers)
+
+
+def run_settings(config):
+    """What a work directory records of this run (settings.json): the config's settings, and given teachers
+    by their files' content hashes, so other teachers at the same paths are refused on a rerun."""
+    settings = config.settings()
+    if config.teachers.models:
+        settings["teacher_models"] = given_teachers.model_identity(teacher_model_files(config))
+    return settings
+
+
+@contextlib.contextmanager
+def precision(policy):
+    """The compute precision of every network built inside; the caller's policy is restored after."""
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+@contextlib.contextmanager
+def building(config):
+    """Every network built inside is built as `config` says: its precision and its BatchNorm synchronisation."""
+    with precision(config.recipe.precision), models.sync_batchnorm(config.model.sync_batchnorm):
+        yield
+
+
+def load_teachers(config, dataset, workdir, strategy):
+    """The finished ensemble, to distil from: --teacher_models, else the trained members of the work directory."""
+    if config.teachers.models:
+        return given_teachers.load_given(dataset, teacher_model_files(config), input_scale=config.teachers.input_scale,
+                                         batch_size=config.recipe.batch_size, strategy=strategy)[0]
+    with strategy.scope():
+        return ensemble.load_ensemble(workdir.member_models(config.teachers.num_teachers))
+
+
+def targets_for(config, workdir, teacher, loss, dataset):
     """What a `loss` training distils from under --teacher_outputs: a targets source, or None for CE."""
     return teacher_outputs.make(
-        config.teachers.outputs, ensemble, loss, dataset,
-        member_paths=config.teachers.member_paths(workdir), cache_dir=workdir.teacher_outputs,
+        config.teachers.outputs, teacher, loss, dataset,
+        member_paths=member_paths(config, workdir), cache_dir=workdir.teacher_outputs,
         stored_losses=config.search.distilling_losses(),
     )
 
@@ -53,15 +135,3 @@ def build_tuner(config, oracle, dataset, strategy, targets, workdir, tuner_class
         directory=workdir.root, project_name=SEARCH_PROJECT, rounds=search.rounds,
         parallel_trials=config.parallel.parallel_trials, **kwargs,
     )
-
-
-def run(config, dataset, strategy, ensemble, workdir, budget, *, parallel=False, run_progress=None):
-    """The architecture search, resumed where it stopped; returns the oracle (trials, controller state)."""
-    oracle = build_oracle(config, dataset.info, workdir, budget)
-    if parallel:
-        return chief.run(config, oracle, workdir.root, SEARCH_PROJECT)
-    targets = targets_for(config, workdir, ensemble, config.search.search_loss, dataset)
-    tuner = build_tuner(config, oracle, dataset, strategy, targets, workdir, run_progress=run_progress)
-    tuner.oracle.verbose = 0
-    tuner.search()
-    return oracle

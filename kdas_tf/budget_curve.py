@@ -17,10 +17,10 @@ import dataclasses
 
 from absl import logging
 
-from kdas_tf.runtime import distribute, storage
-from kdas_tf import models, pipeline
-from kdas_tf.reporting import figures, results
+from kdas_tf import assembly, models, pipeline
 from kdas_tf.errors import UserError
+from kdas_tf.reporting import figures, results
+from kdas_tf.runtime import distribute, rows, storage
 from kdas_tf.runtime.workdir import Workdir
 
 
@@ -57,7 +57,9 @@ def run(config, budgets, *, dataset=None):
         teachers=dataclasses.replace(config.teachers, workdir=root.teacher_root),
         search=dataclasses.replace(config.search, budget=budget, student_loss=()),
     ) for budget in budgets}
-    dataset = dataset or config.data.load()
+    for search in searches.values():
+        assembly.budget(search, *((dataset.info.num_classes, dataset.info.image_shape) if dataset else ()))
+    dataset = dataset or assembly.load_data(config)
     runs = {}
     for budget, search in searches.items():
         logging.info("sweep: budget %s (%d of %d)", budget, len(runs) + 1, len(budgets))
@@ -65,22 +67,22 @@ def run(config, budgets, *, dataset=None):
     points = [_point("KDAS", summary["found_architecture"], loss, row, budget)
               for budget, summary in runs.items() for (kind, loss), row in _rows(summary) if kind == "kdas"]
     sizes = [summary["budget"] for summary in runs.values()]
-    with pipeline.building(config):
+    with assembly.building(config):
         root.claim({})
         strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
-        teacher = pipeline.load_teachers(config, dataset, root, strategy)
+        teacher = assembly.load_teachers(config, dataset, root, strategy)
         for network in similar_networks(config.search.backbone, sizes, dataset.info.num_classes,
                                         dataset.info.image_shape, config.model.shortcut):
             for loss in config.search.final_loss:
                 row = pipeline.train_seeds(config, models.Architecture.backbone_only(network), loss, dataset, strategy,
-                                           teacher, root, f"{network}_{loss}", network=network)
+                                           teacher, root, rows.sweep_row(network, loss), network=network)
                 points.append(_point("man-made", network, loss, row))
     write(root, points)
     return points
 
 
 def _rows(summary):
-    return [(results.row_kind_and_loss(name), row) for name, row in summary["final"].items()]
+    return [(rows.row_kind_and_loss(name), row) for name, row in summary["final"].items()]
 
 
 def _point(kind, architecture, loss, row, budget=None):
@@ -95,13 +97,13 @@ COLUMNS = ("model", "budget M", "L_T", "parameters", "test top-1 %", "val top-1 
 
 def table(points):
     """Figure 3 as rows: each found model and man-made network, by size."""
-    rows = []
+    lines = []
     for p in sorted(points, key=lambda p: (p["loss"], p["parameters"])):
         test = 100 * p["test_top1"] if p["seeds"] == 1 else \
             f"{100 * p['test_top1']:.2f} ± {100 * p['test_top1_std']:.2f}"
-        rows.append((f"{p['kind']} {p['architecture']}", p["budget"] or "-", p["loss"].upper(),
+        lines.append((f"{p['kind']} {p['architecture']}", p["budget"] or "-", p["loss"].upper(),
                      f"{p['parameters'] / 1e6:.3f}M", test, 100 * p["val_top1"]))
-    return results.markdown_table(COLUMNS, rows)
+    return results.markdown_table(COLUMNS, lines)
 
 
 def write(root, points):

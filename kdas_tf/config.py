@@ -7,10 +7,15 @@ field's), its help and its choices, so the entry points define their flags from 
 (`define_flags`), read them back into a Config (`from_flags`) and write a Config as flags for the workers
 of a parallel search (`to_flags`). Every value is judged when its section is made, and the sections
 against each other when the Config is made, so the Python API and the command lines refuse the same
-mistakes with the same one-line messages, before any data is read or anything is written.
+mistakes with the same one-line messages. Configuration only: names are checked against the grammars of
+networks, architectures, losses and datasets, but nothing is loaded, built, counted or read from disk here;
+what needs the data's metadata, the teachers' files or a network's size (the budget in parameters, a
+reference's classes, the given teachers' hashes) is resolved once by kdas_tf.assembly when a job starts,
+before its work directory is claimed.
 
-A work directory's settings.json is `Config.settings()`: every field of every section except those marked
-`setting=False`, each with the reason a rerun may change it. A new field is a setting unless it says why not.
+A work directory's settings.json is `Config.settings()` (with the given teachers' hashes added by
+assembly.run_settings): every field of every section except those marked `setting=False`, each with the
+reason a rerun may change it. A new field is a setting unless it says why not.
 """
 
 import dataclasses
@@ -18,14 +23,15 @@ import typing
 
 from absl import flags
 
-from kdas_tf import data, models
-from kdas_tf.runtime import distribute
-from kdas_tf.distill import ensemble, losses, teacher_outputs
+from kdas_tf.data import catalog
 from kdas_tf.deploy import litert
-from kdas_tf.nas.budget import check_budget
-from kdas_tf.nas.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
-from kdas_tf.errors import UserError
+from kdas_tf.distill import given_teachers, losses, teacher_outputs
 from kdas_tf.distill.trainer import PRECISIONS, TrainConfig
+from kdas_tf.errors import UserError, as_user_error
+from kdas_tf.models import networks
+from kdas_tf.models.architecture import ADDON_OPS, Architecture
+from kdas_tf.nas.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
+from kdas_tf.runtime import distribute
 
 # The flags defined here belong to the entry point that asks for them, so its --help lists them.
 flags.disclaim_key_flags()
@@ -59,15 +65,6 @@ def _field(section, name):
     return next(f for f in dataclasses.fields(section) if f.name == name)
 
 
-def _user_errors(call, *args, **kwargs):
-    """A lower layer's ValueError about a value the user gave, as a UserError (the value entered here)."""
-    try:
-        return call(*args, **kwargs)
-    except UserError:
-        raise
-    except ValueError as error:
-        raise UserError(str(error)) from None
-
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -90,7 +87,7 @@ class RunConfig:
 class DataConfig:
     """The dataset and its held-out validation split."""
 
-    dataset: str = option("digits", f"Dataset to train and evaluate on: one of {', '.join(data.DATASETS)}, or your own "
+    dataset: str = option("digits", f"Dataset to train and evaluate on: one of {', '.join(catalog.DATASETS)}, or your own "
                           "as tfds:NAME (prepared in --data_dir), folder:PATH (one sub-folder per class; PATH/train "
                           "and PATH/test, or else --test_fraction held out) or npz:PATH (x_train, y_train, x_test, "
                           "y_test).")
@@ -115,8 +112,8 @@ class DataConfig:
                                   "held out as the test split (seeded by --split_seed).")
 
     def __post_init__(self):
-        _user_errors(data.check_name, self.dataset)
-        _user_errors(data.check_val_fraction, self.val_fraction)
+        as_user_error(catalog.check_name, self.dataset)
+        as_user_error(catalog.check_val_fraction, self.val_fraction)
         if self.train_examples is not None and self.train_examples < 1:
             raise UserError(f"--train_examples must be at least 1 (or unset: all), got {self.train_examples}")
         if self.image_size is not None and self.image_size < 1:
@@ -125,45 +122,28 @@ class DataConfig:
             raise UserError(f"--tfds_splits={','.join(self.tfds_splits)}: give two split names, TRAIN,TEST")
         if not 0.0 < self.test_fraction < 1.0:
             raise UserError(f"--test_fraction must be in (0, 1) (exclusive), got {self.test_fraction}")
-        self.metadata()  # a reference's classes and image shape: a bad file is refused here, before anything runs
 
-    def metadata(self):
-        """(num_classes, image_shape): the built-in tables, or a reference's cheap metadata (no images read)."""
-        return data.metadata(self.dataset, data_dir=self.data_dir, image_size=self.image_size,
-                             tfds_splits=tuple(self.tfds_splits))
 
-    @property
-    def num_classes(self):
-        return self.metadata()[0]
-
-    @property
-    def image_shape(self):
-        return self.metadata()[1]
-
-    def load(self):
-        """The dataset in memory, split; DataNotFoundError (a UserError) says how to prepare it."""
-        return data.load(self.dataset, data_dir=self.data_dir, manual_dir=self.manual_dir,
-                         val_fraction=self.val_fraction, split_seed=self.split_seed,
-                         train_examples=self.train_examples, image_size=self.image_size, flip=self.flip,
-                         tfds_splits=tuple(self.tfds_splits), test_fraction=self.test_fraction)
+_RECIPE = TrainConfig()  # PAPER.md section 5's recipe: the flags' defaults
 
 
 @dataclasses.dataclass(frozen=True)
 class RecipeConfig:
-    """The training recipe of PAPER.md section 5, shared by teachers, candidates and final rows."""
+    """The training recipe of PAPER.md section 5, shared by teachers, candidates and final rows (its defaults are
+    TrainConfig's)."""
 
-    epochs: int = option(200, "Epochs of the trained network.")
-    batch_size: int = option(128, "Global batch size.")
-    learning_rate: float = option(0.1, "Initial SGD learning rate.")
-    lr_decay_at: typing.Tuple[float, ...] = option((0.5, 0.75), "Fractions of training where the rate drops.")
-    lr_decay_factor: float = option(0.1, "Factor applied to the rate at each drop.")
-    momentum: float = option(0.9, "SGD momentum.")
-    nesterov: bool = option(True, "Nesterov momentum.")
+    epochs: int = option(_RECIPE.epochs, "Epochs of the trained network.")
+    batch_size: int = option(_RECIPE.batch_size, "Global batch size.")
+    learning_rate: float = option(_RECIPE.learning_rate, "Initial SGD learning rate.")
+    lr_decay_at: typing.Tuple[float, ...] = option(_RECIPE.lr_decay_at, "Fractions of training where the rate drops.")
+    lr_decay_factor: float = option(_RECIPE.lr_decay_factor, "Factor applied to the rate at each drop.")
+    momentum: float = option(_RECIPE.momentum, "SGD momentum.")
+    nesterov: bool = option(_RECIPE.nesterov, "Nesterov momentum.")
     weight_decay: typing.Optional[float] = option(
         None, "L2 weight decay on kernels (default: PAPER.md's 1e-4 for ResNets, 5e-4 for WRN and DenseNet).")
-    temperature: float = option(4.0, "Distillation temperature T.")
-    alpha: float = option(0.9, "Weight a of the distillation term.")
-    seed: int = option(0, "Seed for initialisation and the augmentation stream.")
+    temperature: float = option(_RECIPE.temperature, "Distillation temperature T.")
+    alpha: float = option(_RECIPE.alpha, "Weight a of the distillation term.")
+    seed: int = option(_RECIPE.seed, "Seed for initialisation and the augmentation stream.")
     precision: str = option(
         "float32", "Compute precision of the trained networks (weights stay float32): mixed_float16 on GPUs "
         "(with loss scaling), mixed_bfloat16 on TPUs and CPUs with bf16 units (about 1.3x here, "
@@ -178,8 +158,8 @@ class RecipeConfig:
         """The TrainConfig for training `network` (a backbone name, which picks the default weight decay)."""
         weight_decay = self.weight_decay
         if weight_decay is None:  # PAPER.md section 5: 1e-4 for ResNets, 5e-4 for the other families
-            weight_decay = 1e-4 if models.parse_network(network).family == "resnet" else 5e-4
-        return _user_errors(
+            weight_decay = 1e-4 if networks.parse_network(network).family == "resnet" else 5e-4
+        return as_user_error(
             TrainConfig, epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, lr_decay_at=tuple(self.lr_decay_at),
             lr_decay_factor=self.lr_decay_factor, momentum=self.momentum, nesterov=self.nesterov,
@@ -194,7 +174,7 @@ class ModelConfig:
     shortcut: str = option(
         "zero_pad", "Shortcut of the CIFAR ResNets where a stage halves the resolution and widens: zero_pad (He et "
         "al.'s option A, no parameters; its counts fit the paper's) or projection (1x1 conv + BN). WideResNet "
-        "and DenseNet ignore it.", choices=models.SHORTCUTS, unrecorded=models.SHORTCUT_BEFORE_THE_FLAG)
+        "and DenseNet ignore it.", choices=networks.SHORTCUTS, unrecorded=networks.SHORTCUT_BEFORE_THE_FLAG)
     # Work directories made before the flag synchronised already (the layer did it whenever k > 1).
     sync_batchnorm: bool = option(
         True, "With more than one replica (--strategy=mirrored on k devices, multi_worker, tpu), BatchNorm "
@@ -202,8 +182,8 @@ class ModelConfig:
         "batch / k images. One replica: no effect.", unrecorded=True)
 
     def __post_init__(self):
-        if self.shortcut not in models.SHORTCUTS:
-            raise UserError(f"--shortcut={self.shortcut!r}: expected one of {', '.join(models.SHORTCUTS)}")
+        if self.shortcut not in networks.SHORTCUTS:
+            raise UserError(f"--shortcut={self.shortcut!r}: expected one of {', '.join(networks.SHORTCUTS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +203,7 @@ class TeacherConfig:
         "WORKDIR/teacher_outputs and shares them with every candidate and final training; 'online' runs the "
         "teachers inside every training step (no disk).", flag="teacher_outputs", choices=teacher_outputs.KINDS,
         setting=False)
-    # Config.settings adds each file's content hash: a rerun with other teachers at the same paths is refused.
+    # assembly.run_settings adds each file's content hash: a rerun with other teachers at the same paths is refused.
     # Directories made before the flag distilled from trained members: given ones are refused there.
     models: typing.Tuple[str, ...] = option(
         (), "Your trained models as the ensemble members instead of training them: .keras files or SavedModel "
@@ -232,14 +212,13 @@ class TeacherConfig:
     input_scale: str = option(
         "standardised", "What --teacher_models take as input: standardised (per channel (x - mean) / std of the "
         "training split, what kdas_tf's own networks take), pixels (0..255, e.g. a model with its own Rescaling "
-        "layer) or unit (pixels / 255).", flag="teacher_input", choices=ensemble.INPUT_SCALES)
+        "layer) or unit (pixels / 255).", flag="teacher_input", choices=given_teachers.INPUT_SCALES)
 
     def __post_init__(self):
-        if self.input_scale not in ensemble.INPUT_SCALES:
+        if self.input_scale not in given_teachers.INPUT_SCALES:
             raise UserError(f"--teacher_input={self.input_scale!r}: expected one of "
-                            f"{', '.join(ensemble.INPUT_SCALES)}")
-        self.model_files()
-        _user_errors(models.parse_network, self.network)
+                            f"{', '.join(given_teachers.INPUT_SCALES)}")
+        as_user_error(networks.parse_network, self.network)
         _at_least_one(self, "num_teachers")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--teacher_epochs must be at least 1 (or unset: --epochs), got {self.epochs}")
@@ -247,13 +226,6 @@ class TeacherConfig:
             raise UserError(f"--teacher_outputs={self.outputs!r} is not a choice: expected one of "
                             f"{', '.join(teacher_outputs.KINDS)}")
 
-    def model_files(self):
-        """--teacher_models with each glob expanded (sorted); a path that names nothing is refused."""
-        return _user_errors(ensemble.expand_model_paths, self.models)
-
-    def member_paths(self, workdir):
-        """The members' files: --teacher_models, else the trained members of `workdir` (a workdir.Workdir)."""
-        return self.model_files() or workdir.member_models(self.num_teachers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,27 +253,21 @@ class SearchConfig:
                         "the tables show their mean and standard deviation.", setting=False)
 
     def __post_init__(self):
-        _user_errors(models.Architecture.backbone_only, self.backbone)
+        as_user_error(Architecture.backbone_only, self.backbone)
+        self.budget_form()
         _at_least_one(self, "rounds", "trials_per_round", "ops_per_addon", "search_epochs", "seeds")
-        _user_errors(losses.check_loss_name, self.search_loss, "--search_loss")
+        as_user_error(losses.check_loss_name, self.search_loss, "--search_loss")
         if not self.final_loss:
             raise UserError(f"--final_loss is empty: give at least one of {', '.join(losses.LOSSES)}")
         for flag in ("final_loss", "student_loss"):
             for loss in getattr(self, flag):
-                _user_errors(losses.check_loss_name, loss, f"--{flag}")
+                as_user_error(losses.check_loss_name, loss, f"--{flag}")
         for network in self.manmade:
             if network != "auto":
-                _user_errors(models.parse_network, network)
-        if "auto" in self.manmade and not models.same_family(self.backbone):
+                as_user_error(networks.parse_network, network)
+        if "auto" in self.manmade and not networks.same_family(self.backbone):
             raise UserError(f"--manmade=auto: {self.backbone} has no deeper networks of its family to compare "
                             "with (ResNets and WideResNets have); name the networks instead")
-
-    def final_rows(self, found, manmade):
-        """[(row, network or architecture, loss)] of the final trainings, in the order they run: the backbone
-        with each --student_loss, then `found` and each network of `manmade` with each --final_loss."""
-        return ([(f"student_{loss}", self.backbone, loss) for loss in self.student_loss]
-                + [(f"kdas_{loss}", found, loss) for loss in self.final_loss]
-                + [(f"manmade_{network}_{loss}", network, loss) for network in manmade for loss in self.final_loss])
 
     def distilling_losses(self):
         """The run's losses that read teacher targets (search and final rows), each once."""
@@ -312,25 +278,18 @@ class SearchConfig:
         """The whole search's trials, every round's."""
         return self.rounds * self.trials_per_round
 
-    def manmade_networks(self, found_parameters, num_classes, image_shape, shortcut="zero_pad"):
-        """--manmade's networks, 'auto' resolved against the found model's size; each once, in order."""
-        names = [models.nearest_network(self.backbone, found_parameters, num_classes, image_shape,
-                                        shortcut=shortcut, deeper=True) if name == "auto" else name
-                 for name in self.manmade]
-        return list(dict.fromkeys(names))
-
-    def budget_parameters(self, num_classes, image_shape, shortcut="zero_pad"):
-        """(M, the backbone's parameters): --budget in millions ('0.9', '0.9M') or a multiple ('2x')."""
-        backbone = models.Architecture.backbone_only(self.backbone)
-        backbone_parameters = models.count_parameters(backbone, num_classes, image_shape, shortcut=shortcut)
+    def budget_form(self):
+        """--budget as written: ('multiple', 2.0) for '2x', ('millions', 0.9) for '0.9' or '0.9M'. Resolved in
+        parameters once a job knows the data's classes and image shape (kdas_tf.nas.budget.resolve_budget)."""
         text = str(self.budget).strip().lower()
         try:
-            budget = int(float(text[:-1]) * backbone_parameters) if text.endswith("x") else int(
-                float(text.rstrip("m")) * 1e6)
-        except (ValueError, OverflowError):
+            form = ("multiple", float(text[:-1])) if text.endswith("x") else ("millions", float(text.rstrip("m")))
+        except ValueError:
+            form = None
+        if form is None or not 0 < form[1] < float("inf"):
             raise UserError(f"--budget={text!r} is not a budget: give millions of parameters (0.9) or a "
-                            "multiple (2x)") from None
-        return _user_errors(check_budget, backbone, budget, num_classes, image_shape, shortcut), backbone_parameters
+                            "multiple (2x)")
+        return form
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,8 +309,8 @@ class ControllerSettings:
         self.controller_config(num_decisions=1, seed=0)
 
     def controller_config(self, *, num_decisions, seed):
-        return _user_errors(
-            ControllerConfig, num_decisions=num_decisions, num_choices=len(models.ADDON_OPS), units=self.units,
+        return as_user_error(
+            ControllerConfig, num_decisions=num_decisions, num_choices=len(ADDON_OPS), units=self.units,
             learning_rate=self.learning_rate, baseline_decay=self.baseline_decay,
             entropy_weight=self.entropy_weight, seed=seed, kind=self.kind)
 
@@ -389,7 +348,7 @@ class ExportConfig:
                                 "on fewer test images than its threshold (99% float, 97% int8).", setting=False)
 
     def __post_init__(self):
-        _user_errors(litert.check_formats, self.formats)
+        as_user_error(litert.check_formats, self.formats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,10 +362,10 @@ class TrainJob:
 
     def __post_init__(self):
         self.parsed()
-        _user_errors(losses.check_loss_name, self.loss)
+        as_user_error(losses.check_loss_name, self.loss)
 
     def parsed(self):
-        return _user_errors(models.Architecture.parse, self.architecture or self.network)
+        return as_user_error(Architecture.parse, self.architecture or self.network)
 
 
 # The sections of a search (python -m kdas_tf.search and its parallel workers).
@@ -432,7 +391,6 @@ class Config:
     train: TrainJob = TrainJob()
 
     def __post_init__(self):
-        self.budget()  # the budget fits the backbone on this dataset
         self.recipe.train_config(network=self.teachers.network, epochs=self.teacher_epochs)
 
     @property
@@ -448,10 +406,6 @@ class Config:
     def teacher_epochs(self):
         return self.teachers.epochs or self.recipe.epochs
 
-    def budget(self):
-        """(M, the backbone's parameters) in parameters, for this dataset's classes and image shape."""
-        return self.search.budget_parameters(self.data.num_classes, self.data.image_shape, self.model.shortcut)
-
     def teacher_train_config(self):
         return self.recipe.train_config(network=self.teachers.network, epochs=self.teacher_epochs)
 
@@ -460,7 +414,7 @@ class Config:
         return self.recipe.train_config(network=self.search.backbone, loss=loss, epochs=epochs)
 
     def controller_config(self):
-        num_decisions = models.num_stages(self.search.backbone) * self.search.ops_per_addon
+        num_decisions = networks.num_stages(self.search.backbone) * self.search.ops_per_addon
         return self.controller.controller_config(num_decisions=num_decisions, seed=self.recipe.seed)
 
     def refuse_multi_worker(self, entry):
@@ -475,8 +429,6 @@ class Config:
         settings = {flag_name(f): _plain(getattr(section, f.name))
                     for name, section in self._sections() if name != "train"
                     for f in dataclasses.fields(section) if f.metadata["setting"]}
-        if self.teachers.models:
-            settings["teacher_models"] = ensemble.model_identity(self.teachers.model_files())
         return settings
 
     def unrecorded_settings(self):

@@ -9,3 +9,14 @@ stack trace.
 
 class UserError(ValueError):
     """Something the user can fix; the message says what is wrong and what to do."""
+
+
+def as_user_error(call, *args, **kwargs):
+    """call(*args, **kwargs), with a lower layer's ValueError about a value the user gave raised as a UserError:
+    the value is judged where it enters (the config, or a job's start)."""
+    try:
+        return call(*args, **kwargs)
+    except UserError:
+        raise
+    except ValueError as error:
+        raise UserError(str(error)) from None

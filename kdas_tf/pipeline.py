@@ -7,45 +7,27 @@ teachers (reused if present) -> architecture search (KerasTuner, resumable) -> f
 architecture and of the plain student with each L_T -> test evaluation -> export (--formats) ->
 results.json and results.md. Calling it again on the same work directory resumes where it stopped;
 finished steps are read back from disk, never redone. `train_teachers` and `train_one` are the jobs of
-python -m kdas_tf.teachers and kdas_tf.train. Nothing here reads a flag.
+python -m kdas_tf.teachers and kdas_tf.train. Nothing here reads a flag. What every process builds from the
+config (data, budget, teachers, oracle, tuner) comes from kdas_tf.assembly, which the parallel workers share;
+whether the search runs here or is served to them (kdas_tf.parallel) is decided here.
 """
 
-import contextlib
 import dataclasses
 import os
 
-import keras
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf import assembly, models
-from kdas_tf.runtime import distribute, progress, storage
-from kdas_tf.distill import ensemble, finals
-from kdas_tf.reporting import results
+from kdas_tf import assembly, models, parallel
+from kdas_tf.benchmarking import estimate
 from kdas_tf.deploy import serving
+from kdas_tf.distill import ensemble, finals, given_teachers
+from kdas_tf.errors import UserError, as_user_error
 from kdas_tf.nas import summaries
-from kdas_tf.errors import UserError
-from kdas_tf import parallel
-from kdas_tf.parallel import launcher
-from kdas_tf.runtime.workdir import Workdir, final_name, served_seed, serving_decision
-
-
-@contextlib.contextmanager
-def precision(policy):
-    """The compute precision of every network built inside; the caller's policy is restored after."""
-    before = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(before)
-
-
-@contextlib.contextmanager
-def building(config):
-    """Every network built inside is built as `config` says: its precision and its BatchNorm synchronisation."""
-    with precision(config.recipe.precision), models.sync_batchnorm(config.model.sync_batchnorm):
-        yield
+from kdas_tf.parallel import chief, launcher
+from kdas_tf.reporting import results
+from kdas_tf.runtime import distribute, progress, rows, storage
+from kdas_tf.runtime.workdir import SEARCH_PROJECT, Workdir
 
 
 def _start(config, dataset, *, claim, teachers=None):
@@ -56,18 +38,18 @@ def _start(config, dataset, *, claim, teachers=None):
     A dataset or teachers given from Python are recorded by what they are: its name, their weights' hashes.
     Missing data and given teachers that do not fit it are refused before the work directory is claimed.
     """
-    settings = config.settings() if claim else {}
+    settings = assembly.run_settings(config) if claim else {}
     if claim and dataset is not None:
         settings["dataset"] = dataset.info.name
     if claim and teachers:
-        settings["teacher_models"] = ensemble.weights_identity(teachers)
+        settings["teacher_models"] = given_teachers.weights_identity(teachers)
     workdir = Workdir(config.workdir, config.teacher_workdir)
     workdir.check_writable()  # in a second: an unwritable directory is not found after minutes of loading data
-    dataset = dataset or config.data.load()  # missing data is reported before the work directory is claimed
+    dataset = dataset or assembly.load_data(config)  # missing data is reported before the directory is claimed
     strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
-    members = teachers or config.teachers.model_files()
-    given = members and ensemble.load_given(dataset, members, input_scale=config.teachers.input_scale,
-                                            batch_size=config.recipe.batch_size, strategy=strategy)
+    members = teachers or assembly.teacher_model_files(config)
+    given = members and given_teachers.load_given(dataset, members, input_scale=config.teachers.input_scale,
+                                                  batch_size=config.recipe.batch_size, strategy=strategy)
     workdir.claim(settings, config.unrecorded_settings(), owner=_owns_workdir(config))
     return dataset, workdir, strategy, given or None
 
@@ -86,8 +68,8 @@ def _teachers(config, dataset, strategy, workdir, given=None, run_progress=None)
     if run_progress:
         run_progress.start("teachers")
     if given:
-        report = ensemble.report_given(*given, dataset, input_scale=config.teachers.input_scale,
-                                       batch_size=config.recipe.batch_size, workdir=workdir)
+        report = given_teachers.report_given(*given, dataset, input_scale=config.teachers.input_scale,
+                                             batch_size=config.recipe.batch_size, workdir=workdir)
         logging.info(ensemble.describe(report))
         return given[0], report
     if not all(os.path.exists(path) for path in workdir.member_models(config.teachers.num_teachers)):
@@ -114,9 +96,15 @@ def plan_epochs(config, workdir, given_teachers=False):
     return {
         "teachers": 0 if given_teachers else missing * config.teacher_epochs,
         "search": trials_left * search.search_epochs,
-        "final rows": _final_epochs_left(config, workdir, search.final_rows(None, manmade)),
+        "final rows": _final_epochs_left(config, workdir, _final_rows(config, None, manmade)),
         "export": 0,
     }
+
+
+def _final_rows(config, found, manmade):
+    """The final rows' plan (runtime.rows.final_rows) of this run's --student_loss and --final_loss."""
+    search = config.search
+    return rows.final_rows(search.backbone, search.student_loss, search.final_loss, found, manmade)
 
 
 def _final_epochs_left(config, workdir, plan):
@@ -127,38 +115,40 @@ def _final_epochs_left(config, workdir, plan):
 def train_teachers(config, *, dataset=None):
     """Train (or reuse) the teacher ensemble of `config`; returns its report."""
     config.refuse_multi_worker("teachers")
-    with building(config):
+    with assembly.building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=False)
         return _teachers(config, dataset, strategy, workdir, given)[1]
 
 
-def run(config, *, dataset=None, teachers=None):
+def run(config, *, dataset=None, teachers=None, role=None):
     """The whole KDAS pipeline in config.run.workdir; returns the results (also in results.json).
 
     dataset: a kdas_tf.data.Dataset to use instead of loading config.data's (data.from_numpy makes one of
     arrays); its classes and image shape size the budget. teachers: keras.Models to distil from instead of
     training members (as --teacher_models; one process only, since parallel workers could not load them);
-    they are frozen (trainable=False) as part of the ensemble.
+    they are frozen (trainable=False) as part of the ensemble. role: this process's part, 'single' or 'chief'
+    (parallel.role; the search command passes the one it dispatched on), by default read from KerasTuner's
+    variables as that command does.
     """
     config.refuse_multi_worker("search")
-    budget, backbone_parameters = config.budget()
-    if dataset is not None:
-        budget, backbone_parameters = config.search.budget_parameters(
-            dataset.info.num_classes, dataset.info.image_shape, config.model.shortcut)
-    is_chief = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials) == "chief"
+    info = (dataset.info.num_classes, dataset.info.image_shape) if dataset is not None else None
+    budget, backbone_parameters = assembly.budget(config, *(info or ()))  # M, resolved once for the whole run
+    if role is None:
+        role = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials)
+    is_chief = role == "chief"
     if is_chief and teachers:
         raise UserError("teachers given as keras.Models cannot reach parallel workers: save them (.keras) and "
                         "pass their paths as --teacher_models, or run with parallel_trials=1")
     if is_chief:
         launcher.share_gpus_with_workers()
-    with building(config):
+    with assembly.building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=True, teachers=teachers)
         run_progress = progress.RunProgress(plan_epochs(config, workdir, given_teachers=bool(given)))
         teacher, teacher_report = _teachers(config, dataset, strategy, workdir, given, run_progress)
         run_progress.start("search")
         search_epochs = run_progress.epochs_left["search"]
-        oracle = assembly.run(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief,
-                                         run_progress=run_progress)
+        oracle = _search(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief,
+                         run_progress=run_progress)
         if is_chief:  # the workers trained the search's epochs
             run_progress.epoch_done(search_epochs)
         best = oracle.best_trial()
@@ -170,15 +160,15 @@ def run(config, *, dataset=None, teachers=None):
             workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
             parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
         )
-        rows = train_final_rows(config, dataset, strategy, teacher, workdir, found, run_progress)
-        decision = serving_decision(rows)
+        finished = train_final_rows(config, dataset, strategy, teacher, workdir, found, run_progress)
+        decision = rows.serving_decision(finished)
         served = decision["row"]
-        seed = served_seed(rows[served]["seeds"])
+        seed = rows.served_seed(finished[served]["seeds"])
         run_progress.start("export")
         serving.export_served(storage.load_model(workdir.final_model(served, seed)), workdir.export,
                               dataset=dataset, formats=config.export.formats, force=config.export.force_export)
     summary = results.collect(
-        teacher_report=teacher_report, oracle=oracle, found=found, rows=rows, budget=budget,
+        teacher_report=teacher_report, oracle=oracle, found=found, rows=finished, budget=budget,
         backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
         exported_seed=seed, serving=decision,
     )
@@ -189,24 +179,46 @@ def run(config, *, dataset=None, teachers=None):
     return summary
 
 
+def _search(config, dataset, strategy, teacher, workdir, budget, *, parallel=False, run_progress=None):
+    """The architecture search, resumed where it stopped; returns the oracle (trials, controller state).
+
+    parallel: serve the oracle to worker processes (kdas_tf.parallel.chief) instead of training here.
+    """
+    oracle = assembly.build_oracle(config, dataset.info, workdir, budget)
+    if parallel:
+        return chief.run(config, oracle, workdir.root, SEARCH_PROJECT)
+    targets = assembly.targets_for(config, workdir, teacher, config.search.search_loss, dataset)
+    tuner = assembly.build_tuner(config, oracle, dataset, strategy, targets, workdir, run_progress=run_progress)
+    tuner.oracle.verbose = 0
+    tuner.search()
+    return oracle
+
+
+def _manmade_networks(config, found_parameters, info):
+    """--manmade's networks, 'auto' resolved against the found model's size; each once, in order."""
+    search = config.search
+    names = [as_user_error(models.nearest_network, search.backbone, found_parameters, info.num_classes,
+                           info.image_shape, shortcut=config.model.shortcut, deeper=True) if name == "auto" else name
+             for name in search.manmade]
+    return list(dict.fromkeys(names))
+
+
 def train_final_rows(config, dataset, strategy, teacher, workdir, found, run_progress=None):
     """The plain backbone with each --student_loss, the found architecture and each --manmade network with each
     --final_loss, every row trained --seeds times (seeds --seed, --seed+1, ...); returns {row: its seeds
-    combined (results.combine_seeds)}. Rows: student_LOSS, kdas_LOSS, manmade_NETWORK_LOSS."""
+    combined (runtime.rows.combine_seeds)}. Rows: student_LOSS, kdas_LOSS, manmade_NETWORK_LOSS."""
     info = dataset.info
     found_parameters = models.count_parameters(found, info.num_classes, info.image_shape,
                                                shortcut=config.model.shortcut)
-    manmade = config.search.manmade_networks(found_parameters, info.num_classes, info.image_shape,
-                                             config.model.shortcut)
-    plan = config.search.final_rows(found, manmade)
+    plan = _final_rows(config, found, _manmade_networks(config, found_parameters, info))
     if run_progress:
         run_progress.start("final rows", _final_epochs_left(config, workdir, plan))
-    rows = {}
+    trained = {}
     for row, arch, loss in plan:
         arch = models.as_architecture(arch)
-        rows[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, network=arch.backbone,
-                                run_progress=run_progress)
-    return rows
+        trained[row] = train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row,
+                                   network=arch.backbone, run_progress=run_progress)
+    return trained
 
 
 def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *, network=None, run_progress=None):
@@ -220,22 +232,22 @@ def train_seeds(config, arch, loss, dataset, strategy, teacher, workdir, row, *,
     for index in range(config.search.seeds):
         seeds.append(finals.train_architecture(
             arch, dataset, dataclasses.replace(recipe, seed=recipe.seed + index), strategy=strategy,
-            workdir=workdir.final(row, index), logdir=workdir.tb("final", final_name(row, index)),
+            workdir=workdir.final(row, index), logdir=workdir.tb("final", rows.final_name(row, index)),
             name=row.replace("_", " ") + (f" seed {index}" if index else ""), targets=targets,
             shortcut=config.model.shortcut, run_progress=run_progress,
         ))
-    return results.combine_seeds(seeds)
+    return rows.combine_seeds(seeds)
 
 
 def train_one(config, *, dataset=None):
     """python -m kdas_tf.train's job: config.train's network or architecture with its loss; returns its results."""
     arch = config.train.parsed()
     train_config = config.recipe.train_config(network=arch.backbone, loss=config.train.loss)
-    with building(config):
+    with assembly.building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=False)
         targets = None
         if train_config.loss != "ce":
-            teacher = given[0] if given else load_teachers(config, dataset, workdir, strategy)
+            teacher = given[0] if given else assembly.load_teachers(config, dataset, workdir, strategy)
             targets = assembly.targets_for(config, workdir, teacher, train_config.loss, dataset)
         name = f"{str(arch).replace('/', '_').replace(':', '-')}_{train_config.loss}"
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
@@ -243,25 +255,18 @@ def train_one(config, *, dataset=None):
                                          shortcut=config.model.shortcut)
 
 
-def load_teachers(config, dataset, workdir, strategy):
-    """The finished ensemble, to distil from: --teacher_models, else the trained members of the work directory."""
-    if config.teachers.models:
-        return ensemble.load_given(dataset, config.teachers.model_files(), input_scale=config.teachers.input_scale,
-                                   batch_size=config.recipe.batch_size, strategy=strategy)[0]
-    with strategy.scope():
-        return ensemble.load_ensemble(workdir.member_models(config.teachers.num_teachers))
-
 
 def describe_plan(config):
     """What run(config) would do, for --dry_run: every step with its size."""
     search, teachers = config.search, config.teachers
-    budget, backbone_parameters = config.budget()
+    num_classes, image_shape = assembly.data_metadata(config)
+    budget, backbone_parameters = assembly.budget(config, num_classes, image_shape)
+    given = assembly.teacher_model_files(config)
     reach = models.reachable_sizes(search.backbone, rounds=search.rounds, ops_per_addon=search.ops_per_addon,
-                                   num_classes=config.data.num_classes, input_shape=config.data.image_shape,
-                                   shortcut=config.model.shortcut)
+                                   num_classes=num_classes, input_shape=image_shape, shortcut=config.model.shortcut)
     return "\n".join([
         f"dry run of {config.workdir} on {config.data.dataset} (strategy {config.run.strategy}):",
-        f"  teachers: {len(teachers.model_files())} given models ({', '.join(teachers.model_files())}), fed "
+        f"  teachers: {len(given)} given models ({', '.join(given)}), fed "
         f"{teachers.input_scale} images" if teachers.models else
         f"  teachers: {teachers.num_teachers} x {teachers.network}, {config.teacher_epochs} epochs each, "
         f"in {config.teacher_workdir}/teachers (finished members are reused)",
@@ -276,3 +281,8 @@ def describe_plan(config):
         f"  then: test evaluation, {' + '.join(config.export.formats)} in {config.workdir}/export, results.json "
         "and results.md",
     ])
+
+
+def estimate_lines(config):
+    """The dry run's estimate of the run's duration here: a few training steps timed (benchmarking.estimate)."""
+    return estimate.describe(config, *assembly.data_metadata(config))

@@ -10,7 +10,6 @@ import os
 from absl import flags
 
 from kdas_tf import cli, config, pipeline
-from kdas_tf.benchmarking import estimate
 from kdas_tf.parallel import launcher, role, worker
 
 FLAGS = flags.FLAGS
@@ -39,9 +38,9 @@ def main(_):
         run_config.refuse_multi_worker("search")
         print(pipeline.describe_plan(run_config), flush=True)
         if FLAGS.estimate:
-            print("\n".join(estimate.describe(run_config)))
+            print("\n".join(pipeline.estimate_lines(run_config)))
         return
-    pipeline.run(run_config)
+    pipeline.run(run_config, role=part)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 from absl import flags
 
-from kdas_tf import cli, config, pipeline
+from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
+from kdas_tf import assembly, config, pipeline
 
 FLAGS = flags.FLAGS
 SECTIONS = ("run", "data", "recipe", "model", "teachers")  # the config sections whose flags it reads
@@ -19,7 +20,7 @@ def main(_):
     if FLAGS.dry_run:
         teachers = run_config.teachers
         if teachers.models:
-            print(f"dry run: would check and report {', '.join(teachers.model_files())} on "
+            print(f"dry run: would check and report {', '.join(assembly.teacher_model_files(run_config))} on "
                   f"{run_config.data.dataset}, into {run_config.teacher_workdir}/teachers")
             return
         print(f"dry run: would train {teachers.num_teachers} x {teachers.network} on {run_config.data.dataset} "

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from kdas_tf import config, models
+from kdas_tf import assembly, config, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,10 +44,10 @@ def test_every_paper_search_has_the_papers_size():
 @pytest.mark.parametrize("path", sorted(PAPER_FOUND))
 def test_the_budget_binds_and_the_papers_size_is_reachable(path, monkeypatch):
     run = parsed(path, monkeypatch)
-    budget, backbone = run.budget()
+    budget, backbone = assembly.budget(run)
     reach = models.reachable_sizes(
         run.search.backbone, rounds=run.search.rounds, ops_per_addon=run.search.ops_per_addon,
-        num_classes=run.data.num_classes, input_shape=run.data.image_shape, shortcut=run.model.shortcut)[-1]
+        num_classes=assembly.data_metadata(run)[0], input_shape=assembly.data_metadata(run)[1], shortcut=run.model.shortcut)[-1]
     paper = PAPER_FOUND[path] * 1e6
     assert reach.largest > budget, f"{path}: the largest reachable network {reach.largest} fits in M = {budget}"
     assert reach.smallest == backbone <= paper <= budget, f"{path}: {PAPER_FOUND[path]}M not in [{backbone}, {budget}]"
@@ -71,5 +71,5 @@ def test_table3_rows_share_their_columns_teachers(backbone, monkeypatch):
         assert run.workdir != teachers.workdir
     assert kdas.search.backbone == backbone
     assert (mmn.train.network, mmn.train.loss) == (TABLE3_MMN[backbone], "kd")
-    mmn_size = models.count_parameters(TABLE3_MMN[backbone], mmn.data.num_classes, mmn.data.image_shape)
-    assert abs(mmn_size - kdas.budget()[0]) < 5_000
+    mmn_size = models.count_parameters(TABLE3_MMN[backbone], assembly.data_metadata(mmn)[0], assembly.data_metadata(mmn)[1])
+    assert abs(mmn_size - assembly.budget(kdas)[0]) < 5_000

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from kdas_tf import data, models
-from kdas_tf.runtime import progress
+from kdas_tf.runtime import progress, rows
 from kdas_tf.benchmarking.suite import Bench, random_dataset
 
 
@@ -44,7 +44,12 @@ def measure(arch, *, num_classes, image_shape, batch_size, policy, steps=8, warm
     return Speed(train=speeds["train"], infer=speeds["infer"], start=start)
 
 
-def median_candidates(config, samples=25):
+def _final_rows(config, found, manmade):
+    search = config.search
+    return rows.final_rows(search.backbone, search.student_loss, search.final_loss, found, manmade)
+
+
+def median_candidates(config, num_classes, image_shape, samples=25):
     """Each round's network of the median size among `samples` uniform draws (models.uniform_samples)."""
     search = config.search
     drawn = list(models.uniform_samples(search.backbone, search.rounds, search.ops_per_addon, samples,
@@ -52,7 +57,7 @@ def median_candidates(config, samples=25):
     medians = []
     for round_index in range(search.rounds):
         archs = [sample[round_index] for sample in drawn]
-        sizes = [models.count_parameters(arch, config.data.num_classes, config.data.image_shape,
+        sizes = [models.count_parameters(arch, num_classes, image_shape,
                                          shortcut=config.model.shortcut) for arch in archs]
         medians.append(archs[int(np.argsort(sizes)[len(sizes) // 2])])
     return medians
@@ -68,9 +73,9 @@ def run_seconds(config, speeds, num_train, num_val):
         return count * (speed.start + epochs * (num_train / speed.train + num_val / speed.infer))
 
     teacher_forward = num_train * max(num_teachers, 1) / speeds["teacher"].infer  # one (seed, epoch) of outputs
-    rows = search.final_rows("found", ["manmade"] * len(search.manmade))
+    planned = _final_rows(config, "found", ["manmade"] * len(search.manmade))
     distilled = {(recipe.seed, epoch) for epoch in range(search.search_epochs) if search.search_loss != "ce"}
-    if any(loss != "ce" for _, _, loss in rows):
+    if any(loss != "ce" for _, _, loss in planned):
         distilled |= {(recipe.seed + index, epoch) for index in range(search.seeds) for epoch in range(recipe.epochs)}
     students = len(search.student_loss)
     return {
@@ -78,18 +83,17 @@ def run_seconds(config, speeds, num_train, num_val):
         "search": sum(trainings(speeds[f"round {r + 1}"], search.trials_per_round, search.search_epochs)
                       for r in range(search.rounds)),
         "final rows": trainings(speeds["backbone"], students * search.seeds, recipe.epochs)
-        + trainings(last_round, (len(rows) - students) * search.seeds, recipe.epochs),
+        + trainings(last_round, (len(planned) - students) * search.seeds, recipe.epochs),
         "teacher outputs": len(distilled) * teacher_forward,
     }
 
 
-def describe(config):
+def describe(config, num_classes, image_shape):
     """The dry run's lines: every step's epochs and its estimated time, from networks timed now."""
     search = config.search
-    num_classes, image_shape = config.data.metadata()
     shape = dict(num_classes=num_classes, image_shape=image_shape, batch_size=config.recipe.batch_size,
                  policy=config.recipe.precision)
-    candidates = median_candidates(config)
+    candidates = median_candidates(config, num_classes, image_shape)
     speeds = {"backbone": measure(search.backbone, **shape)}
     speeds.update((f"round {r + 1}", measure(arch, **shape)) for r, arch in enumerate(candidates))
     speeds["teacher"] = (speeds["backbone"] if config.teachers.network == search.backbone
@@ -97,7 +101,7 @@ def describe(config):
     epochs = {
         "teachers": 0 if config.teachers.models else config.teachers.num_teachers * config.teacher_epochs,
         "search": search.num_trials() * search.search_epochs,
-        "final rows": len(search.final_rows("found", search.manmade)) * search.seeds * config.recipe.epochs,
+        "final rows": len(_final_rows(config, "found", search.manmade)) * search.seeds * config.recipe.epochs,
     }
     lines = [f"  epochs of training: {sum(epochs.values())} ("
              + ", ".join(f"{step} {count}" for step, count in epochs.items()) + ")",

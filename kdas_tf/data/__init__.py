@@ -11,30 +11,13 @@ Images stay uint8 in memory; pipelines yield {"image", "label", "index"} batches
 import numpy as np
 
 from kdas_tf.data import references, sources
-from kdas_tf.data.dataset import Dataset, DatasetInfo, check_val_fraction, from_arrays, split_sizes
+from kdas_tf.data.catalog import (DATASETS, FLIP, IMAGE_SHAPES, NUM_CLASSES, TRAIN_SIZES, check_name,
+                                  check_val_fraction)
+from kdas_tf.data.dataset import Dataset, DatasetInfo, from_arrays, split_sizes
 from kdas_tf.data.sources import DataNotFoundError
-from kdas_tf.errors import UserError
-
-DATASETS = ("digits", "cifar100", "tinyimagenet", "fashion_mnist")
-NUM_CLASSES = {"digits": 10, "cifar100": 100, "tinyimagenet": 200, "fashion_mnist": 10}
-# Known before any data is read, so entry points can check sizes and budgets first.
-IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar100": (32, 32, 3), "tinyimagenet": (64, 64, 3),
-                "fashion_mnist": (28, 28, 1)}
-# The official training sets' sizes (digits: the 1,497 images its fixed test split leaves), for estimates.
-TRAIN_SIZES = {"digits": 1497, "cifar100": 50000, "tinyimagenet": 100000, "fashion_mnist": 60000}
-# Mirroring a digit changes what it reads as, so digits are never flipped; a garment, a shoe or a bag
-# mirrored is the same class (Fashion-MNIST's shoes face both ways), so clothes are.
-FLIP = {"digits": False, "cifar100": True, "tinyimagenet": True, "fashion_mnist": True}
 
 __all__ = ["DATASETS", "IMAGE_SHAPES", "NUM_CLASSES", "TRAIN_SIZES", "DataNotFoundError", "Dataset", "DatasetInfo",
            "from_arrays", "from_numpy", "load", "metadata", "split_sizes"]
-
-
-def check_name(name):
-    """Raises a UserError unless `name` is a built-in dataset or a reference (tfds:NAME, folder:PATH, npz:PATH)."""
-    if name not in DATASETS and references.parse(name) is None:
-        raise UserError(f"--dataset={name}: value should be one of {', '.join(DATASETS)}, or your own data as "
-                        "tfds:NAME, folder:PATH or npz:PATH")
 
 
 def metadata(name, *, data_dir=None, image_size=None, tfds_splits=("train", "test")):

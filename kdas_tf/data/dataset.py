@@ -14,6 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from kdas_tf.data import transforms
+from kdas_tf.data.catalog import check_val_fraction
 from kdas_tf.errors import UserError
 
 
@@ -119,12 +120,6 @@ def channel_stats(images, chunk=2048):
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     std = np.where(std > 0, std, 1.0)  # a constant channel stays finite
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
-
-
-def check_val_fraction(val_fraction):
-    """Raises unless 0 < val_fraction < 1: both train and val must be non-empty."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1) (exclusive), got {val_fraction}")
 
 
 def split_sizes(num_examples, val_fraction, train_examples=None):

@@ -18,28 +18,18 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kdas_tf.data import sources
+from kdas_tf.data.catalog import parse_reference
 from kdas_tf.errors import UserError
 
-KINDS = ("tfds", "folder", "npz")
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 # What keras.utils.image_dataset_from_directory reads.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def parse(reference):
-    """('tfds' | 'folder' | 'npz', its NAME or PATH), or None for a built-in name."""
-    kind, separator, target = reference.partition(":")
-    if not separator or kind not in KINDS:
-        return None
-    if not target:
-        raise UserError(f"--dataset={reference}: give the {'NAME' if kind == 'tfds' else 'PATH'} after '{kind}:'")
-    return kind, os.path.expanduser(target) if kind != "tfds" else target
-
-
 def metadata(reference, *, data_dir=None, image_size=None, tfds_splits=("train", "test")):
     """(num_classes, (H, W, C)) of a reference, from its metadata only (see the module docstring)."""
-    kind, target = parse(reference)
+    kind, target = parse_reference(reference)
     if kind == "npz":
         shapes, labels = _npz_headers(target)
         return _npz_num_classes(target, labels), shapes["x_train"]
@@ -67,7 +57,7 @@ def metadata(reference, *, data_dir=None, image_size=None, tfds_splits=("train",
 def read(reference, *, data_dir=None, image_size=None, tfds_splits=("train", "test"), test_fraction=0.2,
          split_seed=0):
     """((train_x, train_y), (test_x, test_y), num_classes) of a reference, checked."""
-    kind, target = parse(reference)
+    kind, target = parse_reference(reference)
     if kind == "npz":
         return _read_npz(target)
     if kind == "folder":

@@ -13,7 +13,8 @@ That split also lets the teacher-output cache store just (target, mask).
 
 import tensorflow as tf
 
-LOSSES = ("ce", "kd", "od")
+from kdas_tf.runtime.rows import LOSSES  # the names every layer shares (a row's L_T)
+
 DISTILLING = ("kd", "od")  # the losses that imitate teacher targets
 
 

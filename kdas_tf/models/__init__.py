@@ -1,11 +1,12 @@
 """Networks of kdas_tf: CIFAR ResNets, WideResNets, DenseNet, the KDAS add-on operations and the searched students."""
 
-from kdas_tf.models.addons import ADDON_OPS, ConvBNReLU, Pool3x3, Skip, addon_module, addon_op
-from kdas_tf.models.architecture import Architecture, as_architecture
+from kdas_tf.models.addons import ConvBNReLU, Pool3x3, Skip, addon_module, addon_op
+from kdas_tf.models.architecture import ADDON_OPS, Architecture, as_architecture
 from kdas_tf.models.layers import sync_batchnorm
-from kdas_tf.models.networks import NetworkSpec, num_stages, parse_network, same_family, stage_channels
+from kdas_tf.models.networks import (SHORTCUT_BEFORE_THE_FLAG, SHORTCUTS, NetworkSpec, check_shortcut, num_stages,
+                                     parse_network, same_family, stage_channels)
 from kdas_tf.models.param_count import count_parameters, nearest_network
-from kdas_tf.models.resnet import SHORTCUT_BEFORE_THE_FLAG, SHORTCUTS, ZeroPadShortcut, check_shortcut
+from kdas_tf.models.resnet import ZeroPadShortcut
 from kdas_tf.models.search_space import Reach, budget_warning, describe_reach, reachable_sizes, uniform_samples
 from kdas_tf.models.student import build_network, build_student
 

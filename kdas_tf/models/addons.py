@@ -8,11 +8,8 @@ from collections.abc import Sequence
 
 import keras
 
+from kdas_tf.models.architecture import ADDON_OPS, SKIP
 from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params
-
-# Order matters: the controller's token ids index into this tuple.
-ADDON_OPS = ("skip", "conv3x3", "conv5x5", "sep3x3", "sep5x5", "maxpool3x3", "avgpool3x3")
-SKIP = "skip"
 
 
 class _ShapePreserving(keras.layers.Layer):

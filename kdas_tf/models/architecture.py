@@ -1,10 +1,16 @@
-"""Architecture: a backbone plus, per stage, the add-on modules the search has chosen (a hashable value)."""
+"""Architecture: a backbone plus, per stage, the add-on modules the search has chosen (a hashable value).
+
+Pure Python (the names of the search space and their string form), so the configuration checks an architecture
+without building a network."""
 
 import dataclasses
 from collections.abc import Sequence
 
-from kdas_tf.models.addons import ADDON_OPS, SKIP
 from kdas_tf.models.networks import num_stages, parse_network
+
+# Order matters: the controller's token ids index into this tuple (kdas_tf.models.addons builds each one).
+ADDON_OPS = ("skip", "conv3x3", "conv5x5", "sep3x3", "sep5x5", "maxpool3x3", "avgpool3x3")
+SKIP = "skip"
 
 Module = tuple[str, ...]
 Addons = tuple[tuple[Module, ...], ...]

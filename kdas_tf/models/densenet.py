@@ -5,14 +5,10 @@ from collections.abc import Callable
 import keras
 
 from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
+from kdas_tf.models.networks import STEM_CHANNELS
 
-STEM_CHANNELS = 16
 NUM_BLOCKS = 3
 
-
-def stage_channels(spec) -> tuple[int, ...]:
-    """Channels at the end of each dense block, where the add-ons go (transitions keep the count)."""
-    return tuple(STEM_CHANNELS + (b + 1) * spec.blocks_per_stage * spec.width for b in range(NUM_BLOCKS))
 
 
 def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.KerasTensor:

@@ -1,13 +1,14 @@
-"""Backbone names (resnet32, wrn16_4, densenet40_12): one parser, so every entry point accepts and rejects the same names."""
+"""Backbone names (resnet32, wrn16_4, densenet40_12) and their shapes: one parser, so every entry point accepts and
+rejects the same names. Pure Python: the configuration checks names against it without building a network."""
 
 import dataclasses
 import functools
 import re
-from types import ModuleType
 
-from kdas_tf.models import densenet, resnet, wide_resnet
-
-FAMILIES: dict[str, ModuleType] = {"resnet": resnet, "wrn": wide_resnet, "densenet": densenet}
+STEM_CHANNELS = 16  # every family's stem convolution
+SHORTCUTS = ("zero_pad", "projection")  # the CIFAR ResNets' shortcut where a stage widens (kdas_tf.models.resnet)
+# Work directories made before the shortcut was a choice hold networks with projections.
+SHORTCUT_BEFORE_THE_FLAG = "projection"
 
 VALID_NAMES = ("resnet{6n+2} (resnet20, resnet32, resnet56, resnet110, ...), "
                "wrn{depth}_{k} with (depth-4)%6==0 (wrn16_2, wrn40_1, wrn28_4, ...), "
@@ -25,8 +26,13 @@ class NetworkSpec:
     blocks_per_stage: int  # basic blocks (ResNet, WRN) or BN-ReLU-conv layers (DenseNet) per stage
 
     @property
-    def module(self) -> ModuleType:
-        return FAMILIES[self.family]
+    def channels(self) -> tuple[int, ...]:
+        """Channels at the end of each stage (a DenseNet's dense block, before its transition): where add-ons go."""
+        if self.family == "resnet":
+            return (16, 32, 64)
+        if self.family == "wrn":
+            return (16 * self.width, 32 * self.width, 64 * self.width)
+        return tuple(STEM_CHANNELS + (b + 1) * self.blocks_per_stage * self.width for b in range(3))
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,14 +67,12 @@ def same_family(backbone: str, max_blocks: int = 60) -> list[str]:
 
 def num_stages(backbone: str) -> int:
     """Stages of the backbone, i.e. add-on positions (3 for every family)."""
-    spec = parse_network(backbone)
-    return len(spec.module.stage_channels(spec))
+    return len(parse_network(backbone).channels)
 
 
 def stage_channels(backbone: str) -> tuple[int, ...]:
     """Channels at the end of each stage: the width the add-on convs of that stage run at."""
-    spec = parse_network(backbone)
-    return spec.module.stage_channels(spec)
+    return parse_network(backbone).channels
 
 
 def check_task(num_classes: int, input_shape) -> None:
@@ -77,3 +81,9 @@ def check_task(num_classes: int, input_shape) -> None:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if len(input_shape) != 3 or not isinstance(input_shape[-1], int) or input_shape[-1] < 1:
         raise ValueError(f"input_shape must be (height, width, channels) with known channels, got {input_shape!r}")
+
+
+def check_shortcut(shortcut: str) -> str:
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"unknown shortcut {shortcut!r}: expected one of {', '.join(SHORTCUTS)}")
+    return shortcut

@@ -2,8 +2,8 @@
 
 from kdas_tf.models.addons import addon_op_params
 from kdas_tf.models.architecture import Architecture, as_architecture
-from kdas_tf.models.networks import check_task, parse_network, same_family
-from kdas_tf.models.resnet import check_shortcut
+from kdas_tf.models.families import family_module
+from kdas_tf.models.networks import check_shortcut, check_task, parse_network, same_family
 
 
 def count_parameters(arch: Architecture | str, num_classes: int, input_shape=(32, 32, 3), *,
@@ -14,9 +14,8 @@ def count_parameters(arch: Architecture | str, num_classes: int, input_shape=(32
     check_task(num_classes, input_shape)
     check_shortcut(shortcut)
     spec = parse_network(arch.backbone)
-    module = spec.module
-    channels = module.stage_channels(spec)
-    total = module.count_features(spec, input_shape[-1], shortcut=shortcut)
+    channels = spec.channels
+    total = family_module(spec).count_features(spec, input_shape[-1], shortcut=shortcut)
     for stage, width in zip(arch.addons, channels):
         for ops in stage:
             total += sum(addon_op_params(op, width) for op in ops)

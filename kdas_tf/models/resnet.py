@@ -11,17 +11,7 @@ from collections.abc import Callable
 import keras
 
 from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
-
-STEM_CHANNELS = 16
-SHORTCUTS = ("zero_pad", "projection")
-# Work directories made before the shortcut was a choice hold networks with projections.
-SHORTCUT_BEFORE_THE_FLAG = "projection"
-
-
-def check_shortcut(shortcut: str) -> str:
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"unknown shortcut {shortcut!r}: expected one of {', '.join(SHORTCUTS)}")
-    return shortcut
+from kdas_tf.models.networks import STEM_CHANNELS, check_shortcut
 
 
 @keras.saving.register_keras_serializable(package="kdas_tf")
@@ -47,9 +37,6 @@ class ZeroPadShortcut(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "strides": self.strides}
 
 
-def stage_channels(spec) -> tuple[int, ...]:
-    return (16, 32, 64)
-
 
 def build_features(x, spec, end_of_stage: Callable, shortcut: str = "zero_pad") -> keras.KerasTensor:
     """Stem and three stages; `end_of_stage(x, stage)` inserts the add-ons after each stage's last block."""
@@ -57,7 +44,7 @@ def build_features(x, spec, end_of_stage: Callable, shortcut: str = "zero_pad") 
     x = conv2d(STEM_CHANNELS, 3, name="stem_conv")(x)
     x = batch_norm(name="stem_bn")(x)
     x = relu("stem_relu")(x)
-    for stage, channels in enumerate(stage_channels(spec)):
+    for stage, channels in enumerate(spec.channels):
         for block in range(spec.blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
             x = _basic_block(x, channels, strides, shortcut, name=f"stage{stage + 1}_block{block + 1}")
@@ -87,7 +74,7 @@ def count_features(spec, input_channels: int, shortcut: str = "zero_pad") -> int
     check_shortcut(shortcut)
     total = conv_params(input_channels, STEM_CHANNELS, 3) + batch_norm_params(STEM_CHANNELS)
     in_channels = STEM_CHANNELS
-    for stage, channels in enumerate(stage_channels(spec)):
+    for stage, channels in enumerate(spec.channels):
         for block in range(spec.blocks_per_stage):
             total += conv_params(in_channels, channels, 3) + conv_params(channels, channels, 3)
             total += 2 * batch_norm_params(channels)

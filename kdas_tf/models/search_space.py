@@ -11,8 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from kdas_tf.models.addons import ADDON_OPS, addon_op_params
-from kdas_tf.models.architecture import Architecture, as_architecture
+from kdas_tf.models.addons import addon_op_params
+from kdas_tf.models.architecture import ADDON_OPS, Architecture, as_architecture
 from kdas_tf.models.networks import stage_channels
 from kdas_tf.models.param_count import count_parameters
 

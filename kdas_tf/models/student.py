@@ -4,8 +4,8 @@ import keras
 
 from kdas_tf.models.addons import addon_module
 from kdas_tf.models.architecture import Architecture, as_architecture
-from kdas_tf.models.networks import check_task, parse_network
-from kdas_tf.models.resnet import check_shortcut
+from kdas_tf.models.families import family_module
+from kdas_tf.models.networks import check_shortcut, check_task, parse_network
 
 
 def build_student(arch: Architecture | str, num_classes: int, input_shape=(32, 32, 3), *,
@@ -26,7 +26,7 @@ def build_student(arch: Architecture | str, num_classes: int, input_shape=(32, 3
         return x
 
     inputs = keras.Input(shape=tuple(input_shape), name="images")
-    x = spec.module.build_features(inputs, spec, end_of_stage, shortcut=shortcut)
+    x = family_module(spec).build_features(inputs, spec, end_of_stage, shortcut=shortcut)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=arch.backbone)

@@ -5,12 +5,9 @@ from collections.abc import Callable
 import keras
 
 from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
+from kdas_tf.models.networks import STEM_CHANNELS
 
-STEM_CHANNELS = 16
 
-
-def stage_channels(spec) -> tuple[int, ...]:
-    return (16 * spec.width, 32 * spec.width, 64 * spec.width)
 
 
 def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.KerasTensor:
@@ -19,7 +16,7 @@ def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.Kera
     shortcut: ignored; WRN keeps the reference code's 1x1 projection (the CIFAR ResNets' option).
     """
     x = conv2d(STEM_CHANNELS, 3, name="stem_conv")(x)
-    for stage, channels in enumerate(stage_channels(spec)):
+    for stage, channels in enumerate(spec.channels):
         for block in range(spec.blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
             x = _preact_block(x, channels, strides, name=f"stage{stage + 1}_block{block + 1}")
@@ -46,7 +43,7 @@ def count_features(spec, input_channels: int, shortcut=None) -> int:
     """Trainable parameters of `build_features`, by the same loop without building anything."""
     total = conv_params(input_channels, STEM_CHANNELS, 3)
     in_channels = STEM_CHANNELS
-    for stage, channels in enumerate(stage_channels(spec)):
+    for stage, channels in enumerate(spec.channels):
         for block in range(spec.blocks_per_stage):
             total += batch_norm_params(in_channels) + conv_params(in_channels, channels, 3)
             total += batch_norm_params(channels) + conv_params(channels, channels, 3)

@@ -11,6 +11,16 @@ import numpy as np
 from kdas_tf import models
 
 
+def resolve_budget(form, backbone, num_classes, input_shape, shortcut="zero_pad"):
+    """(M, the backbone's parameters) for a budget as written (SearchConfig.budget_form): ('multiple', 2.0) is
+    twice the backbone's parameters, ('millions', 0.9) is 900,000; refused where the backbone alone exceeds it."""
+    backbone = models.as_architecture(backbone)
+    backbone_parameters = models.count_parameters(backbone, num_classes, input_shape, shortcut=shortcut)
+    unit, value = form
+    budget = int(value * backbone_parameters) if unit == "multiple" else int(value * 1e6)
+    return check_budget(backbone, budget, num_classes, input_shape, shortcut), backbone_parameters
+
+
 def check_budget(backbone, budget, num_classes, input_shape, shortcut="zero_pad"):
     """The budget M in parameters, refused where even the backbone alone does not fit in it."""
     budget = int(budget)

@@ -15,12 +15,12 @@ import grpc
 import keras_tuner
 from absl import logging
 
-from kdas_tf import _internals, assembly, pipeline
-from kdas_tf.runtime import distribute
+from kdas_tf import _internals, assembly
 from kdas_tf.errors import UserError
 from kdas_tf.nas.oracle import OBJECTIVE
-from kdas_tf.parallel import EXIT_CHIEF_GONE, LAUNCHER_PID, ORACLE_IP, ORACLE_PORT, TUNER_ID
 from kdas_tf.nas.tuner import KDASTuner
+from kdas_tf.parallel import EXIT_CHIEF_GONE, LAUNCHER_PID, ORACLE_IP, ORACLE_PORT, TUNER_ID
+from kdas_tf.runtime import distribute
 from kdas_tf.runtime.workdir import Workdir
 
 PR_SET_PDEATHSIG = 1
@@ -110,21 +110,21 @@ def run(config):
     """Train the trials of the chief at KerasTuner's address until it says the search is over."""
     die_with_launcher()
     tag_log_lines(os.environ[TUNER_ID])
-    with pipeline.building(config):  # candidates built as the chief's would be (precision, BatchNorm)
+    with assembly.building(config):  # candidates built as the chief's would be (precision, BatchNorm)
         _train_trials(config)
 
 
 def _train_trials(config):
-    dataset = config.data.load()
+    dataset = assembly.load_data(config)
     workdir = Workdir(config.workdir, config.teacher_workdir)
     # Under its chief's claim (the chief holds the directory; see Workdir.claim): refuses a worker started with
     # other settings than its chief's, and writes nothing the chief owns.
-    workdir.claim(config.settings(), config.unrecorded_settings(), owner=False)
+    workdir.claim(assembly.run_settings(config), config.unrecorded_settings(), owner=False)
     strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
     wait_for_chief(_internals.CHIEF_WAIT_SECONDS)  # the chief serves once the teachers exist
     teacher = None
     if config.search.search_loss != "ce":
-        teacher = pipeline.load_teachers(config, dataset, workdir, strategy)
+        teacher = assembly.load_teachers(config, dataset, workdir, strategy)
     targets = assembly.targets_for(config, workdir, teacher, config.search.search_loss, dataset)
     # KerasTuner's OracleClient answers max_trials from this local oracle, not the chief's: the search's size,
     # so that the worker's 'trial i (i+1/N, ...)' lines and search ETA count the whole search.

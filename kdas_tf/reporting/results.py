@@ -1,22 +1,9 @@
 """A search's results as one JSON-friendly summary and a table in the shape of the paper's Table 2; an
 export's deployment table."""
 
-import numpy as np
+from kdas_tf.runtime.rows import ROW_KINDS, row_kind_and_loss
 
 LOSS_NAMES = {"ce": "CE", "kd": "KD", "od": "OD"}
-
-
-def combine_seeds(seeds):
-    """One row from its trainings ([finals results], seed order): each metric's mean, top-1's std, every seed kept.
-
-    The std is the population's (ddof=0), as the paper's "mean ± std" over its runs; one seed has std 0.
-    """
-    row = {key: seeds[0][key] for key in ("architecture", "loss", "epochs", "parameters")}
-    for split in ("val", "test"):
-        row[split] = {key: float(np.mean([s[split][key] for s in seeds])) for key in seeds[0][split]}
-        row[split]["top1_std"] = float(np.std([s[split]["top1"] for s in seeds]))
-    row["seeds"] = seeds
-    return row
 
 
 def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
@@ -66,14 +53,6 @@ def accuracy(row, split):
     if len(row.get("seeds", ())) > 1:
         return f"{100 * row[split]['top1']:.2f} ± {100 * row[split]['top1_std']:.2f}"
     return 100 * row[split]["top1"]
-
-
-ROW_KINDS = ("student", "manmade", "kdas")  # Table 2's order: the plain student, man-made networks, KDAS
-
-
-def row_kind_and_loss(row):
-    """'kdas_od' -> ('kdas', 'od'); 'manmade_resnet56_kd' -> ('manmade', 'kd')."""
-    return row.split("_", 1)[0], row.rsplit("_", 1)[1]
 
 
 def table2_rows(summary):

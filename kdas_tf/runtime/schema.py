@@ -17,9 +17,8 @@ from typing import Any, Callable
 
 from keras_tuner.engine import trial as trial_module
 
-from kdas_tf.distill import losses
 from kdas_tf import models
-from kdas_tf.runtime import storage
+from kdas_tf.runtime import rows, storage
 from kdas_tf.errors import UserError
 
 
@@ -96,7 +95,7 @@ OBJECT = Expect("an object", lambda v: isinstance(v, dict))
 ARCHITECTURE = Expect("an architecture such as 'resnet8:conv3x3+skip/skip+skip/skip+skip'", _is_architecture)
 TRIAL_STATUS = one_of(*(getattr(trial_module.TrialStatus, name) for name in
                         ("RUNNING", "IDLE", "INVALID", "STOPPED", "COMPLETED", "FAILED")))
-LOSS = one_of(*losses.LOSSES)
+LOSS = one_of(*rows.LOSSES)
 
 # --- the specs of the files ---------------------------------------------------------------------------
 

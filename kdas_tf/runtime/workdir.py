@@ -1,4 +1,4 @@
-"""The layout of a work directory, in one place, and the rule that says which final row is served.
+"""The layout of a work directory, in one place: every path, who holds it, and what it has finished.
 
     WORKDIR/
       settings.json            what the results depend on (config.Config.settings); a rerun must agree
@@ -25,8 +25,7 @@ import tempfile
 
 from absl import logging
 
-from kdas_tf.runtime import lock, schema, storage
-from kdas_tf.reporting import results
+from kdas_tf.runtime import lock, rows, schema, storage
 from kdas_tf.errors import UserError
 
 SEARCH_PROJECT = "search"  # KerasTuner's project name: WORKDIR/search
@@ -118,7 +117,7 @@ class Workdir:
 
     def final(self, row, seed_index=0):
         """A final row's training from seed --seed + seed_index (the first keeps the row's own name)."""
-        return self.path("final", final_name(row, seed_index))
+        return self.path("final", rows.final_name(row, seed_index))
 
     def final_model(self, row, seed_index=0):
         return os.path.join(self.final(row, seed_index), "model.keras")
@@ -212,66 +211,18 @@ def trial_results(search_dir):
     return glob.glob(os.path.join(search_dir, "trial_*", "result.json"))
 
 
-def final_name(row, seed_index):
-    return row if seed_index == 0 else f"{row}_seed{seed_index}"
-
-
-# After validation top-1 and size, a tie goes to the loss the paper proposes, then to Hinton's KD: rows of one
-# run share the found architecture, so an exact tie in validation (digits: three rows at 100%) ends here.
-LOSS_ORDER = ("od", "kd", "ce")
-
-
-def served_row(rows):
-    """The final row the run serves: of the KDAS rows (kdas_*), the best mean validation top-1; ties go to
-    fewer parameters, then to the loss earlier in LOSS_ORDER.
-
-    Validation, never test: the test split judges the served model, it does not choose it.
-    rows: {row name: results with ["val"]["top1"] and ["parameters"]}. Returns None when no KDAS row is finished.
-    """
-    kdas = _kdas_rows(rows)
-    if not kdas:
-        return None
-    return min(kdas, key=lambda name: (-kdas[name]["val"]["top1"], kdas[name]["parameters"],
-                                       LOSS_ORDER.index(results.row_kind_and_loss(name)[1])))
-
-
-def _kdas_rows(rows):
-    return {name: row for name, row in rows.items() if results.row_kind_and_loss(name)[0] == "kdas"}
-
-
-def serving_decision(rows):
-    """Why served_row chose its row, for results.json: the row, the rows it tied with, and what decided."""
-    served = served_row(rows)
-    if served is None:
-        return None
-    kdas = _kdas_rows(rows)
-    tied = sorted(name for name, row in kdas.items() if row["val"]["top1"] == kdas[served]["val"]["top1"])
-    smallest = [name for name in tied if kdas[name]["parameters"] == kdas[served]["parameters"]]
-    decided_by = ("validation top-1" if len(tied) == 1 else "fewer parameters" if len(smallest) == 1
-                  else "loss order " + " > ".join(LOSS_ORDER))
-    return {"row": served, "tied_on_validation": tied, "decided_by": decided_by,
-            "rule": "best mean validation top-1 of the KDAS rows; ties: fewer parameters, then loss order "
-                    + " > ".join(LOSS_ORDER)}
-
-
-def served_seed(seeds):
-    """Of one row's trainings ([results] in seed order), the index of the best by validation; ties: the first."""
-    return max(range(len(seeds)), key=lambda index: (seeds[index]["val"]["top1"], -index))
-
-
 def finished_rows(workdir):
     """{row: [results of its finished seeds 0, 1, ... up to the first missing one]} (results.json and model.keras
     both written)."""
     final = workdir.path("final")
-    rows = {}
+    found = {}
     for name in sorted(os.listdir(final)) if os.path.isdir(final) else ():
-        row, seed = re.fullmatch(r"(.+?)(?:_seed(\d+))?", name).groups()
-        seed_index = int(seed or 0)
+        row, seed_index = rows.row_and_seed(name)
         if os.path.exists(workdir.final_results(row, seed_index)) and os.path.exists(
                 workdir.final_model(row, seed_index)):
-            rows.setdefault(row, {})[seed_index] = schema.read_final_row(workdir.final_results(row, seed_index))
+            found.setdefault(row, {})[seed_index] = schema.read_final_row(workdir.final_results(row, seed_index))
     return {row: [seeds[k] for k in range(len(seeds)) if all(j in seeds for j in range(k + 1))]
-            for row, seeds in rows.items() if 0 in seeds}
+            for row, seeds in found.items() if 0 in seeds}
 
 
 def served_model_path(workdir):
@@ -280,9 +231,9 @@ def served_model_path(workdir):
         recorded = schema.read_run_results(workdir.results)
         if recorded.get("exported"):
             return workdir.final_model(recorded["exported"], recorded.get("exported_seed", 0))
-    rows = finished_rows(workdir)
-    row = served_row({row: results.combine_seeds(seeds) for row, seeds in rows.items()})
+    finished = finished_rows(workdir)
+    row = rows.served_row({row: rows.combine_seeds(seeds) for row, seeds in finished.items()})
     if row is None:
         raise UserError(f"no finished final model in {workdir.path('final')}: pass --model (a .keras file or a "
                         "directory with model.keras or checkpoints/)")
-    return workdir.final_model(row, served_seed(rows[row]))
+    return workdir.final_model(row, rows.served_seed(finished[row]))

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kdas_tf import config, data
+from kdas_tf import assembly, config, data
 from kdas_tf.data import transforms
 from kdas_tf.errors import UserError
 from conftest import ROOT
@@ -53,11 +53,16 @@ def make_config(workdir, *args):
     return config.from_args([f"--flagfile={ROOT}/flags/digits.cfg", f"--workdir={workdir}", *args])
 
 
+def metadata_at_start(workdir, *args):
+    """What a job reads first, before its work directory is claimed: the data's classes and image shape."""
+    return assembly.data_metadata(make_config(workdir, *args))
+
+
 def test_npz_is_read_exactly_and_split_like_the_built_ins(tmp_path):
     arrays = write_npz(tmp_path / "d.npz")
     run = make_config(tmp_path / "w", f"--dataset=npz:{tmp_path}/d.npz", "--val_fraction=0.25", "--split_seed=3")
-    assert (run.data.num_classes, run.data.image_shape) == (3, (8, 8, 3))  # from the headers and labels alone
-    dataset = run.data.load()
+    assert assembly.data_metadata(run) == (3, (8, 8, 3))  # from the headers and labels alone
+    dataset = assembly.load_data(run)
     for split in ("train", "val"):
         chosen = dataset.splits[split]
         np.testing.assert_array_equal(chosen.images, arrays["x_train"][chosen.source_index])
@@ -68,7 +73,7 @@ def test_npz_is_read_exactly_and_split_like_the_built_ins(tmp_path):
     assert dataset.augmentation == transforms.Augmentation(pad=transforms.padding_for(8), flip=True)
     assert dataset.info.mean == pytest.approx(tuple(arrays["x_train"][dataset.splits["train"].source_index]
                                                     .reshape(-1, 3).mean(0)))
-    assert not make_config(tmp_path / "w", f"--dataset=npz:{tmp_path}/d.npz", "--flip=false").data.load() \
+    assert not assembly.load_data(make_config(tmp_path / "w", f"--dataset=npz:{tmp_path}/d.npz", "--flip=false")) \
         .augmentation.flip
     assert run.settings()["dataset"] == f"npz:{tmp_path}/d.npz" and run.settings()["flip"] is None
 
@@ -98,8 +103,8 @@ def test_folder_of_class_folders(tmp_path, layout):
     else:
         write_folder(tmp_path, per_class=5)
     run = make_config(tmp_path / "w", f"--dataset=folder:{tmp_path}", "--test_fraction=0.2")
-    assert (run.data.num_classes, run.data.image_shape) == (3, (8, 8, 3))
-    dataset = run.data.load()
+    assert assembly.data_metadata(run) == (3, (8, 8, 3))
+    dataset = assembly.load_data(run)
     for split in ("train", "val", "test"):
         chosen = dataset.splits[split]
         np.testing.assert_array_equal(colour_labels(chosen.images), chosen.labels)
@@ -108,7 +113,7 @@ def test_folder_of_class_folders(tmp_path, layout):
     if layout == "one_folder":  # the test split is seeded by --split_seed
         other = data.load(f"folder:{tmp_path}", split_seed=1)
         assert not np.array_equal(other.splits["test"].images, dataset.splits["test"].images)
-        again = run.data.load()
+        again = assembly.load_data(run)
         np.testing.assert_array_equal(again.splits["test"].images, dataset.splits["test"].images)
 
 
@@ -119,8 +124,8 @@ def test_folder_images_of_mixed_sizes_and_modes_are_resized_with_image_size(tmp_
     with pytest.raises(UserError, match=r"big.png is 20x20, the first image 12x10: pass --image_size"):
         data.load(f"folder:{tmp_path}")
     run = make_config(tmp_path / "w", f"--dataset=folder:{tmp_path}", "--image_size=16")
-    assert run.data.image_shape == (16, 16, 3)
-    dataset = run.data.load()
+    assert assembly.data_metadata(run)[1] == (16, 16, 3)
+    dataset = assembly.load_data(run)
     assert dataset.info.image_shape == (16, 16, 3) and dataset.augmentation.pad == 2
     assert dataset.info.num_train + dataset.info.num_val + dataset.info.num_test == 11
 
@@ -133,20 +138,20 @@ def mock_tfds(tmp_path):
 
 def test_tfds_by_name_with_its_splits_and_a_size(mock_tfds, tmp_path):
     run = make_config(tmp_path / "w", "--dataset=tfds:mnist", f"--data_dir={mock_tfds}")
-    assert (run.data.num_classes, run.data.image_shape) == (10, (28, 28, 1))  # the builder's info
-    dataset = run.data.load()
+    assert assembly.data_metadata(run) == (10, (28, 28, 1))  # the builder's info
+    dataset = assembly.load_data(run)
     assert (dataset.info.num_train + dataset.info.num_val, dataset.info.num_test) == (30, 30)
     assert dataset.augmentation == transforms.Augmentation(pad=3, flip=True)
     resized = make_config(tmp_path / "w", "--dataset=tfds:mnist", f"--data_dir={mock_tfds}", "--image_size=16",
                           "--tfds_splits=test,train", "--flip=false")
-    assert resized.data.image_shape == (16, 16, 1)
-    dataset = resized.data.load()
+    assert assembly.data_metadata(resized)[1] == (16, 16, 1)
+    dataset = assembly.load_data(resized)
     assert dataset.info.image_shape == (16, 16, 1) and not dataset.augmentation.flip
 
 
 def test_tfds_unknown_or_unprepared_names_what_to_do(tmp_path):
     with pytest.raises(UserError, match="tensorflow-datasets has no dataset 'no_such_set'"):
-        make_config(tmp_path / "w", "--dataset=tfds:no_such_set")
+        metadata_at_start(tmp_path / "w", "--dataset=tfds:no_such_set")
     with pytest.raises(data.DataNotFoundError, match="mnist is not prepared in --data_dir=.* --data_dir=DIR"):
         data.load("tfds:mnist", data_dir=str(tmp_path / "empty"))
 
@@ -176,7 +181,7 @@ def test_bad_npz_is_refused_in_one_line_naming_the_file(tmp_path, case):
     override, reference, message = BAD_NPZ[case]
     write_npz(tmp_path / "d.npz", **override)
     with pytest.raises(UserError) as error:
-        make_config(tmp_path / "w", f"--dataset={reference.format(d=tmp_path)}")
+        metadata_at_start(tmp_path / "w", f"--dataset={reference.format(d=tmp_path)}")
     assert error.match(message.format(d=tmp_path)) and "\n" not in str(error.value)
     assert not os.path.exists(tmp_path / "w")
 
@@ -199,12 +204,12 @@ def test_bad_folders_are_refused_naming_the_folder_or_file(tmp_path):
     write_folder(tmp_path / "f")
     (tmp_path / "f" / "empty").mkdir()
     with pytest.raises(UserError, match=r"f/empty holds no image"):
-        make_config(tmp_path / "w", f"--dataset=folder:{tmp_path}/f")
+        metadata_at_start(tmp_path / "w", f"--dataset=folder:{tmp_path}/f")
     os.rmdir(tmp_path / "f" / "empty")
     corrupt(tmp_path / "f" / "bee" / "2.png")
     run = make_config(tmp_path / "w", f"--dataset=folder:{tmp_path}/f")  # the first image is fine: sized
     with pytest.raises(UserError, match=r"f/bee/2.png is not a readable image") as error:
-        run.data.load()
+        assembly.load_data(run)
     assert "\n" not in str(error.value)
     write_folder(tmp_path / "g" / "train")
     write_png(str(tmp_path / "g" / "test" / "dog" / "0.png"), (0, 0, 0))

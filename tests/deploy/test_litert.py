@@ -39,7 +39,8 @@ PROBABILITY_ATOL = 1e-5
 EXPORT_WITH_A_WRONG_CONVERTER = r"""
 import sys
 from kdas_tf import cli
-from kdas_tf import export, litert
+from kdas_tf import export
+from kdas_tf.deploy import litert
 other = sys.argv.pop(1)
 convert = litert.convert
 litert.convert = lambda saved_model_dir, signature, **kwargs: convert(other, signature, **kwargs)

@@ -21,6 +21,7 @@ import tensorflow as tf
 from kdas_tf import data
 from kdas_tf.deploy import serving
 from kdas_tf.runtime import storage
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,6 @@ except ModuleNotFoundError:
 else:
     sys.exit("kdas_tf was importable")
 import numpy as np, tensorflow as tf
-from conftest import ROOT
 export_dir, images_path, out_path = sys.argv[1:]
 served = tf.saved_model.load(export_dir)
 outputs = served.signatures["serving_default"](images=tf.constant(np.load(images_path)))

@@ -29,10 +29,10 @@ def ensemble_run(digits, tmp_path_factory):
     workdir = Workdir(str(tmp_path_factory.mktemp("teachers")))
     config = TrainConfig(epochs=8, batch_size=64, learning_rate=0.05)
     strategy = distribute.make_strategy("default")
-    ensemble, report = ensemble.train_teachers(
+    teacher, report = ensemble.train_teachers(
         digits, network="resnet8", num_teachers=3, config=config, workdir=workdir, strategy=strategy
     )
-    return workdir, config, ensemble, report
+    return workdir, config, teacher, report
 
 
 def test_the_ensemble_beats_its_mean_member(ensemble_run):
@@ -91,12 +91,12 @@ def test_members_made_with_another_recipe_shortcut_or_split_are_refused_not_reus
 
 
 def test_a_student_distilled_with_oracle_kd_learns(ensemble_run, digits, tmp_path):
-    _, config, ensemble, _ = ensemble_run
+    _, config, teacher, _ = ensemble_run
     od = TrainConfig(epochs=8, batch_size=64, learning_rate=0.05, loss="od")
     keras.utils.set_random_seed(3)
     results = train_architecture(
         models.Architecture.parse("resnet8"), digits, od, strategy=distribute.make_strategy("default"),
-        workdir=str(tmp_path), targets=OnlineTeacherOutputs(ensemble, "od"), name="od student",
+        workdir=str(tmp_path), targets=OnlineTeacherOutputs(teacher, "od"), name="od student",
     )
     # Ten classes: chance is 10%; a learning student is far above it.
     assert results["test"]["top1"] > 0.85

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdas_tf import config, data, pipeline
+from kdas_tf import assembly, config, data, pipeline
 from kdas_tf.runtime import distribute, storage
-from kdas_tf.distill import ensemble, losses, teacher_outputs
+from kdas_tf.distill import given_teachers, losses, teacher_outputs
 from kdas_tf.errors import UserError
 from kdas_tf.runtime.workdir import Workdir
 from conftest import ROOT
@@ -65,9 +65,9 @@ def unit_batches(dataset, split):
 
 def test_keras_and_savedmodel_teachers_are_reported_like_trained_members(dataset, teacher_files, tmp_path):
     strategy = distribute.make_strategy("default")
-    given = ensemble.load_given(dataset, [teacher_files["a"], teacher_files["b"]], input_scale="unit",
+    given = given_teachers.load_given(dataset, [teacher_files["a"], teacher_files["b"]], input_scale="unit",
                                 batch_size=16, strategy=strategy)
-    report = ensemble.report_given(*given, dataset, input_scale="unit", batch_size=16,
+    report = given_teachers.report_given(*given, dataset, input_scale="unit", batch_size=16,
                                    workdir=Workdir(str(tmp_path)))
     test_images, test_labels = unit_batches(dataset, "test")
     logits = np.stack([m.predict(test_images, verbose=0) for m in teacher_files["models"]])
@@ -87,7 +87,7 @@ def test_keras_and_savedmodel_teachers_are_reported_like_trained_members(dataset
 
 def test_a_probability_teacher_distils_through_the_log_of_its_probabilities(dataset, tmp_path, caplog):
     model = tiny_model(3, softmax=True)
-    teacher, members = ensemble.load_given(dataset, [model], input_scale="standardised", batch_size=16,
+    teacher, members = given_teachers.load_given(dataset, [model], input_scale="standardised", batch_size=16,
                                            strategy=distribute.make_strategy("default"))
     assert members[0]["outputs"] == "probabilities" and "outputs probabilities" in caplog.text
     batch = next(iter(dataset.train_eval(16)))
@@ -96,15 +96,15 @@ def test_a_probability_teacher_distils_through_the_log_of_its_probabilities(data
     np.testing.assert_allclose(logits[0], np.log(np.maximum(probabilities, 1e-7)), rtol=1e-5, atol=1e-6)
     # Its KD target at T = 1 is the model's own distribution.
     np.testing.assert_allclose(tf.nn.softmax(logits[0]).numpy(), probabilities, atol=1e-6)
-    plain, plain_members = ensemble.load_given(dataset, [tiny_model(3)], input_scale="standardised", batch_size=16,
+    plain, plain_members = given_teachers.load_given(dataset, [tiny_model(3)], input_scale="standardised", batch_size=16,
                                                strategy=distribute.make_strategy("default"))
     assert plain_members[0]["outputs"] == "logits"
 
 
 def test_a_single_teacher_gives_the_oracle_target_where_it_is_right(dataset, teacher_files, tmp_path):
-    teacher, _ = ensemble.load_given(dataset, [teacher_files["a"]], input_scale="unit", batch_size=16,
+    teacher, _ = given_teachers.load_given(dataset, [teacher_files["a"]], input_scale="unit", batch_size=16,
                                      strategy=distribute.make_strategy("default"))
-    report = ensemble.report_given(teacher, _, dataset, input_scale="unit", batch_size=16,
+    report = given_teachers.report_given(teacher, _, dataset, input_scale="unit", batch_size=16,
                                    workdir=Workdir(str(tmp_path)))
     assert report["num_teachers"] == 1 and len(report["train_members_correct_histogram"]) == 2
     batch = next(iter(dataset.train_eval(43)))
@@ -122,15 +122,15 @@ def test_teachers_that_do_not_fit_the_data_are_refused_naming_the_file(dataset, 
     for name, (model, message) in cases.items():
         model.save(str(tmp_path / name))
         with pytest.raises(UserError, match=message) as error:
-            ensemble.load_given(dataset, [str(tmp_path / name)], input_scale="unit", batch_size=16, strategy=strategy)
+            given_teachers.load_given(dataset, [str(tmp_path / name)], input_scale="unit", batch_size=16, strategy=strategy)
         assert "\n" not in str(error.value)
     (tmp_path / "weights.h5").write_bytes(b"")
     with pytest.raises(UserError, match=r"weights.h5: a given teacher is a .keras file or a SavedModel directory"):
-        ensemble.load_given(dataset, [str(tmp_path / "weights.h5")], input_scale="unit", batch_size=16,
+        given_teachers.load_given(dataset, [str(tmp_path / "weights.h5")], input_scale="unit", batch_size=16,
                             strategy=strategy)
     (tmp_path / "corrupt.keras").write_bytes(b"not a zip")
     with pytest.raises(UserError, match=r"corrupt.keras is not a readable Keras model"):
-        ensemble.load_given(dataset, [str(tmp_path / "corrupt.keras")], input_scale="unit", batch_size=16,
+        given_teachers.load_given(dataset, [str(tmp_path / "corrupt.keras")], input_scale="unit", batch_size=16,
                             strategy=strategy)
 
 
@@ -143,34 +143,34 @@ def test_teacher_identity_is_a_setting_and_keys_the_cache(npz_path, dataset, tmp
     for seed, name in ((1, "a"), (2, "b")):
         tiny_model(seed).save(str(tmp_path / f"{name}.keras"))
     run = make_config(tmp_path / "w", npz_path, f"--teacher_models={tmp_path}/*.keras")
-    assert run.teachers.model_files() == [f"{tmp_path}/a.keras", f"{tmp_path}/b.keras"]
-    recorded = run.settings()["teacher_models"]
-    assert [entry["sha256"] for entry in recorded] == [ensemble.content_sha256(f"{tmp_path}/{n}.keras") for n in "ab"]
+    assert assembly.teacher_model_files(run) == [f"{tmp_path}/a.keras", f"{tmp_path}/b.keras"]
+    recorded = assembly.run_settings(run)["teacher_models"]
+    assert [entry["sha256"] for entry in recorded] == [given_teachers.content_sha256(f"{tmp_path}/{n}.keras") for n in "ab"]
     trained = make_config(tmp_path / "w", npz_path)
     made_before = {k: v for k, v in trained.settings().items() if k != "teacher_models"}
     Workdir(str(tmp_path / "old")).claim(made_before)  # a directory made before --teacher_models existed
     with pytest.raises(UserError, match="--teacher_models was \\[\\], now"):
-        Workdir(str(tmp_path / "old")).claim(run.settings(), run.unrecorded_settings())
+        Workdir(str(tmp_path / "old")).claim(assembly.run_settings(run), run.unrecorded_settings())
     Workdir(str(tmp_path / "old")).claim(trained.settings(), trained.unrecorded_settings())
-    Workdir(str(tmp_path / "w")).claim(run.settings())
-    teacher, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="unit", batch_size=16,
+    Workdir(str(tmp_path / "w")).claim(assembly.run_settings(run))
+    teacher, _ = given_teachers.load_given(dataset, assembly.teacher_model_files(run), input_scale="unit", batch_size=16,
                                      strategy=distribute.make_strategy("default"))
     key = teacher_outputs.cache_key([], dataset, teacher.member_ids)
     tiny_model(9).save(str(tmp_path / "b.keras"))  # other weights at the same path
     with pytest.raises(UserError, match="was made with other settings .*--teacher_models was"):
-        Workdir(str(tmp_path / "w")).claim(run.settings())
-    other, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="unit", batch_size=16,
+        Workdir(str(tmp_path / "w")).claim(assembly.run_settings(run))
+    other, _ = given_teachers.load_given(dataset, assembly.teacher_model_files(run), input_scale="unit", batch_size=16,
                                    strategy=distribute.make_strategy("default"))
     assert teacher_outputs.cache_key([], dataset, other.member_ids)["teachers"] != key["teachers"]
-    pixels, _ = ensemble.load_given(dataset, run.teachers.model_files(), input_scale="pixels", batch_size=16,
+    pixels, _ = given_teachers.load_given(dataset, assembly.teacher_model_files(run), input_scale="pixels", batch_size=16,
                                     strategy=distribute.make_strategy("default"))
     assert pixels.member_ids != other.member_ids  # the same files fed another scale give other targets
     with pytest.raises(UserError, match=r"--teacher_models: .*/none.keras names no file"):
         make_config(tmp_path / "w", npz_path, f"--teacher_models={tmp_path}/none.keras")
     model = tiny_model(1)
-    before = ensemble.weights_identity([model])
+    before = given_teachers.weights_identity([model])
     model.layers[-1].bias.assign(np.ones(CLASSES))
-    assert ensemble.weights_identity([model]) != before
+    assert given_teachers.weights_identity([model]) != before
 
 
 @pytest.mark.slow  # a TensorFlow import
@@ -210,7 +210,7 @@ def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weight
     model = tiny_model(1)
     _, _, _, (teacher, members) = pipeline._start(run, arrays, claim=True, teachers=[model])
     recorded = storage.read_json(str(tmp_path / "w" / "settings.json"))
-    assert recorded["teacher_models"] == ensemble.weights_identity([model]) and recorded["dataset"] == "mine"
+    assert recorded["teacher_models"] == given_teachers.weights_identity([model]) and recorded["dataset"] == "mine"
     assert members[0]["model"] == "user_model_1" and teacher.member_ids[0].endswith(":unit")
     model.layers[-1].bias.assign(np.ones(CLASSES))
     with pytest.raises(UserError, match="--teacher_models was"):

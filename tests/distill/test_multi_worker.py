@@ -15,15 +15,16 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
 WORKER = """
 import json, os, sys
 import keras, numpy as np
-from kdas_tf import data, distribute
+from kdas_tf import data
+from kdas_tf.runtime import distribute
 from kdas_tf.distill.trainer import TrainConfig, Trainer
-from conftest import ROOT
 
 strategy_name, workdir, out = sys.argv[1:4]
 strategy = distribute.make_strategy(strategy_name)

@@ -50,8 +50,8 @@ def members(tmp_path_factory):
 
 
 def cached(members, dataset, cache_dir, loss="od", stored_losses=()):
-    _, paths, ensemble = members
-    return CachedTeacherOutputs(ensemble, loss, dataset, member_paths=paths, cache_dir=str(cache_dir),
+    _, paths, teacher = members
+    return CachedTeacherOutputs(teacher, loss, dataset, member_paths=paths, cache_dir=str(cache_dir),
                                 stored_losses=stored_losses)
 
 
@@ -90,8 +90,8 @@ def numpy_distill_loss(loss, labels, student, member_logits):
 
 @pytest.mark.parametrize("loss", ["kd", "od"])
 def test_cached_targets_give_the_online_losses_on_the_same_batch(members, digits, tmp_path, loss):
-    _, _, ensemble = members
-    online = OnlineTeacherOutputs(ensemble, loss)
+    _, _, teacher = members
+    online = OnlineTeacherOutputs(teacher, loss)
     source = cached(members, digits, tmp_path, loss)
     student = tiny_net(99)
     stream = source.with_targets(digits.train(64, epoch=2, seed=5), 2, 5)
@@ -105,7 +105,7 @@ def test_cached_targets_give_the_online_losses_on_the_same_batch(members, digits
                 batch["label"], logits, target, has_target, temperature=T, alpha=ALPHA
             ).numpy()
         reference, has = numpy_distill_loss(
-            loss, batch["label"].numpy(), logits.numpy(), ensemble(batch["image"]).numpy()
+            loss, batch["label"].numpy(), logits.numpy(), teacher(batch["image"]).numpy()
         )
         np.testing.assert_array_equal(batch["has_target"].numpy(), has)
         np.testing.assert_allclose(per_example["online"], reference, rtol=1e-5, atol=1e-5)
@@ -116,10 +116,10 @@ def test_cached_targets_give_the_online_losses_on_the_same_batch(members, digits
 
 
 def test_a_trainer_fed_from_the_cache_trains_like_one_running_the_teachers(members, digits, tmp_path):
-    _, _, ensemble = members
+    _, _, teacher = members
     config = TrainConfig(epochs=2, batch_size=64, loss="od", learning_rate=0.05)
     results = {}
-    for name, source in (("online", OnlineTeacherOutputs(ensemble, "od")), ("cached", cached(members, digits, tmp_path))):
+    for name, source in (("online", OnlineTeacherOutputs(teacher, "od")), ("cached", cached(members, digits, tmp_path))):
         model = tiny_net(7)
         metrics = Trainer(model, digits, config, targets=source).fit()
         results[name] = (metrics, [np.array(w) for w in model.weights])
@@ -130,7 +130,7 @@ def test_a_trainer_fed_from_the_cache_trains_like_one_running_the_teachers(membe
 
 
 def test_the_cache_is_reused_until_teachers_split_or_seed_change(members, digits, tmp_path, monkeypatch):
-    workdir, _, ensemble = members
+    workdir, _, teacher = members
     builds = BuildCounter(monkeypatch)
     first = cached(members, digits, tmp_path).epoch_targets(0, 0)
     cached(members, digits, tmp_path).epoch_targets(0, 0)  # a new search candidate, a new process

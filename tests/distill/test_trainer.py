@@ -344,7 +344,8 @@ def test_one_sgd_step_decays_kernels_only_at_the_configured_strength(digits):
 SYNC_BN_SCRIPT = """
 import json, sys
 import keras, numpy as np
-from kdas_tf import config as config_lib, data, distribute, models, pipeline
+from kdas_tf import assembly, config as config_lib, data, models
+from kdas_tf.runtime import distribute
 from kdas_tf.distill.trainer import TrainConfig, Trainer
 distribute.split_cpu(2)
 digits = data.load("digits")
@@ -356,7 +357,7 @@ for name, strategy, flags in (("default", distribute.make_strategy("default"), [
                               ("mirrored_nosync", mirrored, ["--nosync_batchnorm"])):
     run = config_lib.from_args(["--workdir=unused", "--dataset=digits", *flags])
     keras.utils.set_random_seed(0)
-    with pipeline.building(run), strategy.scope():
+    with assembly.building(run), strategy.scope():
         model = models.build_network("resnet8", 10, (8, 8, 1))
     synchronized[name] = sorted({layer.synchronized for layer in model.layers
                                  if isinstance(layer, keras.layers.BatchNormalization)})

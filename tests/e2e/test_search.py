@@ -18,7 +18,7 @@ from conftest import run_search, tiny_config, TINY_RUN_EXTRA
 from kdas_tf import data, models, pipeline
 from kdas_tf.runtime import storage
 from kdas_tf.errors import UserError
-from kdas_tf.runtime.workdir import Workdir, served_model_path, served_row, serving_decision
+from kdas_tf.runtime.workdir import Workdir, served_model_path
 
 pytestmark = pytest.mark.slow
 
@@ -74,28 +74,6 @@ def test_the_served_row_is_chosen_by_validation_not_test(tiny_run, tmp_path):
     np.testing.assert_array_equal(exported(images=tf.constant(images))["classes"].numpy(), expected)
     os.remove(run.results)  # without results.json's record, the export command applies the same rule
     assert served_model_path(run) == run.final_model("kdas_od")
-
-
-def test_the_served_rule_ignores_students_and_test_accuracy():
-    rows = {"student_od": {"val": {"top1": 1.0}, "test": {"top1": 1.0}, "parameters": 10},
-            "kdas_ce": {"val": {"top1": 0.7}, "test": {"top1": 0.9}, "parameters": 20},
-            "kdas_kd": {"val": {"top1": 0.8}, "test": {"top1": 0.6}, "parameters": 20}}
-    assert served_row(rows) == "kdas_kd"
-    assert serving_decision(rows)["decided_by"] == "validation top-1"
-    assert served_row({"student_ce": rows["student_od"]}) is None
-
-
-def test_a_tie_in_validation_goes_to_fewer_parameters_then_to_od_kd_ce():
-    tied = {"kdas_ce": {"val": {"top1": 1.0}, "parameters": 20}, "kdas_kd": {"val": {"top1": 1.0}, "parameters": 20},
-            "kdas_od": {"val": {"top1": 1.0}, "parameters": 20}}
-    for order in (["kdas_ce", "kdas_kd", "kdas_od"], ["kdas_od", "kdas_ce", "kdas_kd"]):  # dict order never decides
-        assert served_row({name: tied[name] for name in order}) == "kdas_od"
-    decision = serving_decision(tied)
-    assert decision["tied_on_validation"] == ["kdas_ce", "kdas_kd", "kdas_od"]
-    assert decision["decided_by"] == "loss order od > kd > ce"
-    assert served_row({"kdas_ce": tied["kdas_ce"], "kdas_kd": tied["kdas_kd"]}) == "kdas_kd"
-    smaller = {**tied, "kdas_ce": {"val": {"top1": 1.0}, "parameters": 19}}
-    assert served_row(smaller) == "kdas_ce" and serving_decision(smaller)["decided_by"] == "fewer parameters"
 
 
 def test_the_same_run_again_redoes_nothing(tiny_run):

@@ -9,6 +9,7 @@ import sys
 import tensorflow as tf
 
 from kdas_tf.runtime import distribute
+from conftest import ROOT
 
 
 # The search's own flag definitions, parsing each flagfile in turn; unknown or malformed flags raise.
@@ -16,7 +17,6 @@ PARSE_FLAGFILES = """
 import json, sys
 from absl import flags
 from kdas_tf import search
-from conftest import ROOT
 absl_flags = set(flags.FLAGS)
 search.define_flags()
 parsed = []

@@ -39,7 +39,7 @@ def error_lines(stderr):
 def hold_in_child(directory, call="hold(sys.argv[1])"):
     """A Python process (no TensorFlow: it starts in a blink) holding a lock of `directory` until it is killed."""
     child = subprocess.Popen(
-        [sys.executable, "-c", f"import sys, time\nfrom kdas_tf import lock\nlock.{call}\n"
+        [sys.executable, "-c", f"import sys, time\nfrom kdas_tf.runtime import lock\nlock.{call}\n"
          "print('held', flush=True)\ntime.sleep(600)", str(directory)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "held"

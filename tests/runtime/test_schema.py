@@ -50,7 +50,7 @@ def edit(path, change):
 
 def reload_search(workdir):
     config = tiny_config(workdir, *TINY_RUN_EXTRA)
-    oracle = assembly.build_oracle(config, DIGITS, Workdir(workdir), config.budget()[0])
+    oracle = assembly.build_oracle(config, DIGITS, Workdir(workdir), assembly.budget(config)[0])
     _internals.set_project_dir(oracle, workdir, "search")
     oracle.reload()
     return oracle
@@ -129,7 +129,7 @@ def test_an_unreadable_tuner_file_is_named_when_the_tuner_resumes(tiny_run, tmp_
     path = os.path.join(workdir, "search", "tuner0.json")
     open(path, "w").write("[")
     config = tiny_config(workdir, *TINY_RUN_EXTRA)
-    oracle = assembly.build_oracle(config, DIGITS, Workdir(workdir), config.budget()[0])
+    oracle = assembly.build_oracle(config, DIGITS, Workdir(workdir), assembly.budget(config)[0])
     refused_in_one_line(lambda: KDASTuner(oracle, dataset=None, config=None, strategy=None, directory=workdir,
                                           project_name="search"), path, "is not readable JSON", "delete it")
     assert open(path).read() == "["

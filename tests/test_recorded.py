@@ -22,7 +22,7 @@ from kdas_tf import assembly
 from kdas_tf.runtime import storage
 from kdas_tf.data.transforms import normalise
 from kdas_tf.errors import UserError
-from kdas_tf.loaded_search import RecordedOracle, recorded_config
+from kdas_tf.recorded import RecordedOracle, recorded_config
 from kdas_tf.nas.oracle import KDASOracle
 from kdas_tf.parallel import chief
 from conftest import tiny_config
@@ -97,7 +97,7 @@ def test_ties_go_to_the_smaller_network_as_in_best_trial(tmp_path):
     """A chief's search (oracle.json and trial files, no tuner0.json) whose three trials all scored 0.5."""
     config = tiny_config(str(tmp_path), "--trials_per_round=3")
     storage.write_json(os.path.join(tmp_path, "settings.json"), config.settings())
-    budget, _ = config.budget()
+    budget, _ = assembly.budget(config)
     served = chief.open_oracle(assembly.make_oracle(config, config.data, budget), str(tmp_path), "search")
     for worker in ("w0", "w1", "w2"):
         trial = served.create_trial(worker)

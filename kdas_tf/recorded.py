@@ -91,6 +91,6 @@ def load_search(workdir):
         raise UserError(f"{workdir!r} holds no search (no {SEARCH_PROJECT}/oracle.json): give the --workdir of a "
                         "python -m kdas_tf.search run")
     search_config = recorded_config(workdir)
-    budget, _ = search_config.budget()
+    budget, _ = assembly.budget(search_config)
     oracle = assembly.make_oracle(search_config, search_config.data, budget, oracle_class=RecordedOracle)
     return LoadedSearch(oracle, workdir=Workdir(workdir), search_config=search_config)
