@@ -104,14 +104,14 @@ def targets_for(config, workdir, teacher, loss, dataset):
     )
 
 
-def make_oracle(config, info, budget, *, logdir=None, oracle_class=KDASOracle):
-    """The search's oracle as `config` describes it, for data of `info`'s classes and image shape.
+def make_oracle(config, num_classes, image_shape, budget, *, logdir=None, oracle_class=KDASOracle):
+    """The search's oracle as `config` describes it, for data of `num_classes` classes and `image_shape` images.
 
     logdir: where the controller's summaries go (None: nowhere, e.g. to read a finished search).
     """
     search = config.search
     return oracle_class(
-        backbone=search.backbone, num_classes=info.num_classes, input_shape=info.image_shape, budget=budget,
+        backbone=search.backbone, num_classes=num_classes, input_shape=image_shape, budget=budget,
         rounds=search.rounds, trials_per_round=search.trials_per_round, ops_per_addon=search.ops_per_addon,
         controller=config.controller_config(), seed=config.recipe.seed, logdir=logdir,
         shortcut=config.model.shortcut,
@@ -120,7 +120,7 @@ def make_oracle(config, info, budget, *, logdir=None, oracle_class=KDASOracle):
 
 def build_oracle(config, info, workdir, budget):
     """The search's KDASOracle; its search space goes to the HParams dashboard of the trials' logs."""
-    oracle = make_oracle(config, info, budget, logdir=workdir.tb("controller"))
+    oracle = make_oracle(config, info.num_classes, info.image_shape, budget, logdir=workdir.tb("controller"))
     summaries.write_search_space(workdir.tb("trials"), num_stages=oracle.num_stages,
                                  ops_per_addon=oracle.ops_per_addon)
     return oracle

@@ -96,15 +96,9 @@ def plan_epochs(config, workdir, given_teachers=False):
     return {
         "teachers": 0 if given_teachers else missing * config.teacher_epochs,
         "search": trials_left * search.search_epochs,
-        "final rows": _final_epochs_left(config, workdir, _final_rows(config, None, manmade)),
+        "final rows": _final_epochs_left(config, workdir, rows.final_rows(search, None, manmade)),
         "export": 0,
     }
-
-
-def _final_rows(config, found, manmade):
-    """The final rows' plan (runtime.rows.final_rows) of this run's --student_loss and --final_loss."""
-    search = config.search
-    return rows.final_rows(search.backbone, search.student_loss, search.final_loss, found, manmade)
 
 
 def _final_epochs_left(config, workdir, plan):
@@ -210,7 +204,7 @@ def train_final_rows(config, dataset, strategy, teacher, workdir, found, run_pro
     info = dataset.info
     found_parameters = models.count_parameters(found, info.num_classes, info.image_shape,
                                                shortcut=config.model.shortcut)
-    plan = _final_rows(config, found, _manmade_networks(config, found_parameters, info))
+    plan = rows.final_rows(config.search, found, _manmade_networks(config, found_parameters, info))
     if run_progress:
         run_progress.start("final rows", _final_epochs_left(config, workdir, plan))
     trained = {}

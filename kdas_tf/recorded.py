@@ -66,7 +66,7 @@ class LoadedSearch(keras_tuner.Tuner):
     def load_model(self, trial):
         """The trial's candidate as trained: its architecture, restored from its last checkpoint."""
         model, _ = serving.load_model_for_export(self.workdir.trial(trial.trial_id), self.workdir.root,
-                                                 self.search_config.data,
+                                                 *assembly.data_metadata(self.search_config),
                                                  trial.hyperparameters.values["architecture"])
         return model
 
@@ -91,6 +91,7 @@ def load_search(workdir):
         raise UserError(f"{workdir!r} holds no search (no {SEARCH_PROJECT}/oracle.json): give the --workdir of a "
                         "python -m kdas_tf.search run")
     search_config = recorded_config(workdir)
-    budget, _ = assembly.budget(search_config)
-    oracle = assembly.make_oracle(search_config, search_config.data, budget, oracle_class=RecordedOracle)
+    num_classes, image_shape = assembly.data_metadata(search_config)
+    budget, _ = assembly.budget(search_config, num_classes, image_shape)
+    oracle = assembly.make_oracle(search_config, num_classes, image_shape, budget, oracle_class=RecordedOracle)
     return LoadedSearch(oracle, workdir=Workdir(workdir), search_config=search_config)

@@ -72,7 +72,7 @@ def test_a_loaded_search_answers_kerastuners_queries_and_writes_nothing(copies, 
     assert best.trial_id == tuner.oracle.best_trial().trial_id
 
     model = tuner.get_best_models(1)[0]
-    digits = recorded_config(workdir).data.load()
+    digits = assembly.load_data(recorded_config(workdir))
     val = digits.splits["val"]
     logits = model(normalise(val.images, digits.info.mean, digits.info.std), training=False)
     top1 = float(np.mean(np.argmax(logits, -1) == val.labels))
@@ -98,7 +98,7 @@ def test_ties_go_to_the_smaller_network_as_in_best_trial(tmp_path):
     config = tiny_config(str(tmp_path), "--trials_per_round=3")
     storage.write_json(os.path.join(tmp_path, "settings.json"), config.settings())
     budget, _ = assembly.budget(config)
-    served = chief.open_oracle(assembly.make_oracle(config, config.data, budget), str(tmp_path), "search")
+    served = chief.open_oracle(assembly.make_oracle(config, *assembly.data_metadata(config), budget), str(tmp_path), "search")
     for worker in ("w0", "w1", "w2"):
         trial = served.create_trial(worker)
         served.update_trial(trial.trial_id, {"val_top1": 0.5})

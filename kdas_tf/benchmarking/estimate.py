@@ -44,11 +44,6 @@ def measure(arch, *, num_classes, image_shape, batch_size, policy, steps=8, warm
     return Speed(train=speeds["train"], infer=speeds["infer"], start=start)
 
 
-def _final_rows(config, found, manmade):
-    search = config.search
-    return rows.final_rows(search.backbone, search.student_loss, search.final_loss, found, manmade)
-
-
 def median_candidates(config, num_classes, image_shape, samples=25):
     """Each round's network of the median size among `samples` uniform draws (models.uniform_samples)."""
     search = config.search
@@ -73,7 +68,7 @@ def run_seconds(config, speeds, num_train, num_val):
         return count * (speed.start + epochs * (num_train / speed.train + num_val / speed.infer))
 
     teacher_forward = num_train * max(num_teachers, 1) / speeds["teacher"].infer  # one (seed, epoch) of outputs
-    planned = _final_rows(config, "found", ["manmade"] * len(search.manmade))
+    planned = rows.final_rows(search, "found", ["manmade"] * len(search.manmade))
     distilled = {(recipe.seed, epoch) for epoch in range(search.search_epochs) if search.search_loss != "ce"}
     if any(loss != "ce" for _, _, loss in planned):
         distilled |= {(recipe.seed + index, epoch) for index in range(search.seeds) for epoch in range(recipe.epochs)}
@@ -101,7 +96,7 @@ def describe(config, num_classes, image_shape):
     epochs = {
         "teachers": 0 if config.teachers.models else config.teachers.num_teachers * config.teacher_epochs,
         "search": search.num_trials() * search.search_epochs,
-        "final rows": len(_final_rows(config, "found", search.manmade)) * search.seeds * config.recipe.epochs,
+        "final rows": len(rows.final_rows(search, "found", search.manmade)) * search.seeds * config.recipe.epochs,
     }
     lines = [f"  epochs of training: {sum(epochs.values())} ("
              + ", ".join(f"{step} {count}" for step, count in epochs.items()) + ")",

@@ -179,8 +179,9 @@ def shortcut_of(directory, workdir):
     return "zero_pad"
 
 
-def load_model_for_export(path, workdir, info, architecture=None):
-    """A .keras file, a directory with model.keras, or one with checkpoints/ (rebuilt, then restored).
+def load_model_for_export(path, workdir, num_classes, image_shape, architecture=None):
+    """A .keras file, a directory with model.keras, or one with checkpoints/ (rebuilt, then restored for data of
+    `num_classes` classes and `image_shape` images).
 
     Returns (model, the file or checkpoint it was loaded from).
     """
@@ -198,7 +199,7 @@ def load_model_for_export(path, workdir, info, architecture=None):
     if not architecture:
         raise UserError(f"--model={path!r}: cannot tell which architecture {checkpoint} holds; pass --architecture")
     shortcut = shortcut_of(directory, workdir)
-    model = models.build_student(architecture, info.num_classes, info.image_shape, shortcut=shortcut)
+    model = models.build_student(architecture, num_classes, image_shape, shortcut=shortcut)
     try:
         status = tf.train.Checkpoint(model=model).read(checkpoint)
         status.expect_partial()  # the optimizer's slots are not wanted
@@ -252,7 +253,7 @@ def export_from_workdir(root, *, data_config, given, model=None, architecture=No
     else:
         source = served_model_path(workdir)
         output = output or workdir.export
-    network, loaded_from = load_model_for_export(source, root, info, architecture)
+    network, loaded_from = load_model_for_export(source, root, info.num_classes, info.image_shape, architecture)
     export_served(network, output, dataset=dataset, formats=formats, force=force, metadata={
         "source": os.path.abspath(loaded_from), "dataset": info.name, "num_classes": info.num_classes,
     })

@@ -27,7 +27,7 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         "final": rows,
         "exported": exported,
         "exported_seed": exported_seed,  # index of the served training among its row's seeds
-        "serving": serving,  # why that row (workdir.serving_decision)
+        "serving": serving,  # why that row (runtime.rows.serving_decision)
     }
 
 

@@ -27,6 +27,7 @@ import os
 
 from kdas_tf.reporting import figures, results
 from kdas_tf.runtime import schema, storage
+from kdas_tf.runtime.rows import row_kind_and_loss
 from kdas_tf.errors import UserError
 from kdas_tf.runtime.workdir import Workdir
 
@@ -127,7 +128,7 @@ def final_points(runs):
     points = []
     for index, (name, run) in enumerate(runs):
         for row_name, row in run["final"].items():
-            kind, loss = results.row_kind_and_loss(row_name)
+            kind, loss = row_kind_and_loss(row_name)
             if index and kind != "kdas":
                 continue
             label = {"student": f"student {run['backbone']}", "manmade": f"man-made {row['architecture']}",

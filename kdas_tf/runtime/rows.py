@@ -18,12 +18,15 @@ ROW_KINDS = ("student", "manmade", "kdas")  # Table 2's order: the plain student
 LOSS_ORDER = ("od", "kd", "ce")
 
 
-def final_rows(backbone, student_losses, final_losses, found, manmade):
+def final_rows(search, found, manmade):
     """[(row, network or architecture, loss)] of the final trainings, in the order they run: the backbone with
-    each of `student_losses`, then `found` and each network of `manmade` with each of `final_losses`."""
-    return ([(f"student_{loss}", backbone, loss) for loss in student_losses]
-            + [(f"kdas_{loss}", found, loss) for loss in final_losses]
-            + [(f"manmade_{network}_{loss}", network, loss) for network in manmade for loss in final_losses])
+    each --student_loss, then `found` and each network of `manmade` with each --final_loss.
+
+    search: the run's config.SearchConfig (its backbone, student_loss and final_loss).
+    """
+    return ([(f"student_{loss}", search.backbone, loss) for loss in search.student_loss]
+            + [(f"kdas_{loss}", found, loss) for loss in search.final_loss]
+            + [(f"manmade_{network}_{loss}", network, loss) for network in manmade for loss in search.final_loss])
 
 
 def sweep_row(network, loss):

@@ -103,7 +103,7 @@ def test_a_probability_teacher_distils_through_the_log_of_its_probabilities(data
 
 def test_a_single_teacher_gives_the_oracle_target_where_it_is_right(dataset, teacher_files, tmp_path):
     teacher, _ = given_teachers.load_given(dataset, [teacher_files["a"]], input_scale="unit", batch_size=16,
-                                     strategy=distribute.make_strategy("default"))
+                                           strategy=distribute.make_strategy("default"))
     report = given_teachers.report_given(teacher, _, dataset, input_scale="unit", batch_size=16,
                                    workdir=Workdir(str(tmp_path)))
     assert report["num_teachers"] == 1 and len(report["train_members_correct_histogram"]) == 2
@@ -154,19 +154,19 @@ def test_teacher_identity_is_a_setting_and_keys_the_cache(npz_path, dataset, tmp
     Workdir(str(tmp_path / "old")).claim(trained.settings(), trained.unrecorded_settings())
     Workdir(str(tmp_path / "w")).claim(assembly.run_settings(run))
     teacher, _ = given_teachers.load_given(dataset, assembly.teacher_model_files(run), input_scale="unit", batch_size=16,
-                                     strategy=distribute.make_strategy("default"))
+                                           strategy=distribute.make_strategy("default"))
     key = teacher_outputs.cache_key([], dataset, teacher.member_ids)
     tiny_model(9).save(str(tmp_path / "b.keras"))  # other weights at the same path
     with pytest.raises(UserError, match="was made with other settings .*--teacher_models was"):
         Workdir(str(tmp_path / "w")).claim(assembly.run_settings(run))
     other, _ = given_teachers.load_given(dataset, assembly.teacher_model_files(run), input_scale="unit", batch_size=16,
-                                   strategy=distribute.make_strategy("default"))
+                                           strategy=distribute.make_strategy("default"))
     assert teacher_outputs.cache_key([], dataset, other.member_ids)["teachers"] != key["teachers"]
     pixels, _ = given_teachers.load_given(dataset, assembly.teacher_model_files(run), input_scale="pixels", batch_size=16,
-                                    strategy=distribute.make_strategy("default"))
+                                           strategy=distribute.make_strategy("default"))
     assert pixels.member_ids != other.member_ids  # the same files fed another scale give other targets
-    with pytest.raises(UserError, match=r"--teacher_models: .*/none.keras names no file"):
-        make_config(tmp_path / "w", npz_path, f"--teacher_models={tmp_path}/none.keras")
+    with pytest.raises(UserError, match=r"--teacher_models: .*/none.keras names no file"):  # when a job starts
+        assembly.teacher_model_files(make_config(tmp_path / "w", npz_path, f"--teacher_models={tmp_path}/none.keras"))
     model = tiny_model(1)
     before = given_teachers.weights_identity([model])
     model.layers[-1].bias.assign(np.ones(CLASSES))

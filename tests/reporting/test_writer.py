@@ -14,7 +14,7 @@ from kdas_tf.runtime import storage
 from conftest import ROOT
 
 FILES = ["search.md", "search.csv", "table1.md", "table1.csv", "table2.md", "table2.csv", "table5.md", "table5.csv",
-         "final_accuracy_vs_parameters.png", "accuracy_vs_parameters.png", "reward_over_trials.png", "teacher_agreement.png", "writer.md"]
+         "final_accuracy_vs_parameters.png", "accuracy_vs_parameters.png", "reward_over_trials.png", "teacher_agreement.png", "report.md"]
 
 
 def read_csv(path):
@@ -114,7 +114,7 @@ def test_the_report_command_writes_every_table_and_figure(tiny_run):
         if name.endswith(".png"):
             image = tf.io.decode_png(open(os.path.join(out, name), "rb").read())
             assert image.shape[0] > 300 and image.shape[1] > 600 and float(tf.math.reduce_std(tf.cast(image, tf.float32))) > 10
-    index = open(os.path.join(out, "writer.md")).read()
+    index = open(os.path.join(out, "report.md")).read()
     assert "![accuracy vs parameters](accuracy_vs_parameters.png)" in index and summary["found_architecture"] in index
 
 
@@ -138,7 +138,7 @@ def test_the_report_names_the_controller_and_sets_a_random_search_beside_the_lst
     assert [r[:4] for r in rows[1:]] == [["lstm", "lstm", "0.002M", "3"], ["random", "random", "0.002M", "2"]]
     assert [float(r[4]) for r in rows[1:]] == pytest.approx([70.0, 50.0])
     assert rows[1][6:] == ["resnet8:conv3x3/skip/skip+skip", "0.001M"]
-    assert "The search: controller" in (lstm / "report" / "writer.md").read_text()
+    assert "The search: controller" in (lstm / "report" / "report.md").read_text()
     alone = writer.search_rows([("old", {**run_with("lstm", [0.5]), "controller": {}})])
     assert alone[0][1] == "lstm"  # a run made before --controller existed searched with the LSTM
 
@@ -169,6 +169,6 @@ def test_the_report_says_why_its_model_was_served(tmp_path):
     decision = {"row": "kdas_od", "tied_on_validation": ["kdas_ce", "kdas_od"], "decided_by": "loss order od > kd > ce"}
     storage.write_json(str(tmp_path / "results.json"), {**run_with("lstm", [0.5]), "serving": decision})
     writer.write_report(str(tmp_path))
-    index = (tmp_path / "report" / "writer.md").read_text()
+    index = (tmp_path / "report" / "report.md").read_text()
     assert "(decided by loss order od > kd > ce; tied with kdas_ce)" in index
     assert writer.served_because(run_with("lstm", [0.5])) == ""  # runs made before the record

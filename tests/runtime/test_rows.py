@@ -4,6 +4,7 @@ cells they make (reporting/results.py)."""
 import numpy as np
 import pytest
 
+from kdas_tf import config
 from kdas_tf.reporting import results
 from kdas_tf.runtime.rows import (combine_seeds, final_name, final_rows, row_and_seed, row_kind_and_loss, served_row,
                                    served_seed, serving_decision)
@@ -54,7 +55,8 @@ def test_a_tie_in_validation_goes_to_fewer_parameters_then_to_od_kd_ce():
 
 
 def test_every_planned_row_name_parses_back_to_its_kind_and_loss_and_its_seeds_folders_back_to_it():
-    plan = final_rows("resnet8", ("ce", "od"), ("kd",), "resnet8:conv3x3/skip/skip", ["resnet14", "wrn16_2"])
+    search = config.SearchConfig(backbone="resnet8", student_loss=("ce", "od"), final_loss=("kd",))
+    plan = final_rows(search, "resnet8:conv3x3/skip/skip", ["resnet14", "wrn16_2"])
     assert [(row, arch, loss) for row, arch, loss in plan] == [
         ("student_ce", "resnet8", "ce"), ("student_od", "resnet8", "od"),
         ("kdas_kd", "resnet8:conv3x3/skip/skip", "kd"),
