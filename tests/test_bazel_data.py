@@ -225,27 +225,55 @@ def reads(source):
     return found
 
 
+def conftests_of(test_file):
+    """The conftest.py files pytest loads for TEST_FILE: tests/conftest.py and any in the folders down to it."""
+    folders = [os.path.dirname(test_file)]
+    while folders[-1] != TESTS:
+        folders.append(os.path.dirname(folders[-1]))
+    found = [os.path.join(folder, "conftest.py") for folder in reversed(folders)]
+    return [path for path in found if os.path.isfile(os.path.join(ROOT, path))]
+
+
 def read_by(test_file):
-    """What running TEST_FILE reads: its own source and conftest.py's."""
+    """What running TEST_FILE reads: its own source and its conftest.py files'."""
     found = set()
-    for path in (test_file, os.path.join(TESTS, "conftest.py")):
+    for path in [test_file, *conftests_of(test_file)]:
         with open(os.path.join(ROOT, path)) as f:
             found |= reads(f.read())
     return found
 
 
+def label(test_file):
+    """The target of tests/FOLDER/test_x.py: //tests:FOLDER/test_x (tests/BUILD names them so)."""
+    return f"//{TESTS}:{os.path.relpath(test_file, TESTS)[:-len('.py')]}"
+
+
+def repository_test_files():
+    """Every tests/**/test_*.py of the repository, as paths from the root."""
+    return {path for path in repository_files(TESTS) if fnmatch.fnmatchcase(os.path.basename(path), "test_*.py")}
+
+
 def test_every_file_a_test_reads_is_in_its_targets_data():
     targets = targets_of_tests()
-    undeclared = {f"//tests:{os.path.basename(test)[:-3]} reads {path}"
+    undeclared = {f"{label(test)} reads {path}"
                   for test, data in targets for path in read_by(test) if not declared(path, data)}
     assert not undeclared, "add to //:test_data (BUILD) or the target's data in tests/BUILD:\n" + "\n".join(
         sorted(undeclared))
 
 
 def test_every_test_file_has_a_target():
-    targets = {test for test, _ in targets_of_tests()}
-    files = {os.path.join(TESTS, os.path.basename(p)) for p in glob.glob(os.path.join(ROOT, TESTS, "test_*.py"))}
-    assert files <= targets, sorted(files - targets)
+    targets = [test for test, _ in targets_of_tests()]
+    files = repository_test_files()
+    assert any("/" in os.path.relpath(f, TESTS) for f in files)  # the folders are searched
+    assert files <= set(targets), sorted(files - set(targets))
+    assert len(targets) == len(set(targets)), sorted(t for t in targets if targets.count(t) > 1)
+
+
+def test_every_target_has_its_conftests():
+    """pytest under `bazel test` finds conftest.py only in the runfiles: `from conftest import ...` needs it."""
+    missing = {f"{label(test)} lacks {c}" for test, data in targets_of_tests()
+               for c in conftests_of(test) if not declared(c, data)}
+    assert not missing, "add to TEST_DATA in tests/BUILD:\n" + "\n".join(sorted(missing))
 
 
 def test_the_check_sees_reads_and_undeclared_files():

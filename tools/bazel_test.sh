@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds and tests the Bazel targets (BUILD, tests/BUILD) offline.
 #
-#   bash tools/bazel_test.sh                      # bazel test //...
-#   bash tools/bazel_test.sh //tests:test_losses  # target patterns and bazel flags pass through
+#   bash tools/bazel_test.sh                              # bazel test //...
+#   bash tools/bazel_test.sh //tests:distill/test_losses  # target patterns and bazel flags pass through
 #
 # Installs Debian's bazel-bootstrap (Bazel 4.2.3) when `bazel` is missing, and the
 # venv as the README does when .venv is missing. Nothing is downloaded by Bazel:

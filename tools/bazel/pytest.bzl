@@ -1,10 +1,10 @@
-"""pytest_test: one tests/test_*.py file as a py_test run through pytest (pytest_main.py)."""
+"""pytest_test: one test file (tests/**/test_*.py) as a py_test run through pytest (pytest_main.py)."""
 
 def pytest_test(name, src, data = [], size = "medium", deps = [], pytest_args = []):
     """A py_test that runs `pytest SRC` with conftest.py and pyproject.toml's settings.
 
     Args:
-      name: the target's name (the file's name without .py).
+      name: the target's name (tests/BUILD: the file's path in the package without .py).
       src: the test file, in the calling package.
       data: the files the test reads besides its code; give it what it opens.
       size: Bazel's size, hence its timeout (small 60 s, medium 300 s, large 900 s).

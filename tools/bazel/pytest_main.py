@@ -1,6 +1,8 @@
 """Runs one test file through pytest under `bazel test` and exits with pytest's code.
 
-Usage (from a py_test's args): pytest_main.py tests/test_x.py [pytest args...].
+Usage (from a py_test's args): pytest_main.py tests/FOLDER/test_x.py [pytest args...].
+Bazel runs it in the runfiles root: pytest's rootdir is there (pyproject.toml), and it loads
+tests/conftest.py from the runfiles, so `from conftest import ...` works in every folder.
 """
 
 import os
