@@ -3,25 +3,10 @@
 The oracle decides and remembers; the tuner trains. Each trial's values hold
 one op per (stage, slot) plus the full architecture string (with the round's
 backbone), so a worker needs nothing but the trial to build the candidate.
-
-Budget: the controller samples only what fits the memory budget M. It gets the
-parameters each op adds in each slot (budget.addon_costs) and the budget left
-after the round's backbone, and masks every choice that could no longer fit
-(controller.feasible_choices). Why not a reward-0 penalty for samples over M:
-each one pulled the moving-average baseline down, so the next trained
-candidate's advantage was +0.3 to +0.6 against real differences of 0.01-0.05,
-and Adam's moments filled with penalty gradients. Under the mask every update
-carries a real reward.
-A sample whose network was already trained is not trained again; it teaches
-the controller its recorded score (real information, no retraining) and the
-controller is asked again, within the same trial slot. Trained trials and
-repeats are counted apart (`trial_updates`, `repeat_updates`).
-With --controller=random (kdas_tf.nas.random_controller) the samples are uniform
-under the same mask and nothing learns: no controller updates at all.
-
-Rounds: after `trials_per_round` trials the best candidate of the round
-becomes the backbone (its add-ons frozen into it) and a fresh controller
-searches one more module per stage.
+The rounds are kdas_tf.nas.rounds' (`search_rounds`): each round's backbone
+and controller, the budget's mask, and what the controller learns from trials
+and repeats. This module is KerasTuner's side: the search space, trials in and
+out, their ends (once, taken back, retried), the state file.
 
 Parallel trials (kdas_tf.parallel): with K trials in flight the controller
 still learns once per finished trial, from the tokens stored in that trial's
@@ -40,20 +25,17 @@ is never scored, so the fault teaches the controller nothing; a NaN loss is a
 verdict on the network and fails the trial at once (kdas_tf.nas.tuner.run_trial).
 """
 
-import dataclasses
 import json
 
 import keras_tuner
 import numpy as np
-import tensorflow as tf
 from absl import logging
 from keras_tuner.engine import trial as trial_module
 
 from kdas_tf import _internals, models
 from kdas_tf.runtime import schema, storage
 from kdas_tf.nas.budget import addon_costs, check_budget
-from kdas_tf.nas.controller import Controller, ControllerConfig
-from kdas_tf.nas.random_controller import RandomController
+from kdas_tf.nas.rounds import Rounds, canonical_key, controller_config, slot_names
 from kdas_tf.errors import UserError
 
 OBJECTIVE = "val_top1"
@@ -67,17 +49,24 @@ MAX_TRIAL_LOSSES = 2
 MAX_FAULT_RETRIES = 2
 
 
-def _canonical_key(trial):
-    """The trial's network with skips dropped: equal networks get equal keys."""
-    return str(models.Architecture.parse(trial.hyperparameters.values["architecture"]).canonical())
-
-
-def slot_name(stage, slot):
-    return f"stage{stage + 1}_op{slot + 1}"
+def _of_rounds(name):
+    """An attribute (or method) of the search's Rounds, read on the oracle where its users have always read it."""
+    return property(lambda self: getattr(self.search_rounds, name))
 
 
 class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
     """Samples add-on operations with a REINFORCE-trained LSTM under a parameter budget."""
+
+    round = _of_rounds("round")
+    round_converged = _of_rounds("round_converged")
+    round_backbones = _of_rounds("round_backbones")
+    controller = _of_rounds("controller")
+    known_scores = _of_rounds("known_scores")
+    trial_updates = _of_rounds("trial_updates")
+    repeated_samples = _of_rounds("repeated_samples")
+    repeat_updates = _of_rounds("repeat_updates")
+    tokens_of = _of_rounds("tokens_of")
+    _stage_ops = _of_rounds("stage_ops")
 
     def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
                  ops_per_addon=2, controller=None, max_samples_per_trial=200, seed=0, logdir=None,
@@ -94,64 +83,29 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.ops_per_addon = ops_per_addon
         self.num_stages = self.backbone.num_stages
         self.max_samples_per_trial = max_samples_per_trial
-        self.controller_config = controller or ControllerConfig(
-            num_decisions=self.num_stages * ops_per_addon, num_choices=len(models.ADDON_OPS), seed=seed
-        )
-        expected = (self.num_stages * ops_per_addon, len(models.ADDON_OPS))
-        given = (self.controller_config.num_decisions, self.controller_config.num_choices)
-        if given != expected:
-            raise ValueError(
-                f"controller num_decisions/num_choices {given} do not fit the search space: "
-                f"{self.num_stages} stages x {ops_per_addon} ops per add-on from {len(models.ADDON_OPS)} operations"
-            )
+        self.controller_config = controller_config(controller, num_stages=self.num_stages,
+                                                   ops_per_addon=ops_per_addon, seed=seed)
         self.addon_costs = addon_costs(self.backbone, ops_per_addon, num_classes, self.input_shape, shortcut)
         space = keras_tuner.HyperParameters()
-        for stage in range(self.num_stages):
-            for slot in range(ops_per_addon):
-                space.Choice(slot_name(stage, slot), list(models.ADDON_OPS))
+        for name in slot_names(self.num_stages, ops_per_addon):
+            space.Choice(name, list(models.ADDON_OPS))
         super().__init__(
             objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=rounds * trials_per_round,
             hyperparameters=space, allow_new_entries=False, tune_new_entries=False, seed=seed + 1,
             max_retries_per_trial=MAX_FAULT_RETRIES, max_consecutive_failed_trials=max_consecutive_failed_trials,
         )
-        self.round = 0
-        self.round_converged = False
-        self.round_backbones = [str(self.backbone)]
-        self.controller = self._new_controller(0)
-        self.known_scores = {}  # canonical architecture -> reward it earned
-        self.trial_updates = 0
-        self.repeated_samples = 0
-        self.repeat_updates = 0
+        self.search_rounds = Rounds(
+            backbone=self.backbone, budget=self.budget, costs=self.addon_costs,
+            controller_config=self.controller_config, parameters=self.parameters, rounds=rounds,
+            trials_per_round=trials_per_round, ops_per_addon=ops_per_addon,
+            max_samples_per_trial=max_samples_per_trial, logdir=logdir,
+        )
         self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
         self.trial_losses = {}  # trial id -> times its worker fell silent
         self.failure = None  # the error that stopped the search (too many failed trials)
-        self._writer = tf.summary.create_file_writer(logdir) if logdir else None
-
-    # --- architecture helpers ---------------------------------------------------------
 
     def parameters(self, arch):
         return models.count_parameters(arch, self.num_classes, self.input_shape, shortcut=self.shortcut)
-
-    def _new_controller(self, round_index):
-        """The round's controller: its own seed, and the budget left after the round's backbone."""
-        config = dataclasses.replace(self.controller_config, seed=self.controller_config.seed + round_index)
-        kind = RandomController if config.kind == "random" else Controller
-        left = self.budget - self.parameters(self.current_backbone())
-        return kind(config, costs=self.addon_costs, budget=left)
-
-    def _stage_ops(self, tokens):
-        ops = [models.ADDON_OPS[t] for t in tokens]
-        return [ops[s * self.ops_per_addon:(s + 1) * self.ops_per_addon] for s in range(self.num_stages)]
-
-    def tokens_of(self, values):
-        """The controller tokens a trial's hyperparameter values stand for."""
-        return tuple(
-            models.ADDON_OPS.index(values[slot_name(stage, slot)])
-            for stage in range(self.num_stages) for slot in range(self.ops_per_addon)
-        )
-
-    def current_backbone(self):
-        return models.Architecture.parse(self.round_backbones[self.round])
 
     # --- KerasTuner hooks -----------------------------------------------------------
 
@@ -167,57 +121,24 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         return trial
 
     def populate_space(self, trial_id):
+        rounds = self.search_rounds
         if self._round_finished():
-            if self.round + 1 >= self.rounds:
+            if rounds.is_last():
                 return {"status": IDLE if self.ongoing_trials else STOPPED}
             if self.ongoing_trials:
                 return {"status": IDLE}  # the round's best is known only when all its trials ended
-            self._start_round(self.round + 1)
-        backbone = self.current_backbone()
-        # Trained already, in training, or failed (it would most likely fail again): not trained again.
-        taken = self._running_keys() | self._keys_of(trial_module.TrialStatus.FAILED)
-        for _ in range(self.max_samples_per_trial):
-            tokens = self.controller.sample()
-            stage_ops = self._stage_ops(tokens)
-            arch = backbone.with_addons(stage_ops)
-            key = str(arch.canonical())
-            parameters = self.parameters(arch)
-            if parameters > self.budget:
-                raise RuntimeError(f"the controller sampled {arch} ({parameters} parameters) over the budget "
-                                   f"{self.budget}: budget.addon_costs disagrees with models.count_parameters")
-            if key in self.known_scores or key in taken:
-                self.repeated_samples += 1
-                if key in self.known_scores:
-                    self._update_controller(tokens, self.known_scores[key], kind="repeat")
-                continue
-            values = {slot_name(s, l): op for s, ops in enumerate(stage_ops) for l, op in enumerate(ops)}
-            values.update(architecture=str(arch), round=self.round, parameters=parameters)
-            return {"status": RUNNING, "values": values}
-        logging.info("round %d: %d samples in a row were known; the round has converged",
-                     self.round, self.max_samples_per_trial)
-        self.round_converged = True
-        return {"status": IDLE}
+            best = self.best_trial(rounds.round)
+            rounds.start_next(None if best is None else best.hyperparameters.values["architecture"])
+        values = rounds.propose(self._in_training_or_failed())
+        return {"status": IDLE} if values is None else {"status": RUNNING, "values": values}
 
     def _round_finished(self):
-        started = sum(1 for t in self.trials.values() if t.hyperparameters.values.get("round") == self.round)
-        return self.round_converged or started >= self.trials_per_round
+        return self.search_rounds.finished(t.hyperparameters.values for t in self.trials.values())
 
-    def _running_keys(self):
-        return {_canonical_key(t) for t in self.ongoing_trials.values()}
-
-    def _keys_of(self, status):
-        return {_canonical_key(t) for t in self.trials.values() if t.status == status}
-
-    def _start_round(self, round_index):
-        best = self.best_trial(self.round)
-        if best is not None:
-            self.round_backbones.append(best.hyperparameters.values["architecture"])
-        else:
-            self.round_backbones.append(self.round_backbones[-1])
-        self.round = round_index
-        self.round_converged = False
-        self.controller = self._new_controller(round_index)
-        logging.info("round %d starts from backbone %s", round_index, self.round_backbones[-1])
+    def _in_training_or_failed(self):
+        """Networks not to train again: in training, or failed (they would most likely fail again)."""
+        failed = [t for t in self.trials.values() if t.status == trial_module.TrialStatus.FAILED]
+        return {canonical_key(t.hyperparameters.values) for t in [*self.ongoing_trials.values(), *failed]}
 
     def best_trial(self, round_index=None):
         """The completed trial with the highest reward (of one round, or of all); ties go to the smaller network.
@@ -243,7 +164,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         """True once every trial has ended and none is left to start."""
         if self.ongoing_trials or _internals.retry_queue(self):
             return False
-        return len(self.trials) >= self.max_trials or (self._round_finished() and self.round + 1 >= self.rounds)
+        return len(self.trials) >= self.max_trials or (self._round_finished() and self.search_rounds.is_last())
 
     def end_trial(self, trial):
         """Record a trial's end, once.
@@ -325,52 +246,14 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         score = trial.score
         if score is None or not np.isfinite(score):
             return  # end_trial marks it invalid; a fake reward would mislead the controller
-        values = trial.hyperparameters.values
-        self.known_scores[_canonical_key(trial)] = float(score)
-        if values.get("round") == self.round:
-            self._update_controller(self.tokens_of(values), float(score), kind="trial")
-
-    def _update_controller(self, tokens, reward, *, kind):
-        """One REINFORCE step from a trained trial's or a repeat's reward; none for --controller=random."""
-        if self.controller_config.kind == "random":
-            return None
-        if kind == "trial":
-            self.trial_updates += 1
-        else:
-            self.repeat_updates += 1
-        stats = self.controller.update(tokens, reward)
-        if self._writer:
-            step = self.controller.update_count + 10_000 * self.round
-            probabilities = self.controller.probabilities(tokens)
-            with self._writer.as_default(step=step):
-                tf.summary.scalar("controller/reward", reward)
-                for name in ("baseline", "entropy", "loss", "advantage"):
-                    tf.summary.scalar(f"controller/{name}", stats[name])
-                tf.summary.scalar(f"controller/samples_{kind}", 1.0)
-                for decision, row in enumerate(probabilities):
-                    stage, slot = divmod(decision, self.ops_per_addon)
-                    for op, p in zip(models.ADDON_OPS, row):
-                        tf.summary.scalar(f"choice_probability/{slot_name(stage, slot)}/{op}", float(p))
-            self._writer.flush()
-        return stats
+        self.search_rounds.record(trial.hyperparameters.values, float(score))
 
     # --- state: resumable and atomic ------------------------------------------------
 
     def get_state(self):
         state = super().get_state()
-        state["kdas"] = {
-            "round": self.round,
-            "round_converged": self.round_converged,
-            "round_backbones": self.round_backbones,
-            "controller": self.controller.get_state(),
-            "known_scores": self.known_scores,
-            "trial_updates": self.trial_updates,
-            "repeated_samples": self.repeated_samples,
-            "repeat_updates": self.repeat_updates,
-            "trial_tuners": self.trial_tuners,
-            "trial_losses": self.trial_losses,
-            "budget": self.budget,
-        }
+        state["kdas"] = {**self.search_rounds.get_state(), "trial_tuners": self.trial_tuners,
+                         "trial_losses": self.trial_losses, "budget": self.budget}
         return state
 
     def set_state(self, state):
@@ -383,19 +266,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
                 f"the search in {_internals.project_dir(self)} was made with backbone {kdas['round_backbones'][0]} and budget "
                 f"{kdas['budget']}: rerun with the same flags or another --workdir"
             )
-        self.round = kdas["round"]
-        self.round_converged = kdas["round_converged"]
-        self.round_backbones = kdas["round_backbones"]
-        self.controller = self._new_controller(self.round)
-        try:
-            self.controller.set_state(kdas["controller"])
-        except (ValueError, TypeError, KeyError) as error:  # weights of another shape, an unreadable generator state
-            raise UserError(f"{_internals.oracle_file(self)} is invalid: kdas.controller does not fit this search's "
-                            f"controller ({str(error).splitlines()[0]}); {self._rebuild_advice()}") from None
-        self.known_scores = kdas["known_scores"]
-        self.trial_updates = kdas["trial_updates"]
-        self.repeated_samples = kdas["repeated_samples"]
-        self.repeat_updates = kdas["repeat_updates"]
+        self.search_rounds.set_state(kdas, path=_internals.oracle_file(self), rebuild=self._rebuild_advice())
         self.trial_tuners = kdas.get("trial_tuners", {})
         self.trial_losses = kdas.get("trial_losses", {})
 
@@ -407,7 +278,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         """KerasTuner's reload, after every file it reads has been checked: one line when one is not valid."""
         schema.check_search_files(
             _internals.project_dir(self), _internals.oracle_file(self), self._rebuild_advice(),
-            slot_names=[slot_name(stage, slot) for stage in range(self.num_stages) for slot in range(self.ops_per_addon)],
+            slot_names=slot_names(self.num_stages, self.ops_per_addon),
         )
         try:
             super().reload()

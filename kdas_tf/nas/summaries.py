@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from kdas_tf import models
-from kdas_tf.nas.oracle import slot_name
+from kdas_tf.nas.rounds import slot_names
 
 REWARD = "reward"  # scalar tag in each trial's run: the validation top-1 the controller is rewarded with
 
@@ -23,8 +23,7 @@ def write_search_space(logdir, *, num_stages, ops_per_addon):
     hparams = [hp.HParam("architecture", display_name="architecture"),
                hp.HParam("parameters", display_name="trainable parameters"),
                hp.HParam("round", display_name="search round")]
-    hparams += [hp.HParam(slot_name(stage, slot), hp.Discrete(list(models.ADDON_OPS)))
-                for stage in range(num_stages) for slot in range(ops_per_addon)]
+    hparams += [hp.HParam(name, hp.Discrete(list(models.ADDON_OPS))) for name in slot_names(num_stages, ops_per_addon)]
     with tf.summary.create_file_writer(logdir).as_default():
         hp.hparams_config(hparams=hparams, metrics=[hp.Metric(REWARD, display_name="val top-1 (reward)")])
 

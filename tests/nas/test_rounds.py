@@ -1,0 +1,72 @@
+"""Rounds without KerasTuner: each round's backbone and budget left, repeats, and a round that converges."""
+
+import functools
+
+from kdas_tf import models
+from kdas_tf.nas.budget import addon_costs
+from kdas_tf.nas.rounds import Rounds, canonical_key, controller_config
+
+INPUT = dict(num_classes=10, input_shape=(8, 8, 1))
+BACKBONE = models.count_parameters("resnet8", **INPUT)
+
+
+def make_rounds(budget, **kwargs):
+    backbone = models.Architecture("resnet8")
+    settings = dict(
+        backbone=backbone, budget=budget, costs=addon_costs(backbone, 2, **INPUT),
+        controller_config=controller_config(None, num_stages=3, ops_per_addon=2, seed=0),
+        parameters=functools.partial(models.count_parameters, **INPUT), rounds=3, trials_per_round=4,
+        ops_per_addon=2, max_samples_per_trial=5,
+    )
+    return Rounds(**{**settings, **kwargs})
+
+
+class OneSample:
+    """A controller that samples the same tokens every time and records the rewards it is taught."""
+
+    def __init__(self, tokens):
+        self.tokens, self.taught = tokens, []
+
+    def sample(self):
+        return self.tokens
+
+    def update(self, tokens, reward):
+        self.taught.append((tuple(tokens), reward))
+        return {"baseline": reward, "entropy": 0.0, "loss": 0.0, "advantage": 0.0}
+
+
+def test_each_round_builds_on_the_last_ones_best_and_samples_within_the_budget_left_after_it():
+    budget = BACKBONE + 12_000
+    rounds = make_rounds(budget)
+    rounds.start_next(None)  # no trial of round 1 completed: round 2 searches the same backbone again
+    assert rounds.round_backbones == ["resnet8", "resnet8"]
+    # conv3x3 in stages 1 and 2 adds 11,616 of the 12,000: only the parameter-free ops still fit
+    best = models.Architecture("resnet8").with_addons([["conv3x3", "skip"], ["conv3x3", "skip"], ["skip", "skip"]])
+    rounds.start_next(str(best))
+    assert (rounds.round, rounds.backbone()) == (2, best)
+    for _ in range(20):
+        values = rounds.propose(taken=set())
+        arch = models.Architecture.parse(values["architecture"])
+        assert values["round"] == 2 and values["parameters"] <= budget
+        assert [stage[:-1] for stage in arch.addons] == list(best.addons)  # best's add-ons, then the new module
+        assert {op for stage in arch.addons for op in stage[-1]} <= {"skip", "maxpool3x3", "avgpool3x3"}
+
+
+def test_a_trained_sample_teaches_its_reward_on_every_repeat_until_the_round_converges():
+    rounds = make_rounds(3 * BACKBONE)
+    rounds.controller = OneSample((1, 0, 0, 0, 0, 0))
+    values = rounds.propose(taken=set())
+    assert rounds.tokens_of(values) == (1, 0, 0, 0, 0, 0)
+    rounds.record(values, 0.25)
+    assert rounds.propose(taken=set()) is None  # 5 repeats in a row: converged
+    assert rounds.round_converged and rounds.finished([])
+    assert rounds.controller.taught == [((1, 0, 0, 0, 0, 0), 0.25)] * 6  # the trial, then each repeat
+    assert (rounds.trial_updates, rounds.repeat_updates, rounds.repeated_samples) == (1, 5, 5)
+
+
+def test_a_sample_in_training_is_drawn_again_without_a_reward():
+    rounds = make_rounds(3 * BACKBONE)
+    rounds.controller = OneSample((1, 0, 0, 0, 0, 0))
+    in_training = canonical_key(rounds.propose(taken=set()))
+    assert rounds.propose(taken={in_training}) is None
+    assert rounds.controller.taught == [] and rounds.repeated_samples == 5 and rounds.repeat_updates == 0
