@@ -132,6 +132,30 @@ def test_rounds_grow_the_best_candidate_of_the_previous_round(tmp_path):
         assert tuple(stage[:1] for stage in arch.addons) == best_first.addons
 
 
+class FallingTuner(FormulaTuner):
+    """Scores round 0's candidates a whole point above every later one: a later round's best is worse."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        score = super().run_trial(trial, *args, **kwargs)["val_top1"]
+        return {"val_top1": score + (1.0 if trial.hyperparameters.values["round"] == 0 else 0.0)}
+
+
+def test_each_round_grows_its_previous_rounds_best_even_when_an_older_round_scored_higher(tmp_path):
+    oracle = make_oracle(rounds=3, trials_per_round=3)
+    tuner = FallingTuner(oracle, str(tmp_path))
+    tuner.oracle.verbose = 0
+    tuner.search()
+    rounds = [tuner.trained[3 * r:3 * r + 3] for r in range(3)]
+
+    def best(archs, bonus):  # best_trial's rule, computed apart: the highest reward, ties to the smaller network
+        return max(archs, key=lambda a: (conv_share(a) + bonus, -models.count_parameters(a, **INPUT)))
+
+    assert oracle.round_backbones == ["resnet8", str(best(rounds[0], 1.0)), str(best(rounds[1], 0.0))]
+    assert str(oracle.best_trial().hyperparameters.values["architecture"]) == str(best(rounds[0], 1.0))
+    for arch in rounds[2]:
+        assert tuple(stage[:2] for stage in arch.addons) == best(rounds[1], 0.0).addons
+
+
 def test_a_failing_trial_is_recorded_failed_and_teaches_the_controller_nothing(tmp_path):
     oracle, tuner = search(tmp_path, fail={"1"})
     statuses = {t.trial_id: t.status for t in oracle.trials.values()}
