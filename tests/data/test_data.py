@@ -77,6 +77,28 @@ def test_val_is_a_seeded_random_holdout_disjoint_from_train(digits):
     assert not set(seen_train) & set(seen_val)
 
 
+def test_train_examples_is_a_seeded_random_draw_that_covers_a_class_ordered_source():
+    """--train_examples draws its subset: a source sorted by class (5 x 40 images) still trains on every class."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 40)
+    images = rng.integers(0, 256, (200, 4, 4), dtype=np.uint8)
+    test = (images[:10], labels[:10])
+
+    def subset(split_seed):
+        return data.from_numpy((images, labels), test, split_seed=split_seed, train_examples=40).splits
+
+    splits = subset(split_seed=3)
+    chosen = splits["train"].source_index
+    left_after_val, val = data.dataset.holdout(200, 0.1, 3)
+    assert len(chosen) == 40 and set(chosen) <= set(left_after_val)
+    np.testing.assert_array_equal(splits["val"].source_index, val)  # validation stays whole
+    np.testing.assert_array_equal(splits["train"].labels, labels[chosen])
+    assert set(labels[chosen]) == set(range(5))
+    assert not np.array_equal(chosen, left_after_val[np.arange(40)])  # not the first 40
+    np.testing.assert_array_equal(subset(split_seed=3)["train"].source_index, chosen)
+    assert not np.array_equal(subset(split_seed=4)["train"].source_index, chosen)
+
+
 @pytest.mark.parametrize("val_fraction", [0.0, 1.0, -0.1, 1.5])
 def test_val_fraction_outside_open_unit_interval_raises(val_fraction):
     with pytest.raises(ValueError, match="val_fraction"):

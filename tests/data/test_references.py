@@ -36,9 +36,10 @@ def write_png(path, colour, size=(8, 8), channels=3):
     tf.io.write_file(path, tf.io.encode_png(image))
 
 
-def write_folder(root, per_class=4, size=(8, 8)):
-    """root/CLASS/i.png, class k a flat colour (k * 80, 40, 200 - k * 60) by its sorted position."""
-    for name in CLASSES:
+def write_folder(root, per_class=4, size=(8, 8), classes=CLASSES):
+    """root/CLASS/i.png for each of `classes`, class k a flat colour (k * 80, 40, 200 - k * 60) by its position in
+    sorted(CLASSES)."""
+    for name in classes:
         label = sorted(CLASSES).index(name)
         for i in range(per_class):
             write_png(os.path.join(root, name, f"{i}.png"), (label * 80, 40 + i, 200 - label * 60), size)
@@ -115,6 +116,18 @@ def test_folder_of_class_folders(tmp_path, layout):
         assert not np.array_equal(other.splits["test"].images, dataset.splits["test"].images)
         again = assembly.load_data(run)
         np.testing.assert_array_equal(again.splits["test"].images, dataset.splits["test"].images)
+
+
+def test_a_test_folder_without_a_class_labels_its_images_by_the_training_folders_classes(tmp_path):
+    """test/ lacks bee, the middle class: its cat images are class 2, as in train/, not 1 as test/ alone would say."""
+    write_folder(tmp_path / "train")
+    write_folder(tmp_path / "test", per_class=2, classes=("cat", "ant"))
+    label_of = {name: i for i, name in enumerate(sorted(os.listdir(tmp_path / "train")))}
+    dataset = data.load(f"folder:{tmp_path}")
+    test = dataset.splits["test"]
+    written_in = [sorted(CLASSES)[code] for code in colour_labels(test.images)]  # the folder each image came from
+    assert sorted(written_in) == ["ant", "ant", "cat", "cat"] and dataset.info.num_classes == 3
+    np.testing.assert_array_equal(test.labels, [label_of[name] for name in written_in])
 
 
 def test_folder_images_of_mixed_sizes_and_modes_are_resized_with_image_size(tmp_path):

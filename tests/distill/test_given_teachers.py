@@ -21,12 +21,16 @@ from conftest import ROOT
 SHAPE, CLASSES = (8, 8, 3), 3
 
 
-def tiny_model(seed, *, classes=CLASSES, shape=SHAPE, softmax=False):
-    """A small user model: conv, pooling, dense; logits unless softmax."""
+def tiny_model(seed, *, classes=CLASSES, shape=SHAPE, softmax=False, biased=False):
+    """A small user model: conv, pooling, dense; logits unless softmax. Its biases are zero (untrained: its logits
+    scale with its input) unless biased (then feeding it another scale changes more than their size)."""
     keras.utils.set_random_seed(seed)
+    bias = keras.initializers.RandomNormal(stddev=1.0) if biased else "zeros"
     return keras.Sequential([
-        keras.Input(shape), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(classes, activation="softmax" if softmax else None)], name=f"user_model_{seed}")
+        keras.Input(shape), keras.layers.Conv2D(4, 3, activation="relu", bias_initializer=bias),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(classes, activation="softmax" if softmax else None, bias_initializer=bias)],
+        name=f"user_model_{seed}")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +87,25 @@ def test_keras_and_savedmodel_teachers_are_reported_like_trained_members(dataset
     assert [m["outputs"] for m in report["members"]] == ["logits", "logits"]
     assert report["members"][0]["parameters"] == teacher_files["models"][0].count_params()
     assert storage.read_json(str(tmp_path / "teachers" / "results.json")) == report
+
+
+def test_each_teacher_input_scale_feeds_the_members_their_images_at_that_scale(dataset):
+    """At each --teacher_input the ensemble's logits [N, B, C] are the members' own forward of the uint8 images
+    brought to that scale in NumPy (standardised with the dataset's mean and std, pixels, pixels / 255)."""
+    members = [tiny_model(seed, biased=True) for seed in (11, 12)]
+    pixels = dataset.splits["train"].images.astype(np.float32)
+    mean, std = np.float32(dataset.info.mean), np.float32(dataset.info.std)
+    at_scale = {"standardised": (pixels - mean) / std, "pixels": pixels, "unit": pixels / 255.0}
+    standardised = next(iter(dataset.train_eval(dataset.info.num_train)))["image"]
+    expected = {}
+    for scale in given_teachers.INPUT_SCALES:
+        teacher, _ = given_teachers.load_given(dataset, members, input_scale=scale, batch_size=16,
+                                               strategy=distribute.make_strategy("default"))
+        expected[scale] = np.stack([member(at_scale[scale]).numpy() for member in members])
+        # float32: the layer's x * std + mean returns the pixels to ~1e-5, logits of ~160 to ~2e-5.
+        np.testing.assert_allclose(teacher(standardised).numpy(), expected[scale], rtol=1e-5, atol=1e-4)
+    # Biased members: another scale changes their logits by more than a factor (as zero-bias ones would not).
+    assert not np.allclose(expected["pixels"], 255 * expected["unit"], rtol=0.1)
 
 
 def test_a_probability_teacher_distils_through_the_log_of_its_probabilities(dataset, tmp_path, caplog):

@@ -152,6 +152,20 @@ def test_the_cache_is_reused_until_teachers_split_or_seed_change(members, digits
     assert not np.array_equal(np.asarray(first[0]), np.asarray(changed[0]))
 
 
+def test_a_member_overwritten_at_its_own_path_rebuilds_the_cache(digits, tmp_path, monkeypatch):
+    """The key is the members' content: a member retrained and saved over its old file is new teachers."""
+    workdir = str(tmp_path / "teachers")
+    paths = save_members(workdir, [10, 11])
+    builds = BuildCounter(monkeypatch)
+    before = np.array(cached((workdir, paths, ensemble.load_ensemble(paths)), digits, tmp_path / "cache")
+                      .epoch_targets(0, 0)[0])
+    storage.save_model(tiny_net(77, TEACHER_LOGIT_SCALE), paths[1])  # the same path, other weights
+    retrained = (workdir, paths, ensemble.load_ensemble(paths))
+    after = np.asarray(cached(retrained, digits, tmp_path / "cache").epoch_targets(0, 0)[0])
+    assert builds.count == 2 and not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, cached(retrained, digits, tmp_path / "fresh").epoch_targets(0, 0)[0])
+
+
 def epoch_dir(cache_dir, seed=0, epoch=0, loss="od"):
     return os.path.join(str(cache_dir), loss, f"seed{seed}_epoch{epoch:04d}")
 
