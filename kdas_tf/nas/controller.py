@@ -296,6 +296,11 @@ class Controller:
             "log_prob": float(log_prob),
         }
 
+    def set_budget(self, budget) -> None:
+        """What the choices may add from now on (a new round's budget left); the policy learnt so far is kept."""
+        self._costs, self._budget = budget_table(self._costs, budget, self.config.num_decisions,
+                                                 self.config.num_choices)
+
     @property
     def update_count(self) -> int:
         return self._update_count

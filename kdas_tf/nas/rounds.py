@@ -3,9 +3,14 @@
 Rounds: a round searches one more add-on module per stage on its backbone.
 After `trials_per_round` trials (or once max_samples_per_trial samples in a
 row were networks trained or taken already: the round has converged) the best
-candidate of the round becomes the backbone (its add-ons frozen into it) and a
-fresh controller searches one more module per stage. `_controller_for` makes
-each round's controller: the one place that decides what it starts from.
+candidate of the round becomes the backbone (its add-ons frozen into it) and
+the controller searches one more module per stage. The LSTM learns across the
+whole search: every round makes the same decisions (one more module after each
+stage), so the next round keeps its weights, Adam's moments and its baseline,
+and only the budget left after the new backbone changes. A fresh controller
+per round would get trials_per_round updates each (25-33 in the paper's
+flagfiles), too few to learn from (docs/controller.md). `_controller_for`
+makes each round's controller: the one place that decides what it starts from.
 
 Budget: the controller samples only what fits the memory budget M. It gets the
 parameters each op adds in each slot (budget.addon_costs) and the budget left
@@ -98,10 +103,15 @@ class Rounds:
         return models.Architecture.parse(self.round_backbones[self.round])
 
     def _controller_for(self, round_index):
-        """The round's controller: a fresh one with its own seed, and the budget left after the round's backbone."""
+        """The round's controller, under the budget left after the round's backbone: round 0 makes it; later
+        rounds carry the LSTM on (its weights, optimizer state and baseline). --controller=random draws each
+        round from a generator of its own seed, as it always has: it has nothing to carry."""
+        left = self.budget - self.parameters(self.backbone())
+        if round_index and self.controller_config.kind != "random":
+            self.controller.set_budget(left)
+            return self.controller
         config = dataclasses.replace(self.controller_config, seed=self.controller_config.seed + round_index)
         kind = RandomController if config.kind == "random" else Controller
-        left = self.budget - self.parameters(self.backbone())
         return kind(config, costs=self.costs, budget=left)
 
     def stage_ops(self, tokens):
