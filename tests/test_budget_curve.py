@@ -3,6 +3,7 @@
 Two budgets keep CI's time; the README's three-budget command is the same code with one more search.
 """
 
+import json
 import os
 
 import pytest
@@ -16,6 +17,15 @@ from kdas_tf.errors import UserError
 pytestmark = pytest.mark.slow
 
 
+def numbers(point):
+    return point["test_top1"], point["val_top1"], point["parameters"]
+
+
+def numbers_of(row):
+    """A row of results.json (or one training's results.json) as a sweep point's test top-1, val top-1, size."""
+    return row["test"]["top1"], row["val"]["top1"], row["parameters"]
+
+
 def test_a_sweep_of_budgets_writes_the_figure_and_table(tmp_path):
     workdir = str(tmp_path / "sweep")
     config = tiny_config(workdir, "--final_loss=od", "--epochs=1")
@@ -25,10 +35,14 @@ def test_a_sweep_of_budgets_writes_the_figure_and_table(tmp_path):
     backbone = models.count_parameters("resnet8", 10, (8, 8, 1))
     for point, multiple in zip(found, (1.3, 2.0)):
         assert backbone <= point["parameters"] <= int(multiple * backbone)  # each search kept its budget
-        summary = storage.read_json(os.path.join(workdir, "budgets", f"M{point['budget']}", "results.json"))
+        summary = json.load(open(os.path.join(workdir, "budgets", f"M{point['budget']}", "results.json")))
         assert point["architecture"] == summary["found_architecture"]
+        assert numbers(point) == numbers_of(summary["final"][f"kdas_{point['loss']}"])  # test is test, val is val
     man_made = [p["architecture"] for p in points if p["kind"] == "man-made"]
     assert man_made[0] == "resnet8" and len(man_made) >= 2 and all(a.startswith("resnet") for a in man_made)
+    for point in (p for p in points if p["kind"] == "man-made"):  # one seed: its training's own numbers
+        trained = json.load(open(os.path.join(workdir, "final", f"{point['architecture']}_od", "results.json")))
+        assert numbers(point) == numbers_of(trained)
     # one ensemble for everything: the searches read it, none trained its own
     assert len(os.listdir(os.path.join(workdir, "teachers"))) == 2 + 2  # members, results.json, settings.json
     assert not os.path.exists(os.path.join(workdir, "budgets", "M2x", "teachers"))

@@ -8,7 +8,8 @@ Both keep the signature as the SavedModel has it: `images` uint8 [B, H, W, C] in
 interpreter on the whole test split and its classes compared with the SavedModel's; below MIN_AGREEMENT it
 is refused (a UserError: nothing is written) unless forced. Every kept format gets a row of the deployment
 table (deployment.json and deployment.md beside it): size, test top-1, agreement with the SavedModel, and
-the median single-image latency on this CPU, measured in the same process.
+the median single-image latency on this CPU, measured in the same process. The table records which split
+calibrated the int8 file ("calibration"): never the test split, whose images judge it.
 """
 
 import functools
@@ -35,6 +36,7 @@ FILES = {"tflite": "model.tflite", "tflite_int8": "model_int8.tflite"}
 # classes, whose logits lie closer together, and still refuses a broken calibration.
 MIN_AGREEMENT = {"tflite": 0.99, "tflite_int8": 0.97}
 REPRESENTATIVE_IMAGES = 300
+CALIBRATION_SPLIT, CALIBRATION_SEED = "train", 0
 LATENCY_RUNS, LATENCY_WARMUP = 50, 5
 SIGNATURE_INPUTS, SIGNATURE_OUTPUTS = {"images"}, {"probabilities", "classes"}
 SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
@@ -60,10 +62,18 @@ def interpreter_class():
     return Interpreter
 
 
-def representative_images(train_images, count=REPRESENTATIVE_IMAGES, seed=0):
+def representative_images(train_images, count=REPRESENTATIVE_IMAGES, seed=CALIBRATION_SEED):
     """A fixed sample of the training split [count, H, W, C] uint8, drawn without replacement."""
     order = np.random.default_rng(seed).permutation(len(train_images))[:count]
     return train_images[np.sort(order)]
+
+
+def calibration_images(dataset):
+    """int8's calibration images [N, H, W, C] uint8, a sample of the training split, and what deployment.json
+    records of them."""
+    split = dataset.splits[CALIBRATION_SPLIT]
+    images = representative_images(split.images)
+    return images, {"split": CALIBRATION_SPLIT, "images": len(images), "of": len(split), "seed": CALIBRATION_SEED}
 
 
 def convert(saved_model_dir, signature, *, representative=None):
@@ -135,12 +145,14 @@ def add_litert_formats(directory, signature, dataset, formats, *, force=False):
     test = dataset.splits["test"]
     reference = saved_model_runner(directory, signature)
     reference_classes = classes_of(reference, test.images)
-    rows = []
+    rows, calibrated = [], None
     if "saved_model" in formats:
         rows.append(row("saved_model", saved_model_bytes(directory), reference_classes, reference_classes,
                         test.labels, latency_ms(reference, test.images[:1])))
     for name in (f for f in FORMATS if f in formats and f != "saved_model"):
-        representative = representative_images(dataset.splits["train"].images) if name == "tflite_int8" else None
+        representative = None
+        if name == "tflite_int8":
+            representative, calibrated = calibration_images(dataset)
         content = convert(directory, signature, representative=representative)
         run = tflite_runner(content, signature)
         rows.append(row(name, len(content), classes_of(run, test.images), reference_classes, test.labels,
@@ -149,7 +161,7 @@ def add_litert_formats(directory, signature, dataset, formats, *, force=False):
         storage.write_bytes(os.path.join(directory, FILES[name]), content)
     if "saved_model" not in formats:
         remove_saved_model(directory)
-    write_table(directory, rows, test_examples=len(test), forced=force)
+    write_table(directory, rows, test_examples=len(test), forced=force, calibration=calibrated)
     return rows
 
 
@@ -184,11 +196,14 @@ def refuse_below_agreement(checked, force):
     logging.warning("%s; written anyway (--force_export)", message)
 
 
-def write_table(directory, rows, *, test_examples, forced):
-    """deployment.json (every number, with how it was measured) and deployment.md (the table) in `directory`."""
+def write_table(directory, rows, *, test_examples, forced, calibration=None):
+    """deployment.json (every number, with how it was measured) and deployment.md (the table) in `directory`.
+
+    calibration: what calibrated the int8 file (calibration_images' record), None without one. Files written
+    before it was recorded have "representative_images" (a count of training images) instead.
+    """
     storage.write_json(os.path.join(directory, DEPLOYMENT_JSON), {
-        "rows": rows, "test_examples": test_examples, "forced": forced,
-        "representative_images": REPRESENTATIVE_IMAGES,
+        "rows": rows, "test_examples": test_examples, "forced": forced, "calibration": calibration,
         "latency": {"statistic": "median", "runs": LATENCY_RUNS, "warmup": LATENCY_WARMUP, "batch": 1,
                     "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "interpreter": interpreter_class().__module__,

@@ -185,8 +185,11 @@ def write_report(workdir, output=None, compare=()):
         sections.append(f"## {title}\n\n{markdown}")
     for name, path in Workdir(workdir).deployment_tables():
         deployment = storage.read_json(path)
-        sections.append(f"## Deployment: {name}/ ({deployment['test_examples']} test images; latency: median of "
-                        f"{deployment['latency']['runs']} single-image runs on this CPU)\n\n"
+        calibration = deployment.get("calibration")  # None, or missing in files written before it was recorded
+        calibrated = (f"; int8 calibrated on {calibration['images']} {calibration['split']} images"
+                      if calibration else "")
+        sections.append(f"## Deployment: {name}/ ({deployment['test_examples']} test images{calibrated}; latency: "
+                        f"median of {deployment['latency']['runs']} single-image runs on this CPU)\n\n"
                         f"{results.deployment_markdown(deployment['rows'])}")
     for name, png in figure_files(summary, runs).items():
         storage.write_bytes(os.path.join(output, name), png)

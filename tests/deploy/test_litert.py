@@ -121,6 +121,8 @@ def test_the_deployment_table_has_a_row_per_format_with_its_file_size_and_latenc
     assert all(0 < row["latency_ms"] < 1000 for row in table["rows"])
     assert table["latency"]["runs"] == litert.LATENCY_RUNS and table["interpreter"].startswith("ai_edge_litert")
     markdown = open(os.path.join(export_dir, "deployment.md")).read().splitlines()
+    assert table["calibration"] == {"split": "train", "images": litert.REPRESENTATIVE_IMAGES,
+                                    "of": len(exported[2].splits["train"]), "seed": 0}
     assert markdown[0].startswith("| format | size KB |") and len(markdown) == 2 + 3
     assert markdown[3].startswith(f"| tflite | {rows['tflite']['size_kb']:.2f} | {100 * rows['tflite']['test_top1']:.2f} |")
     assert json.load(open(os.path.join(export_dir, serving.METADATA)))["formats"] == FORMATS.split(",")
@@ -128,7 +130,46 @@ def test_the_deployment_table_has_a_row_per_format_with_its_file_size_and_latenc
 
     written = writer.write_report(workdir, str(os.path.join(workdir, "report_with_deployment")))
     report = open(written[-1]).read()
-    assert "## Deployment: export/ (300 test images" in report and "\n".join(markdown[2:]) in report
+    assert "## Deployment: export/ (300 test images; int8 calibrated on 300 train images; latency" in report
+    assert "\n".join(markdown[2:]) in report
+
+
+def test_int8_is_calibrated_on_training_images_never_on_the_test_images_that_judge_it(exported, tmp_path,
+                                                                                     monkeypatch):
+    """The images the converter calibrates int8 on, caught as it receives them, are each a training image (by
+    content: digits' test images are other pictures); the export command's int8 file is the one they make."""
+    workdir, _, digits = exported
+    calibrated = []
+    convert = litert.convert
+
+    def recording_convert(directory, signature, *, representative=None):
+        calibrated.append(representative)
+        return convert(directory, signature, representative=representative)
+
+    monkeypatch.setattr(litert, "convert", recording_convert)
+    target = str(tmp_path / "int8")
+    serving.export_served(storage.load_model(served_model_path(Workdir(workdir))), target, dataset=digits,
+                          formats=("tflite_int8",))
+    (images,) = calibrated
+    pictures = {split: {image.tobytes() for image in digits.splits[split].images} for split in ("train", "test")}
+    assert len(pictures["test"] - pictures["train"]) > 250  # the splits are told apart by content
+    assert images.dtype == np.uint8 and len(images) == litert.REPRESENTATIVE_IMAGES
+    assert all(image.tobytes() in pictures["train"] for image in images)
+    table = storage.read_json(os.path.join(target, "deployment.json"))
+    assert table["calibration"]["split"] == "train" and table["calibration"]["images"] == len(images)
+    made = open(os.path.join(target, "model_int8.tflite"), "rb").read()
+    assert made == open(os.path.join(workdir, "export", "model_int8.tflite"), "rb").read()
+
+
+def test_the_report_reads_a_deployment_table_written_before_calibration_was_recorded(exported, tmp_path):
+    workdir = str(tmp_path / "run")
+    os.makedirs(os.path.join(workdir, "export"))
+    shutil.copy(os.path.join(exported[0], "results.json"), workdir)
+    table = storage.read_json(os.path.join(exported[0], "export", "deployment.json"))
+    old = {key: value for key, value in table.items() if key != "calibration"} | {"representative_images": 300}
+    storage.write_json(os.path.join(workdir, "export", "deployment.json"), old)
+    report = open(writer.write_report(workdir)[-1]).read()
+    assert "## Deployment: export/ (300 test images; latency: median of 50" in report
 
 
 def test_a_wrong_conversion_is_refused_in_one_line_and_the_old_export_stays(exported, tmp_path):

@@ -103,6 +103,9 @@ SEARCH_CASES = {  # (file, change, the field the message must name)
     "an op that does not exist": ("trial_1/trial.json", lambda t: t["hyperparameters"]["values"].update(stage1_op1="conv9x9"),
                                   "hyperparameters.values.stage1_op1 is 'conv9x9'"),
     "a trial filed under another id": ("trial_1/trial.json", lambda t: t.update(trial_id="0"), "trial_id is '0'"),
+    # JSON's true is Python's True, an int: a count must refuse it, not read it as 1
+    "a round given as true": ("trial_0/trial.json", lambda t: t["hyperparameters"]["values"].update(round=True),
+                              "hyperparameters.values.round is True, expected an integer >= 0"),
 }
 
 
@@ -148,6 +151,7 @@ FINAL_CASES = {
     "test top-1 -5": (lambda r: r["test"].update(top1=-5), "test.top1 is -5"),
     "parameters as a word": (lambda r: r.update(parameters="many"), "parameters is 'many'"),
     "fractional epochs": (lambda r: r.update(epochs=2.5), "epochs is 2.5"),
+    "epochs given as true": (lambda r: r.update(epochs=True), "epochs is True, expected an integer >= 1"),
     "an unknown loss": (lambda r: r.update(loss="mse"), "loss is 'mse'"),
 }
 
