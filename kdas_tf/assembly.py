@@ -22,7 +22,6 @@ from kdas_tf.nas.tuner import KDASTuner
 from kdas_tf.runtime.workdir import SEARCH_PROJECT
 
 
-
 def data_metadata(config):
     """(num_classes, image_shape) of config.data: the built-in tables, or a reference's cheap metadata (its
     headers, labels or first image; a bad file is refused in one line), before any image is read."""
@@ -104,23 +103,23 @@ def targets_for(config, workdir, teacher, loss, dataset):
     )
 
 
-def make_oracle(config, num_classes, image_shape, budget, *, logdir=None, oracle_class=KDASOracle):
+def make_oracle(config, num_classes, image_shape, memory_budget, *, logdir=None, oracle_class=KDASOracle):
     """The search's oracle as `config` describes it, for data of `num_classes` classes and `image_shape` images.
 
     logdir: where the controller's summaries go (None: nowhere, e.g. to read a finished search).
     """
     search = config.search
     return oracle_class(
-        backbone=search.backbone, num_classes=num_classes, input_shape=image_shape, budget=budget,
+        backbone=search.backbone, num_classes=num_classes, input_shape=image_shape, budget=memory_budget,
         rounds=search.rounds, trials_per_round=search.trials_per_round, ops_per_addon=search.ops_per_addon,
         controller=config.controller_config(), seed=config.recipe.seed, logdir=logdir,
         shortcut=config.model.shortcut,
     )
 
 
-def build_oracle(config, info, workdir, budget):
+def build_oracle(config, info, workdir, memory_budget):
     """The search's KDASOracle; its search space goes to the HParams dashboard of the trials' logs."""
-    oracle = make_oracle(config, info.num_classes, info.image_shape, budget, logdir=workdir.tb("controller"))
+    oracle = make_oracle(config, info.num_classes, info.image_shape, memory_budget, logdir=workdir.tb("controller"))
     summaries.write_search_space(workdir.tb("trials"), num_stages=oracle.num_stages,
                                  ops_per_addon=oracle.ops_per_addon)
     return oracle

@@ -65,7 +65,6 @@ def _field(section, name):
     return next(f for f in dataclasses.fields(section) if f.name == name)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Where the run writes and what it runs on."""
@@ -225,7 +224,6 @@ class TeacherConfig:
         if self.outputs not in teacher_outputs.KINDS:
             raise UserError(f"--teacher_outputs={self.outputs!r} is not a choice: expected one of "
                             f"{', '.join(teacher_outputs.KINDS)}")
-
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,7 +83,7 @@ def _teachers(config, dataset, strategy, workdir, given=None, run_progress=None)
     return teacher, report
 
 
-def plan_epochs(config, workdir, given_teachers=False):
+def plan_epochs(config, workdir, teachers_given=False):
     """{step: epochs of training left}, in the order run() takes them, counted from what `workdir` holds.
 
     Final rows not yet named (man-made networks chosen after the search) count as unfinished; the final
@@ -94,7 +94,7 @@ def plan_epochs(config, workdir, given_teachers=False):
     trials_left = max(0, search.num_trials() - len(workdir.trial_results()))
     manmade = [str(index) for index in range(len(search.manmade))]
     return {
-        "teachers": 0 if given_teachers else missing * config.teacher_epochs,
+        "teachers": 0 if teachers_given else missing * config.teacher_epochs,
         "search": trials_left * search.search_epochs,
         "final rows": _final_epochs_left(config, workdir, rows.final_rows(search, None, manmade)),
         "export": 0,
@@ -129,6 +129,9 @@ def run(config, *, dataset=None, teachers=None, role=None):
     budget, backbone_parameters = assembly.budget(config, *(info or ()))  # M, resolved once for the whole run
     if role is None:
         role = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials)
+    if role not in ("single", "chief"):
+        raise UserError(f"this process's part in the search is {role!r}: a worker runs python -m kdas_tf.search "
+                        "with KerasTuner's variables set (README, Parallel trials), not pipeline.run")
     is_chief = role == "chief"
     if is_chief and teachers:
         raise UserError("teachers given as keras.Models cannot reach parallel workers: save them (.keras) and "
@@ -137,11 +140,11 @@ def run(config, *, dataset=None, teachers=None, role=None):
         launcher.share_gpus_with_workers()
     with assembly.building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=True, teachers=teachers)
-        run_progress = progress.RunProgress(plan_epochs(config, workdir, given_teachers=bool(given)))
+        run_progress = progress.RunProgress(plan_epochs(config, workdir, teachers_given=bool(given)))
         teacher, teacher_report = _teachers(config, dataset, strategy, workdir, given, run_progress)
         run_progress.start("search")
         search_epochs = run_progress.epochs_left["search"]
-        oracle = _search(config, dataset, strategy, teacher, workdir, budget, parallel=is_chief,
+        oracle = _search(config, dataset, strategy, teacher, workdir, budget, serve=is_chief,
                          run_progress=run_progress)
         if is_chief:  # the workers trained the search's epochs
             run_progress.epoch_done(search_epochs)
@@ -164,6 +167,7 @@ def run(config, *, dataset=None, teachers=None, role=None):
     summary = results.collect(
         teacher_report=teacher_report, oracle=oracle, found=found, rows=finished, budget=budget,
         backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
+        found_trial=best,
         exported_seed=seed, serving=decision,
     )
     storage.write_json(workdir.results, summary)
@@ -173,13 +177,13 @@ def run(config, *, dataset=None, teachers=None, role=None):
     return summary
 
 
-def _search(config, dataset, strategy, teacher, workdir, budget, *, parallel=False, run_progress=None):
+def _search(config, dataset, strategy, teacher, workdir, budget, *, serve=False, run_progress=None):
     """The architecture search, resumed where it stopped; returns the oracle (trials, controller state).
 
-    parallel: serve the oracle to worker processes (kdas_tf.parallel.chief) instead of training here.
+    serve: serve the oracle to worker processes (kdas_tf.parallel.chief) instead of training here.
     """
     oracle = assembly.build_oracle(config, dataset.info, workdir, budget)
-    if parallel:
+    if serve:
         return chief.run(config, oracle, workdir.root, SEARCH_PROJECT)
     targets = assembly.targets_for(config, workdir, teacher, config.search.search_loss, dataset)
     tuner = assembly.build_tuner(config, oracle, dataset, strategy, targets, workdir, run_progress=run_progress)
@@ -247,7 +251,6 @@ def train_one(config, *, dataset=None):
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
                                          logdir=workdir.tb("train", name), targets=targets,
                                          shortcut=config.model.shortcut)
-
 
 
 def describe_plan(config):

@@ -25,7 +25,7 @@ from kdas_tf.errors import UserError
 from kdas_tf.nas.oracle import KDASOracle
 from kdas_tf.runtime.workdir import SEARCH_PROJECT, Workdir
 
-READ_ONLY = "a loaded search is read-only: rerun its python -m kdas_tf.search command to continue it"
+READ_ONLY = "a recorded search is read-only: rerun its python -m kdas_tf.search command to continue it"
 
 
 class RecordedOracle(KDASOracle):
@@ -41,7 +41,7 @@ class RecordedOracle(KDASOracle):
         raise UserError(READ_ONLY)
 
 
-class LoadedSearch(keras_tuner.Tuner):
+class RecordedSearch(keras_tuner.Tuner):
     """The tuner of a search in `workdir`: results_summary, get_best_hyperparameters, get_best_models."""
 
     def __init__(self, oracle, *, workdir, search_config):
@@ -50,7 +50,7 @@ class LoadedSearch(keras_tuner.Tuner):
         super().__init__(oracle, directory=workdir.root, project_name=SEARCH_PROJECT)
         if not self.oracle.trials:  # KerasTuner reloads only from tuner0.json, which a parallel search lacks
             self.oracle.reload()
-        # settings.json leaves out --rounds and --trials_per_round (a rerun may extend them): a loaded search
+        # settings.json leaves out --rounds and --trials_per_round (a rerun may extend them): a recorded search
         # counts the trials it holds.
         self.oracle.max_trials = len(self.oracle.trials)
 
@@ -86,7 +86,7 @@ def recorded_config(root):
 
 
 def load_search(workdir):
-    """The search in `workdir` as a KerasTuner tuner (LoadedSearch); reads the directory, writes nothing."""
+    """The search in `workdir` as a KerasTuner tuner (RecordedSearch); reads the directory, writes nothing."""
     if not workdir or not os.path.isfile(os.path.join(workdir, SEARCH_PROJECT, "oracle.json")):
         raise UserError(f"{workdir!r} holds no search (no {SEARCH_PROJECT}/oracle.json): give the --workdir of a "
                         "python -m kdas_tf.search run")
@@ -94,4 +94,4 @@ def load_search(workdir):
     num_classes, image_shape = assembly.data_metadata(search_config)
     budget, _ = assembly.budget(search_config, num_classes, image_shape)
     oracle = assembly.make_oracle(search_config, num_classes, image_shape, budget, oracle_class=RecordedOracle)
-    return LoadedSearch(oracle, workdir=Workdir(workdir), search_config=search_config)
+    return RecordedSearch(oracle, workdir=Workdir(workdir), search_config=search_config)

@@ -85,7 +85,7 @@ def release_work_directory_locks():
     lock.release_all()
 
 
-# Two final rows, so that which one is served is a choice (test_search_e2e checks it).
+# Two final rows, so that which one is served is a choice (e2e/test_search.py checks it).
 TINY_RUN_EXTRA = ("--final_loss=kd,od",)
 
 

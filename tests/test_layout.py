@@ -27,8 +27,9 @@ LAYERS = (
     ("data", "models"),
     ("errors",),
 )
-# What config.py may import: the grammars it checks names against and the choices of its flags; never a data
-# loader, a network builder or what counts a budget.
+# What config.py may import: the grammars it checks names against (pure Python) and the modules that define its
+# flags' choices; never the data package, a network builder or what counts a budget, and it calls nothing that
+# loads or builds.
 CONFIG_IMPORTS = {
     "kdas_tf.errors", "kdas_tf.data.catalog", "kdas_tf.models.networks", "kdas_tf.models.architecture",
     "kdas_tf.distill.losses", "kdas_tf.distill.trainer", "kdas_tf.distill.teacher_outputs",

@@ -55,7 +55,7 @@ def copies(tiny_run, tmp_path_factory):
 
 
 @pytest.mark.parametrize("which", ["single", "parallel"])
-def test_a_loaded_search_answers_kerastuners_queries_and_writes_nothing(copies, which, capsys):
+def test_a_recorded_search_answers_kerastuners_queries_and_writes_nothing(copies, which, capsys):
     workdir = copies[0] if which == "single" else copies[1]
     before = snapshot(workdir)
     summary = storage.read_json(os.path.join(workdir, "results.json"))
@@ -82,13 +82,13 @@ def test_a_loaded_search_answers_kerastuners_queries_and_writes_nothing(copies, 
     assert snapshot(workdir) == before
 
 
-def test_a_loaded_search_refuses_to_search_or_save(copies):
+def test_a_recorded_search_refuses_to_search_or_save(copies):
     workdir = copies[0]
     before = snapshot(workdir)
     tuner = kdas_tf.load_search(workdir)
-    with pytest.raises(UserError, match="a loaded search is read-only"):
+    with pytest.raises(UserError, match="a recorded search is read-only"):
         tuner.search()
-    with pytest.raises(UserError, match="a loaded search is read-only"):
+    with pytest.raises(UserError, match="a recorded search is read-only"):
         tuner.oracle.save()
     assert snapshot(workdir) == before
 

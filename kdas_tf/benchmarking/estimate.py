@@ -2,7 +2,8 @@
 
 Networks are timed on random images of the data's shape, at the run's batch size and precision: the
 teacher network, the backbone (the plain student's rows) and a median-sized candidate of each round
-(drawn uniformly, as the controller starts), which stands for the round's trials; the last round's also
+(drawn uniformly, as round 1 starts; later rounds sample from the learnt policy, which this does not
+foresee), which stands for the round's trials; the last round's also
 stands for the found model and the man-made networks. Add-on ops cost more per parameter than a ResNet's
 convolutions on a CPU (depthwise convolutions most), so candidates are timed, not scaled. Each gives images/s for a training step and for a forward pass (validation, teacher outputs),
 and its build-and-trace seconds, paid once per training. An epoch is the training split at the first
@@ -68,7 +69,7 @@ def run_seconds(config, speeds, num_train, num_val):
         return count * (speed.start + epochs * (num_train / speed.train + num_val / speed.infer))
 
     teacher_forward = num_train * max(num_teachers, 1) / speeds["teacher"].infer  # one (seed, epoch) of outputs
-    planned = rows.final_rows(search, "found", ["manmade"] * len(search.manmade))
+    planned = rows.final_rows(search, "found", search.manmade)
     distilled = {(recipe.seed, epoch) for epoch in range(search.search_epochs) if search.search_loss != "ce"}
     if any(loss != "ce" for _, _, loss in planned):
         distilled |= {(recipe.seed + index, epoch) for index in range(search.seeds) for epoch in range(recipe.epochs)}

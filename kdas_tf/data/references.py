@@ -4,7 +4,7 @@ built-in sources, and judged before anything trains.
     metadata(reference, ...) -> (num_classes, image_shape)   cheap: shapes, labels, folder names, one image
     read(reference, ...)     -> (train_x, train_y), (test_x, test_y), num_classes   uint8 [N, H, W, C], int32 [N]
 
-`metadata` is what a Config checks its budget with before any data is read: an npz's array headers and its
+`metadata` is what kdas_tf.assembly reads when a job starts (data_metadata, the budget), before any data is read: an npz's array headers and its
 labels, a folder's class names and its first image (or --image_size), a TFDS builder's info. Every bad input
 (no classes, an empty class, labels out of range or not integers, mixed sizes without --image_size, a corrupt
 image, a missing file) is a one-line UserError that names the file.

@@ -10,7 +10,6 @@ from kdas_tf.models.networks import STEM_CHANNELS
 NUM_BLOCKS = 3
 
 
-
 def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.KerasTensor:
     """Stem, three dense blocks with add-ons after each (before the transition), and the final BN-ReLU.
 

@@ -37,7 +37,6 @@ class ZeroPadShortcut(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "strides": self.strides}
 
 
-
 def build_features(x, spec, end_of_stage: Callable, shortcut: str = "zero_pad") -> keras.KerasTensor:
     """Stem and three stages; `end_of_stage(x, stage)` inserts the add-ons after each stage's last block."""
     check_shortcut(shortcut)

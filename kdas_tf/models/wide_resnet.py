@@ -8,8 +8,6 @@ from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_pa
 from kdas_tf.models.networks import STEM_CHANNELS
 
 
-
-
 def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.KerasTensor:
     """Stem, three stages (add-ons after each, on the residual stream) and the final BN-ReLU.
 

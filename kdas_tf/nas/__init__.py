@@ -1,1 +1,2 @@
-"""The architecture search: the controller (LSTM and random), the budget's cost table, the KerasTuner Oracle and Tuner, summaries."""
+"""The architecture search: the controller (LSTM and random), the budget's cost table, the rounds, the KerasTuner
+Oracle and Tuner, summaries."""

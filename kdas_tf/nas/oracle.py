@@ -66,7 +66,6 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
     repeated_samples = _of_rounds("repeated_samples")
     repeat_updates = _of_rounds("repeat_updates")
     tokens_of = _of_rounds("tokens_of")
-    _stage_ops = _of_rounds("stage_ops")
 
     def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
                  ops_per_addon=2, controller=None, max_samples_per_trial=200, seed=0, logdir=None,

@@ -186,7 +186,7 @@ class Rounds:
             self.repeat_updates += 1
         stats = self.controller.update(tokens, reward)
         if self._writer:
-            step = self.controller.update_count + 10_000 * self.round
+            step = self.controller.update_count  # one policy, carried across the rounds
             probabilities = self.controller.probabilities(tokens)
             with self._writer.as_default(step=step):
                 tf.summary.scalar("controller/reward", reward)

@@ -131,7 +131,7 @@ def _train_trials(config):
     placeholder = keras_tuner.Oracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
                                      max_trials=config.search.num_trials())
     tuner = assembly.build_tuner(config, placeholder, dataset, strategy, targets, workdir, WorkerTuner,
-                                            timeout=config.parallel.worker_timeout)
+                                 timeout=config.parallel.worker_timeout)
     try:
         tuner.search()
     except grpc.RpcError as error:

@@ -3,8 +3,8 @@ picks the row and the training that are served.
 
 A row is a network trained from scratch with one L_T: student_LOSS (the plain backbone), kdas_LOSS (the found
 architecture) and manmade_NETWORK_LOSS (a man-made network of similar size); its seed K > 0 is ROW_seedK.
-Everything that writes a row's name (the plan), reads one (the tables, the sweep) or picks one (serving)
-goes through this module.
+The plan that names a run's rows, the parser the tables and the sweep read them with, and the rule that
+picks one (serving) are here. A budget sweep's own man-made rows (sweep_row) are not a run's final rows.
 """
 
 import re

@@ -245,7 +245,6 @@ def read(path, spec, rebuild):
     return check(path, value, spec, rebuild)
 
 
-
 # --- the search's state, checked as a whole ------------------------------------------------------------
 
 

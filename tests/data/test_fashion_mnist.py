@@ -1,7 +1,6 @@
 """Fashion-MNIST from the official IDX files (what Debian's dataset-fashion-mnist installs), written small here."""
 
 import gzip
-import os
 import struct
 
 import numpy as np

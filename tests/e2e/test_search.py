@@ -33,6 +33,11 @@ def test_the_pipeline_writes_every_result(tiny_run):
     assert len({t["architecture"] for t in trials}) == 2
     assert all(t["parameters"] <= results["budget"] for t in trials)
     assert results["found_architecture"] in {t["architecture"] for t in trials}
+    # The found rule, computed apart from the oracle: the best reward of all rounds, ties to the smaller network.
+    best = max(trials, key=lambda t: (t["val_top1"], -t["parameters"]))
+    assert results["found"]["trial_id"] == best["trial_id"] and best["architecture"] == results["found_architecture"]
+    assert (results["found"]["val_top1"], results["found"]["parameters"]) == (best["val_top1"], best["parameters"])
+    assert results["found"]["round"] == best["round"] and "ties to the smaller network" in results["found"]["rule"]
     assert set(results["final"]) == {"student_ce", "kdas_kd", "kdas_od"}
     assert results["controller"]["trial_updates"] == 2
     table = open(os.path.join(workdir, "results.md")).read()

@@ -1,7 +1,6 @@
 """Tests of kdas_tf.models: paper parameter counts, the add-on operations, Architecture values, students."""
 
 import functools
-import json
 import time
 
 import keras

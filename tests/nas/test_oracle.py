@@ -82,13 +82,13 @@ def test_every_sample_fits_the_budget_and_every_update_carries_a_real_reward(tmp
     tuner.oracle.verbose = 0
     tuner.search()
     assert len(tuner.trained) == 6
-    networks = [models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t in samples]
+    networks = [models.Architecture("resnet8").with_addons(oracle.search_rounds.stage_ops(t)) for t in samples]
     assert all(models.count_parameters(a, **INPUT) <= budget for a in networks)
     # every update is a trained network's score (or its recorded score, for a repeat): no penalty
     # reward, so the baseline is the moving average of real rewards only
     rewards = [reward for _, reward in updates]
     assert rewards == [oracle.known_scores[str(a.canonical())] for a in
-                       (models.Architecture("resnet8").with_addons(oracle._stage_ops(t)) for t, _ in updates)]
+                       (models.Architecture("resnet8").with_addons(oracle.search_rounds.stage_ops(t)) for t, _ in updates)]
     assert oracle.controller.update_count == len(updates) == oracle.trial_updates + oracle.repeat_updates
     baseline, decay = rewards[0], oracle.controller.config.baseline_decay
     for reward in rewards[1:]:
@@ -252,7 +252,7 @@ def test_each_kind_of_sample_teaches_the_controller_its_own_reward(tmp_path):
     tuner.search()
 
     def score(tokens):
-        return conv_share(oracle.backbone.with_addons(oracle._stage_ops(tokens)))
+        return conv_share(oracle.backbone.with_addons(oracle.search_rounds.stage_ops(tokens)))
 
     assert [t.status for t in oracle.trials.values()] == ["COMPLETED", "FAILED", "COMPLETED"]
     assert score(trained_a) == pytest.approx(1 / 3)  # the repeat's reward is not 0 by chance

@@ -10,7 +10,7 @@ from absl import logging
 from kdas_tf import data, pipeline
 from kdas_tf.benchmarking import estimate
 from kdas_tf.runtime import progress
-from tests.conftest import tiny_config
+from conftest import tiny_config
 
 
 class Clock:
