@@ -103,6 +103,22 @@ def targets_for(config, workdir, teacher, loss, dataset):
     )
 
 
+def policy_medians(config, num_classes, image_shape, memory_budget, samples=25):
+    """[(round, architecture)]: each round's candidate of median size among `samples` drawn from the controller's
+    policy as a new search starts it (the budget's mask included), the next round grown on it as the search grows
+    its round's best. What the dry run says a found network is likely to weigh."""
+    oracle = make_oracle(config, num_classes, image_shape, memory_budget)
+    rounds, medians = oracle.search_rounds, []
+    for round_index in range(config.search.rounds):
+        backbone = rounds.backbone()
+        drawn = [backbone.with_addons(rounds.stage_ops(rounds.controller.sample())) for _ in range(samples)]
+        median = sorted(drawn, key=oracle.parameters)[len(drawn) // 2]
+        medians.append((round_index, median))
+        if round_index + 1 < config.search.rounds:
+            rounds.start_next(str(median))
+    return medians
+
+
 def make_oracle(config, num_classes, image_shape, memory_budget, *, logdir=None, oracle_class=KDASOracle):
     """The search's oracle as `config` describes it, for data of `num_classes` classes and `image_shape` images.
 

@@ -271,6 +271,10 @@ def describe_plan(config):
         f"({backbone_parameters / 1e6:.3f}M, {config.model.shortcut} shortcuts) + {search.ops_per_addon} ops per "
         f"stage, budget {budget / 1e6:.3f}M, trained with {search.search_loss} for {search.search_epochs} epochs each",
         *models.describe_reach(reach, budget),
+        "  the controller's policy as the search starts, a median of 25 samples per round grown on the last "
+        f"(budget {budget / 1e6:.3f}M):",
+        *[f"    after round {r + 1}: {models.count_parameters(arch, num_classes, image_shape, shortcut=config.model.shortcut) / 1e6:.3f}M"
+          f" ({arch})" for r, arch in assembly.policy_medians(config, num_classes, image_shape, budget)],
         f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "
         f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each, "
         f"{search.seeds} seed(s) per row"

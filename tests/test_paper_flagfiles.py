@@ -5,10 +5,11 @@ between the backbone and M. Reads flags/*.cfg and flags/paper/*.cfg; nothing is 
 import dataclasses
 import glob
 import os
+import re
 
 import pytest
 
-from kdas_tf import assembly, config, models
+from kdas_tf import assembly, config, models, pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,3 +74,22 @@ def test_table3_rows_share_their_columns_teachers(backbone, monkeypatch):
     assert (mmn.train.network, mmn.train.loss) == (TABLE3_MMN[backbone], "kd")
     mmn_size = models.count_parameters(TABLE3_MMN[backbone], assembly.data_metadata(mmn)[0], assembly.data_metadata(mmn)[1])
     assert abs(mmn_size - assembly.budget(kdas)[0]) < 5_000
+
+
+def test_the_dry_run_prints_the_size_a_median_candidate_of_the_starting_policy_has_in_each_round(monkeypatch):
+    path = "flags/paper/cifar100_kdas_od.cfg"
+    run = parsed(path, monkeypatch)
+    budget, backbone = assembly.budget(run)
+    plan = pipeline.describe_plan(run).splitlines()
+    start = plan.index(next(line for line in plan if line.startswith("  the controller's policy as the search starts")))
+    lines = plan[start + 1:start + 1 + run.search.rounds]
+    sizes = []
+    for round_index, line in enumerate(lines):
+        match = re.fullmatch(rf"    after round {round_index + 1}: (\d+\.\d{{3}})M \((\S+)\)", line)
+        assert match, line
+        arch = models.Architecture.parse(match[2])
+        assert all(len(stage) == round_index + 1 for stage in arch.addons)  # each round grew the last one's
+        size = models.count_parameters(arch, 100, (32, 32, 3), shortcut=run.model.shortcut)
+        assert f"{size / 1e6:.3f}" == match[1] and backbone <= size <= budget, (line, size, budget)
+        sizes.append(size)
+    assert sizes == sorted(sizes) and sizes[-1] < PAPER_FOUND[path] * 1e6  # the policy alone stays below the paper
