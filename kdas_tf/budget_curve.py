@@ -57,8 +57,9 @@ def run(config, budgets, *, dataset=None):
         teachers=dataclasses.replace(config.teachers, workdir=root.teacher_root),
         search=dataclasses.replace(config.search, budget=budget, student_loss=()),
     ) for budget in budgets}
+    info = (dataset.info.num_classes, dataset.info.image_shape) if dataset else assembly.data_metadata(config)
     for search in searches.values():
-        assembly.budget(search, *((dataset.info.num_classes, dataset.info.image_shape) if dataset else ()))
+        assembly.budget(search, *info)
     dataset = dataset or assembly.load_data(config)
     runs = {}
     for budget, search in searches.items():

@@ -165,9 +165,8 @@ def run(config, *, dataset=None, teachers=None, role=None):
         serving.export_served(storage.load_model(workdir.final_model(served, seed)), workdir.export,
                               dataset=dataset, formats=config.export.formats, force=config.export.force_export)
     summary = results.collect(
-        teacher_report=teacher_report, oracle=oracle, found=found, rows=finished, budget=budget,
+        teacher_report=teacher_report, oracle=oracle, found=best, rows=finished, budget=budget,
         backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
-        found_trial=best,
         exported_seed=seed, serving=decision,
     )
     storage.write_json(workdir.results, summary)

@@ -66,7 +66,7 @@ class RecordedSearch(keras_tuner.Tuner):
     def load_model(self, trial):
         """The trial's candidate as trained: its architecture, restored from its last checkpoint."""
         model, _ = serving.load_model_for_export(self.workdir.trial(trial.trial_id), self.workdir.root,
-                                                 *assembly.data_metadata(self.search_config),
+                                                 self.oracle.num_classes, self.oracle.input_shape,
                                                  trial.hyperparameters.values["architecture"])
         return model
 

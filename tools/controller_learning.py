@@ -74,7 +74,8 @@ def rounds_curve(*, num_rounds, trials_per_round, seed, fresh, noise=0.015, gain
             rounds.start_next(max(trained)[1])
             if fresh:  # the search before the controller was carried: a new one with the round's seed
                 rounds.controller = Controller(dataclasses.replace(config, seed=seed + round_index + 1),
-                                               costs=rounds.costs, budget=rounds.controller._budget)
+                                               costs=rounds.costs,
+                                               budget=rounds.budget - rounds.parameters(rounds.backbone()))
     return curve
 
 

@@ -11,18 +11,18 @@ FOUND_RULE = ("the best validation top-1 of every round's trials, ties to the sm
 
 
 def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
-            exported_seed=0, serving=None, found_trial=None):
-    """Everything a report needs from one run, in plain values. found_trial: the trial `found` is (its record)."""
+            exported_seed=0, serving=None):
+    """Everything a report needs from one run, in plain values. found: the found trial (KDASOracle.best_trial)."""
     return {
         "teacher": teacher_report,
         "budget": budget,
         "backbone": str(oracle.backbone),
         "backbone_parameters": backbone_parameters,
         "search_loss": search_loss,
-        "found_architecture": str(found),
-        "found": found_trial and {  # which trial was found, and by what rule (KDASOracle.best_trial)
-            "trial_id": found_trial.trial_id, "round": found_trial.hyperparameters.values["round"],
-            "val_top1": found_trial.score, "parameters": found_trial.hyperparameters.values["parameters"],
+        "found_architecture": found.hyperparameters.values["architecture"],
+        "found": {  # which trial was found, and by what rule
+            "trial_id": found.trial_id, "round": found.hyperparameters.values["round"],
+            "val_top1": found.score, "parameters": found.hyperparameters.values["parameters"],
             "rule": FOUND_RULE},
         "trials": [trial_summary(t, oracle.trial_tuners.get(t.trial_id))
                    for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)],
