@@ -79,6 +79,18 @@ def _raise_stopped(signum, frame):
     raise Stopped(signum)
 
 
+def _stop_within(error):
+    """The Stopped (or Ctrl-C) a C extension wrapped in another error, or None: a signal landing inside NumPy's
+    __array__ under tf.data surfaces as "SystemError: ... returned a result with an exception set", its cause."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return None
+
+
 def run(main):
     """app.run(main), turning user errors (flags included) into one line on stderr and exit code 2.
 
@@ -95,7 +107,10 @@ def run(main):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments {argv[1:]}: every option is a --flag")
         try:
-            return main(argv)
+            try:
+                return main(argv)
+            except Exception as error:  # noqa: BLE001  (re-raised as it is unless a stop is inside it)
+                raise _stop_within(error) or error
         except KeyboardInterrupt as stopped:
             signum = getattr(stopped, "signum", signal.SIGINT)
             for stop in (signal.SIGINT, signal.SIGTERM):

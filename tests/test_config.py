@@ -167,3 +167,24 @@ def test_only_a_verbosity_of_one_or_more_on_the_command_line_lets_tensorflow_spe
     assert [_verbose(["m", *args]) for args in (
         [], ["--verbosity=1"], ["--verbosity", "2"], ["-v", "1"], ["--v=3"], ["--verbosity=0"], ["--verbosity=-1"],
         ["--flagfile=flags/digits.cfg"], ["--workdir=v1"])] == [False, True, True, True, True, False, False, False, False]
+
+
+def test_a_stop_a_c_extension_wrapped_in_another_error_is_still_a_stop():
+    from kdas_tf.cli import Stopped, _stop_within
+
+    stop = Stopped(15)
+    try:
+        try:
+            raise stop
+        except Stopped as cause:  # as CPython does when __array__ returns with the signal's exception set
+            raise SystemError("returned a result with an exception set") from cause
+    except SystemError as wrapped:
+        assert _stop_within(wrapped) is stop
+    try:
+        try:
+            raise Stopped(2)
+        except Stopped:
+            raise UserError("a user's mistake found while stopping") from None
+    except UserError as error:
+        assert _stop_within(error) is None  # `from None` hides the stop: the error is the user's
+    assert _stop_within(ValueError("no stop inside")) is None
