@@ -125,25 +125,28 @@ def _correct_members(ensemble, dataset):
 
 
 def ensemble_report(ensemble, dataset, *, batch_size):
-    """Member, ensemble and oracle test accuracy, and how many members are right per training example."""
-    member_correct, ensemble_correct = _correct_members(ensemble, dataset.test(batch_size))
-    member_accuracy = member_correct.mean(axis=1)
+    """Member, ensemble and oracle accuracy on the test and validation splits, and how many members are right
+    per training example. The validation numbers let a study judge teachers without looking at the test split."""
+    report = {"num_teachers": None}
+    for split, stream in (("test", dataset.test(batch_size)), ("val", dataset.val(batch_size))):
+        member_correct, ensemble_correct = _correct_members(ensemble, stream)
+        member_accuracy = member_correct.mean(axis=1)
+        report["num_teachers"] = int(member_correct.shape[0])
+        report.update({
+            f"member_{split}_top1": [float(a) for a in member_accuracy],
+            f"member_{split}_top1_mean": float(member_accuracy.mean()),
+            f"member_{split}_top1_std": float(member_accuracy.std()),
+            f"ensemble_{split}_top1": float(ensemble_correct[-1].mean()),
+            # accuracy of the ensemble of the first k members, k = 1..N (Table 1)
+            f"ensemble_{split}_top1_by_size": [float(a) for a in ensemble_correct.mean(axis=1)],
+            f"oracle_{split}_top1": float(member_correct.any(axis=0).mean()),
+        })
     train_correct, _ = _correct_members(ensemble, dataset.train_eval(batch_size))
-    num_members = member_correct.shape[0]
-    histogram = np.bincount(train_correct.sum(axis=0), minlength=num_members + 1) / train_correct.shape[1]
-    return {
-        "num_teachers": int(num_members),
-        "member_test_top1": [float(a) for a in member_accuracy],
-        "member_test_top1_mean": float(member_accuracy.mean()),
-        "member_test_top1_std": float(member_accuracy.std()),
-        "ensemble_test_top1": float(ensemble_correct[-1].mean()),
-        # test accuracy of the ensemble of the first k members, k = 1..N (Table 1)
-        "ensemble_test_top1_by_size": [float(a) for a in ensemble_correct.mean(axis=1)],
-        "oracle_test_top1": float(member_correct.any(axis=0).mean()),
-        "member_train_top1_mean": float(train_correct.mean()),
-        # share of training examples that exactly k members classify correctly, k = 0..N
-        "train_members_correct_histogram": [float(h) for h in histogram],
-    }
+    histogram = np.bincount(train_correct.sum(axis=0), minlength=report["num_teachers"] + 1) / train_correct.shape[1]
+    report["member_train_top1_mean"] = float(train_correct.mean())
+    # share of training examples that exactly k members classify correctly, k = 0..N
+    report["train_members_correct_histogram"] = [float(h) for h in histogram]
+    return report
 
 
 def describe(report):

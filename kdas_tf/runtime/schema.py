@@ -112,6 +112,10 @@ TEACHER_REPORT = {  # teachers/results.json (kdas_tf.distill.ensemble.ensemble_r
     "ensemble_test_top1": FRACTION, "ensemble_test_top1_by_size": may_lack(list_of(FRACTION)),
     "oracle_test_top1": FRACTION, "member_train_top1_mean": FRACTION,
     "train_members_correct_histogram": list_of(FRACTION),
+    # since 2026-12-03: the same on the validation split (a study picks teachers without the test split)
+    "member_val_top1": may_lack(list_of(FRACTION)), "member_val_top1_mean": may_lack(FRACTION),
+    "member_val_top1_std": may_lack(FRACTION), "ensemble_val_top1": may_lack(FRACTION),
+    "ensemble_val_top1_by_size": may_lack(list_of(FRACTION)), "oracle_val_top1": may_lack(FRACTION),
 }
 
 CONTROLLER_STATE = {"format": TEXT, "rng": OBJECT, "baseline": may_lack(optional(NUMBER)),

@@ -46,19 +46,20 @@ def test_the_ensemble_beats_its_mean_member(ensemble_run):
     assert sum(k * h for k, h in enumerate(histogram)) / 3 == pytest.approx(report["member_train_top1_mean"])
 
 
-def test_report_matches_an_independent_count(ensemble_run, digits):
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_report_matches_an_independent_count(ensemble_run, digits, split):
     workdir, _, _, report = ensemble_run
     members = [storage.load_model(path) for path in workdir.member_models(3)]
-    test = list(digits.test(256).as_numpy_iterator())
-    images = np.concatenate([b["image"] for b in test])
-    labels = np.concatenate([b["label"] for b in test])
+    batches = list(getattr(digits, split)(256).as_numpy_iterator())
+    images = np.concatenate([b["image"] for b in batches])
+    labels = np.concatenate([b["label"] for b in batches])
     logits = np.stack([m.predict(images, verbose=0) for m in members]).astype(np.float64)
     member_right = logits.argmax(-1) == labels
-    np.testing.assert_allclose(report["member_test_top1"], member_right.mean(1), atol=1e-9)
-    assert report["ensemble_test_top1"] == pytest.approx((logits.mean(0).argmax(-1) == labels).mean())
+    np.testing.assert_allclose(report[f"member_{split}_top1"], member_right.mean(1), atol=1e-9)
+    assert report[f"ensemble_{split}_top1"] == pytest.approx((logits.mean(0).argmax(-1) == labels).mean())
     by_size = [(logits[:k].mean(0).argmax(-1) == labels).mean() for k in (1, 2, 3)]
-    np.testing.assert_allclose(report["ensemble_test_top1_by_size"], by_size, atol=1e-9)
-    assert report["oracle_test_top1"] == pytest.approx(member_right.any(0).mean())
+    np.testing.assert_allclose(report[f"ensemble_{split}_top1_by_size"], by_size, atol=1e-9)
+    assert report[f"oracle_{split}_top1"] == pytest.approx(member_right.any(0).mean())
     assert storage.read_json(workdir.teachers_results) == report
 
 
