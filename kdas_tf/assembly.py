@@ -39,6 +39,12 @@ def load_data(config):
                      tfds_splits=tuple(section.tfds_splits), test_fraction=section.test_fraction)
 
 
+def final_data(config, dataset):
+    """What the teachers and the final rows train on (--final_training): `dataset` itself, or with its
+    validation split added to training."""
+    return dataset.with_validation_trained() if config.data.final_training == "all" else dataset
+
+
 def budget(config, num_classes=None, image_shape=None):
     """(M, the backbone's parameters): --budget resolved for the data's classes and image shape (default:
     config.data's metadata); refused in one line where the backbone alone does not fit."""
@@ -96,9 +102,11 @@ def load_teachers(config, dataset, workdir, strategy):
 
 def targets_for(config, workdir, teacher, loss, dataset):
     """What a `loss` training distils from under --teacher_outputs: a targets source, or None for CE."""
+    # The search's training split and the final rows' (--final_training=all) each keep their own cache.
+    cache_dir = workdir.teacher_outputs + ("_with_validation" if dataset.trains_on_validation else "")
     return teacher_outputs.make(
         config.teachers.outputs, teacher, loss, dataset,
-        member_paths=member_paths(config, workdir), cache_dir=workdir.teacher_outputs,
+        member_paths=member_paths(config, workdir), cache_dir=cache_dir,
         stored_losses=config.search.distilling_losses(),
     )
 

@@ -98,6 +98,12 @@ class DataConfig:
         "(default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist).", setting=False)
     val_fraction: float = option(0.1, "Share of the training set held out as the validation split.")
     split_seed: int = option(0, "Seed of the train/validation split.")
+    final_training: str = option(
+        "holdout", "What the teachers and the final rows train on: holdout (the training split without the "
+        "validation holdout, as the search's candidates) or all (the whole training split, validation included, "
+        "as the paper trains them; the served row is then chosen by loss order, not by validation). The "
+        "search's candidates always train without the holdout, which rewards them.",
+        choices=("holdout", "all"), unrecorded="holdout")
     train_examples: typing.Optional[int] = option(
         None, "Train on a fixed subset of this many of the training images left after the validation "
         "holdout (seeded by --split_seed); validation and test stay whole. Default: all.")
@@ -113,6 +119,8 @@ class DataConfig:
     def __post_init__(self):
         as_user_error(catalog.check_name, self.dataset)
         as_user_error(catalog.check_val_fraction, self.val_fraction)
+        if self.final_training not in ("holdout", "all"):
+            raise UserError(f"--final_training={self.final_training!r} is not a choice: expected holdout or all")
         if self.train_examples is not None and self.train_examples < 1:
             raise UserError(f"--train_examples must be at least 1 (or unset: all), got {self.train_examples}")
         if self.image_size is not None and self.image_size < 1:

@@ -111,7 +111,7 @@ def train_teachers(config, *, dataset=None):
     config.refuse_multi_worker("teachers")
     with assembly.building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=False)
-        return _teachers(config, dataset, strategy, workdir, given)[1]
+        return _teachers(config, assembly.final_data(config, dataset), strategy, workdir, given)[1]
 
 
 def run(config, *, dataset=None, teachers=None, role=None):
@@ -141,7 +141,8 @@ def run(config, *, dataset=None, teachers=None, role=None):
     with assembly.building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=True, teachers=teachers)
         run_progress = progress.RunProgress(plan_epochs(config, workdir, teachers_given=bool(given)))
-        teacher, teacher_report = _teachers(config, dataset, strategy, workdir, given, run_progress)
+        final_data = assembly.final_data(config, dataset)  # the teachers' and final rows'; the search's is dataset
+        teacher, teacher_report = _teachers(config, final_data, strategy, workdir, given, run_progress)
         run_progress.start("search")
         search_epochs = run_progress.epochs_left["search"]
         oracle = _search(config, dataset, strategy, teacher, workdir, budget, serve=is_chief,
@@ -157,7 +158,7 @@ def run(config, *, dataset=None, teachers=None, role=None):
             workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
             parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
         )
-        finished = train_final_rows(config, dataset, strategy, teacher, workdir, found, run_progress)
+        finished = train_final_rows(config, final_data, strategy, teacher, workdir, found, run_progress)
         decision = rows.serving_decision(finished)
         served = decision["row"]
         seed = rows.served_seed(finished[served]["seeds"])
@@ -242,6 +243,7 @@ def train_one(config, *, dataset=None):
     train_config = config.recipe.train_config(network=arch.backbone, loss=config.train.loss)
     with assembly.building(config):
         dataset, workdir, strategy, given = _start(config, dataset, claim=False)
+        dataset = assembly.final_data(config, dataset)
         targets = None
         if train_config.loss != "ce":
             teacher = given[0] if given else assembly.load_teachers(config, dataset, workdir, strategy)
@@ -278,9 +280,18 @@ def describe_plan(config):
         f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each, "
         f"{search.seeds} seed(s) per row"
         + (f"; man-made {', '.join(search.manmade)} with {', '.join(search.final_loss)}" if search.manmade else ""),
+        _final_training_line(config.data.final_training),
         f"  then: test evaluation, {' + '.join(config.export.formats)} in {config.workdir}/export, results.json "
         "and results.md",
     ])
+
+
+def _final_training_line(final_training):
+    if final_training == "all":
+        return ("  teachers and final rows train on the whole training split, validation included "
+                "(--final_training=all); the served row is the KDAS row of the loss first in od > kd > ce")
+    return ("  teachers and final rows train on the training split without the validation holdout; the served "
+            "row is the KDAS row best on validation")
 
 
 def estimate_lines(config):

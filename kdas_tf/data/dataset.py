@@ -56,11 +56,27 @@ class Dataset:
     [B], "index": int64 [B]}, index being the stable position in its split.
     """
 
-    def __init__(self, info, train, val, test, augmentation):
+    def __init__(self, info, train, val, test, augmentation, *, trains_on_validation=False):
         self.info = info
         self.splits = {"train": train, "val": val, "test": test}
         self.augmentation = augmentation
+        self.trains_on_validation = trains_on_validation
         self._tensors = {}
+
+    def with_validation_trained(self):
+        """These splits with the validation images added to training, in the source's order (--final_training=all:
+        the teachers' and final rows' data, as the paper trains on the whole training set). Validation stays,
+        for evaluation only: a network trained on it is not judged by it. The normalisation stays the
+        training split's, so that teachers and the search's candidates see images alike."""
+        if self.trains_on_validation:
+            return self
+        train, val = self.splits["train"], self.splits["val"]
+        order = np.argsort(np.concatenate([train.source_index, val.source_index]), kind="stable")
+        merged = Split(images=np.concatenate([train.images, val.images])[order],
+                       labels=np.concatenate([train.labels, val.labels])[order],
+                       source_index=np.concatenate([train.source_index, val.source_index])[order])
+        info = dataclasses.replace(self.info, num_train=len(merged))
+        return Dataset(info, merged, val, self.splits["test"], self.augmentation, trains_on_validation=True)
 
     def _split_tensors(self, split):
         """Images and labels as tensors, made once: the pipelines gather batches from them."""

@@ -66,12 +66,15 @@ def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy,
 def ensemble_settings(dataset, network, config, shortcut):
     """What the members' results depend on; runs sharing them (--teacher_workdir) must agree.
 
-    The validation split enters as a digest of its examples: members trained
+    The validation and training splits enter as digests of their examples: members trained
     on another split have seen this run's validation images.
     """
     val_split = hashlib.sha1(dataset.splits["val"].source_index.tobytes()).hexdigest()[:12]
+    # The training images (--train_examples, --final_training=all), since 2026-12-03: older teachers/ take
+    # the rerun's.
+    train_split = hashlib.sha1(dataset.splits["train"].source_index.tobytes()).hexdigest()[:12]
     return {
-        "dataset": dataset.info.name, "val_split": val_split, "teacher_network": network,
+        "dataset": dataset.info.name, "val_split": val_split, "train_split": train_split, "teacher_network": network,
         "teacher_epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
         "lr_decay_at": list(config.lr_decay_at), "weight_decay": config.weight_decay, "seed": config.seed,
         "shortcut": shortcut,

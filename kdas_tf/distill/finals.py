@@ -50,6 +50,8 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
         "epochs": config.epochs,
         "shortcut": shortcut,
         "parameters": models.count_parameters(arch, info.num_classes, info.image_shape, shortcut=shortcut),
+        "train_images": info.num_train,
+        "trained_on_validation": dataset.trains_on_validation,
         "val": last["val"],
         "test": test,
     }

@@ -56,6 +56,7 @@ def combine_seeds(seeds):
     The std is the population's (ddof=0), as the paper's "mean ± std" over its runs; one seed has std 0.
     """
     row = {key: seeds[0][key] for key in ("architecture", "loss", "epochs", "parameters")}
+    row["trained_on_validation"] = any(seed.get("trained_on_validation", False) for seed in seeds)
     for split in ("val", "test"):
         row[split] = {key: float(np.mean([s[split][key] for s in seeds])) for key in seeds[0][split]}
         row[split]["top1_std"] = float(np.std([s[split]["top1"] for s in seeds]))
@@ -65,7 +66,8 @@ def combine_seeds(seeds):
 
 def served_row(rows):
     """The final row the run serves: of the KDAS rows (kdas_*), the best mean validation top-1; ties go to
-    fewer parameters, then to the loss earlier in LOSS_ORDER.
+    fewer parameters, then to the loss earlier in LOSS_ORDER. Rows trained on the validation split too
+    (--final_training=all) are served by LOSS_ORDER alone: their validation numbers measure fit, not accuracy.
 
     Validation, never test: the test split judges the served model, it does not choose it.
     rows: {row name: results with ["val"]["top1"] and ["parameters"]}. Returns None when no KDAS row is finished.
@@ -73,8 +75,14 @@ def served_row(rows):
     kdas = _kdas_rows(rows)
     if not kdas:
         return None
+    if _validation_trained(kdas):
+        return min(kdas, key=lambda name: LOSS_ORDER.index(row_kind_and_loss(name)[1]))
     return min(kdas, key=lambda name: (-kdas[name]["val"]["top1"], kdas[name]["parameters"],
                                        LOSS_ORDER.index(row_kind_and_loss(name)[1])))
+
+
+def _validation_trained(rows):
+    return any(row.get("trained_on_validation", False) for row in rows.values())
 
 
 def _kdas_rows(rows):
@@ -87,6 +95,10 @@ def serving_decision(rows):
     if served is None:
         return None
     kdas = _kdas_rows(rows)
+    if _validation_trained(kdas):
+        return {"row": served, "tied_on_validation": [], "decided_by": "loss order " + " > ".join(LOSS_ORDER),
+                "rule": "the final rows trained on the validation split too (--final_training=all): the KDAS row "
+                        "of the loss first in " + " > ".join(LOSS_ORDER) + ", its first seed"}
     tied = sorted(name for name, row in kdas.items() if row["val"]["top1"] == kdas[served]["val"]["top1"])
     smallest = [name for name in tied if kdas[name]["parameters"] == kdas[served]["parameters"]]
     decided_by = ("validation top-1" if len(tied) == 1 else "fewer parameters" if len(smallest) == 1
@@ -97,5 +109,8 @@ def serving_decision(rows):
 
 
 def served_seed(seeds):
-    """Of one row's trainings ([results] in seed order), the index of the best by validation; ties: the first."""
+    """Of one row's trainings ([results] in seed order), the index of the best by validation; ties: the first.
+    Trainings that saw the validation split (--final_training=all): the first."""
+    if any(seed.get("trained_on_validation", False) for seed in seeds):
+        return 0
     return max(range(len(seeds)), key=lambda index: (seeds[index]["val"]["top1"], -index))

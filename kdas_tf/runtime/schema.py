@@ -104,6 +104,7 @@ SPLIT_METRICS = {"loss": NUMBER, "top1": FRACTION, "top5": FRACTION}
 FINAL_ROW = {  # final/ROW/results.json (kdas_tf.distill.finals)
     "architecture": ARCHITECTURE, "loss": LOSS, "epochs": POSITIVE, "parameters": POSITIVE,
     "shortcut": may_lack(TEXT), "val": SPLIT_METRICS, "test": SPLIT_METRICS,
+    "train_images": may_lack(POSITIVE), "trained_on_validation": may_lack(FLAG),  # since 2026-12-03
 }
 
 TEACHER_REPORT = {  # teachers/results.json (kdas_tf.distill.ensemble.ensemble_report, with network and size)

@@ -77,6 +77,30 @@ def test_val_is_a_seeded_random_holdout_disjoint_from_train(digits):
     assert not set(seen_train) & set(seen_val)
 
 
+def test_final_training_all_adds_the_validation_images_to_training_in_source_order(digits):
+    """--final_training=all: the teachers' and final rows' training split is every official training image once,
+    each with its own label, in the source's order; validation and test stay; the normalisation stays."""
+    merged = digits.with_validation_trained()
+    train, val = digits.splits["train"], digits.splits["val"]
+    np.testing.assert_array_equal(merged.splits["train"].source_index, np.arange(1497))
+    source = data.load("digits", val_fraction=0.5)  # another holdout of the same official images
+    by_position = {}
+    for split in ("train", "val"):
+        for index, image, label in zip(source.splits[split].source_index, source.splits[split].images,
+                                       source.splits[split].labels):
+            by_position[int(index)] = (image, label)
+    for position, image, label in zip(merged.splits["train"].source_index, merged.splits["train"].images,
+                                      merged.splits["train"].labels):
+        np.testing.assert_array_equal(image, by_position[int(position)][0])
+        assert label == by_position[int(position)][1]
+    assert merged.info.num_train == len(train) + len(val) == 1497 and merged.info.num_val == len(val)
+    assert merged.splits["val"] is val and merged.splits["test"] is digits.splits["test"]
+    assert merged.info.mean == digits.info.mean and merged.trains_on_validation and not digits.trains_on_validation
+    assert merged.with_validation_trained() is merged
+    seen = merged.splits["train"].source_index[_collect(merged.train(64, epoch=0, seed=0, drop_remainder=False))["index"]]
+    assert set(seen) >= set(val.source_index)  # an epoch visits the validation images too
+
+
 def test_train_examples_is_a_seeded_random_draw_that_covers_a_class_ordered_source():
     """--train_examples draws its subset: a source sorted by class (5 x 40 images) still trains on every class."""
     rng = np.random.default_rng(0)

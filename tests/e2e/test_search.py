@@ -6,6 +6,7 @@ a user types it, and the refusal of a work directory made with other settings.
 """
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -203,3 +204,25 @@ def test_manmade_auto_adds_the_deeper_network_nearest_the_found_size_with_each_f
     assert names == ["| Teacher (2 x resnet8)", "| Student resnet8", f"| {nearest} (man-made)",
                      f"| {nearest} (man-made)", f"| KDAS {before['found_architecture']}",
                      f"| KDAS {before['found_architecture']}"]
+
+
+def test_final_training_all_trains_teachers_and_final_rows_on_validation_too_but_not_the_search(tmp_path):
+    """--final_training=all (the paper's setting): members and final rows see every official training image,
+    the search's candidates only the images without the holdout that rewards them; the served row is then
+    chosen by loss order, its first seed."""
+    workdir = str(tmp_path / "run")
+    summary = pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA, "--final_training=all"))
+    run, holdout = Workdir(workdir), data.load("digits")
+    everything = holdout.info.num_train + holdout.info.num_val
+    for row in summary["final"].values():
+        assert [(s["train_images"], s["trained_on_validation"]) for s in row["seeds"]] == [(everything, True)]
+    # What each cache was built from: the search's (od candidates) and the final rows' (kd and od).
+    search_cache = storage.read_json(os.path.join(run.teacher_outputs, "manifest.json"))
+    final_cache = storage.read_json(os.path.join(run.teacher_outputs + "_with_validation", "manifest.json"))
+    assert (search_cache["num_train"], final_cache["num_train"]) == (holdout.info.num_train, everything)
+    every_image = hashlib.sha1(np.arange(everything, dtype=np.int64).tobytes()).hexdigest()[:12]
+    assert storage.read_json(os.path.join(run.teachers, "settings.json"))["train_split"] == every_image
+    assert (summary["exported"], summary["exported_seed"]) == ("kdas_od", 0)
+    assert summary["serving"]["decided_by"] == "loss order od > kd > ce"
+    with pytest.raises(UserError, match="--final_training was 'all', now 'holdout'"):
+        pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))

@@ -54,6 +54,22 @@ def test_a_tie_in_validation_goes_to_fewer_parameters_then_to_od_kd_ce():
     assert served_row(smaller) == "kdas_ce" and serving_decision(smaller)["decided_by"] == "fewer parameters"
 
 
+def test_rows_trained_on_validation_are_served_by_loss_order_and_their_first_seed():
+    """--final_training=all: validation was trained on, so it measures fit and decides nothing."""
+    def trained_on_validation(val):
+        return {**seed(val, 0.5), "trained_on_validation": True}
+
+    rows = {"kdas_kd": combine_seeds([trained_on_validation(1.0), trained_on_validation(1.0)]),
+            "kdas_od": combine_seeds([trained_on_validation(0.2), trained_on_validation(0.9)]),
+            "kdas_ce": combine_seeds([trained_on_validation(0.99)])}
+    assert served_row(rows) == "kdas_od"
+    assert served_seed(rows["kdas_od"]["seeds"]) == 0
+    decision = serving_decision(rows)
+    assert decision["decided_by"] == "loss order od > kd > ce" and "--final_training=all" in decision["rule"]
+    holdout = {name: combine_seeds([seed(s["val"]["top1"], 0.5) for s in row["seeds"]]) for name, row in rows.items()}
+    assert served_row(holdout) == "kdas_kd" and not holdout["kdas_kd"]["trained_on_validation"]
+
+
 def test_every_planned_row_name_parses_back_to_its_kind_and_loss_and_its_seeds_folders_back_to_it():
     search = config.SearchConfig(backbone="resnet8", student_loss=("ce", "od"), final_loss=("kd",))
     plan = final_rows(search, "resnet8:conv3x3/skip/skip", ["resnet14", "wrn16_2"])
