@@ -257,6 +257,10 @@ class SearchConfig:
     # More seeds may be added to a finished run: the first ones are read back.
     seeds: int = option(1, "Trainings of every final and plain-student row, from seeds --seed, --seed+1, ...: "
                         "the tables show their mean and standard deviation.", setting=False)
+    # Only printed: what the run is compared with, not how it runs.
+    paper_found: typing.Optional[float] = option(
+        None, "Millions of parameters of the network the paper found with this setting, printed by --dry_run "
+        "beside the size the search is likely to find (the paper flagfiles set it).", setting=False)
 
     def __post_init__(self):
         as_user_error(Architecture.backbone_only, self.backbone)

@@ -273,7 +273,8 @@ def describe_plan(config):
         f"stage, budget {budget / 1e6:.3f}M, trained with {search.search_loss} for {search.search_epochs} epochs each",
         *models.describe_reach(reach, budget),
         "  the controller's policy as the search starts, a median of 25 samples per round grown on the last "
-        f"(budget {budget / 1e6:.3f}M):",
+        f"(budget {budget / 1e6:.3f}M" + (f"; the paper found {search.paper_found:.2f}M" if search.paper_found else "")
+        + "):",
         *[f"    after round {r + 1}: {models.count_parameters(arch, num_classes, image_shape, shortcut=config.model.shortcut) / 1e6:.3f}M"
           f" ({arch})" for r, arch in assembly.policy_medians(config, num_classes, image_shape, budget)],
         f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "

@@ -50,6 +50,7 @@ def test_the_budget_binds_and_the_papers_size_is_reachable(path, monkeypatch):
         run.search.backbone, rounds=run.search.rounds, ops_per_addon=run.search.ops_per_addon,
         num_classes=assembly.data_metadata(run)[0], input_shape=assembly.data_metadata(run)[1], shortcut=run.model.shortcut)[-1]
     paper = PAPER_FOUND[path] * 1e6
+    assert run.search.paper_found == PAPER_FOUND[path]  # what its dry run prints beside the expected size
     assert reach.largest > budget, f"{path}: the largest reachable network {reach.largest} fits in M = {budget}"
     assert reach.smallest == backbone <= paper <= budget, f"{path}: {PAPER_FOUND[path]}M not in [{backbone}, {budget}]"
     assert models.budget_warning(reach, budget) is None
@@ -83,6 +84,7 @@ def test_the_dry_run_prints_the_size_a_median_candidate_of_the_starting_policy_h
     plan = pipeline.describe_plan(run).splitlines()
     start = plan.index(next(line for line in plan if line.startswith("  the controller's policy as the search starts")))
     lines = plan[start + 1:start + 1 + run.search.rounds]
+    assert plan[start].endswith(f"(budget {budget / 1e6:.3f}M; the paper found 0.89M):")
     sizes = []
     for round_index, line in enumerate(lines):
         match = re.fullmatch(rf"    after round {round_index + 1}: (\d+\.\d{{3}})M \((\S+)\)", line)
