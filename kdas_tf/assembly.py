@@ -136,7 +136,7 @@ def make_oracle(config, num_classes, image_shape, memory_budget, *, logdir=None,
     return oracle_class(
         backbone=search.backbone, num_classes=num_classes, input_shape=image_shape, budget=memory_budget,
         rounds=search.rounds, trials_per_round=search.trials_per_round, ops_per_addon=search.ops_per_addon,
-        controller=config.controller_config(), seed=config.recipe.seed, logdir=logdir,
+        controller=config.controller_config(), seed=config.search_seed, logdir=logdir,
         shortcut=config.model.shortcut,
     )
 

@@ -257,6 +257,12 @@ class SearchConfig:
     # More seeds may be added to a finished run: the first ones are read back.
     seeds: int = option(1, "Trainings of every final and plain-student row, from seeds --seed, --seed+1, ...: "
                         "the tables show their mean and standard deviation.", setting=False)
+    # Recorded resolved (Config.settings), so that a directory made before it (whose controller took --seed)
+    # resumes only with the seed it was searched with.
+    search_seed: typing.Optional[int] = option(
+        None, "Seed of the search's controller and oracle (default: --seed). Independent searches that share "
+        "one teacher ensemble (--teacher_workdir, whose members were trained from --seed) differ by it.",
+        setting=False)
     # Only printed: what the run is compared with, not how it runs.
     paper_found: typing.Optional[float] = option(
         None, "Millions of parameters of the network the paper found with this setting, printed by --dry_run "
@@ -425,7 +431,12 @@ class Config:
 
     def controller_config(self):
         num_decisions = networks.num_stages(self.search.backbone) * self.search.ops_per_addon
-        return self.controller.controller_config(num_decisions=num_decisions, seed=self.recipe.seed)
+        return self.controller.controller_config(num_decisions=num_decisions, seed=self.search_seed)
+
+    @property
+    def search_seed(self):
+        """The seed of the search's controller and oracle: --search_seed, else --seed."""
+        return self.recipe.seed if self.search.search_seed is None else self.search.search_seed
 
     def refuse_multi_worker(self, entry):
         """A search or an ensemble is many trainings: across hosts they are spread as trials, not split per step."""
@@ -439,12 +450,14 @@ class Config:
         settings = {flag_name(f): _plain(getattr(section, f.name))
                     for name, section in self._sections() if name != "train"
                     for f in dataclasses.fields(section) if f.metadata["setting"]}
+        settings["search_seed"] = self.search_seed
         return settings
 
     def unrecorded_settings(self):
         """{flag: value} of the settings added later, as work directories made before them were made."""
-        return {flag_name(f): f.metadata["unrecorded"] for name, section in self._sections() if name != "train"
-                for f in dataclasses.fields(section) if f.metadata["unrecorded"] is not None}
+        unrecorded = {flag_name(f): f.metadata["unrecorded"] for name, section in self._sections() if name != "train"
+                      for f in dataclasses.fields(section) if f.metadata["unrecorded"] is not None}
+        return {**unrecorded, "search_seed": self.recipe.seed}  # before it, the controller took --seed
 
     def _sections(self):
         return [(name, getattr(self, name)) for name in SECTIONS]

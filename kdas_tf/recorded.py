@@ -80,6 +80,7 @@ def recorded_config(root):
     if not os.path.exists(path):
         raise UserError(f"{root!r} has no settings.json: give the --workdir of a python -m kdas_tf.search run")
     unrecorded = config.Config(run=config.RunConfig(workdir=root)).unrecorded_settings()
+    del unrecorded["search_seed"]  # absent: the directory's own --seed, which its settings.json holds
     settings = {**unrecorded, **storage.read_json(path)}
     arguments = [config.flag_argument(flag, value) for flag, value in settings.items() if value is not None]
     return config.from_args([f"--workdir={root}", *arguments], sections=config.SEARCH_SECTIONS)

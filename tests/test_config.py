@@ -56,7 +56,10 @@ def test_settings_hold_every_field_but_the_ones_a_rerun_may_change():
         if name == "train":
             continue  # python -m kdas_tf.train records its training in its own results.json
         for field in dataclasses.fields(section):
+            if field.name == "search_seed":
+                continue  # recorded resolved, below
             assert (config.flag_name(field) in settings) == field.metadata["setting"], field.name
+    assert settings["search_seed"] == base().recipe.seed  # --search_seed resolved: by default the run's --seed
     # Where the data lives, how targets reach the step and how trials are spread change no result.
     assert not {"workdir", "data_dir", "manual_dir", "teacher_outputs", "parallel_trials", "strategy"} & set(settings)
 
@@ -188,3 +191,19 @@ def test_a_stop_a_c_extension_wrapped_in_another_error_is_still_a_stop():
     except UserError as error:
         assert _stop_within(error) is None  # `from None` hides the stop: the error is the user's
     assert _stop_within(ValueError("no stop inside")) is None
+
+
+def test_search_seed_defaults_to_the_seed_and_a_directory_made_before_it_keeps_its_seed(tmp_path):
+    """--search_seed seeds the controller and the oracle; absent, --seed does, as before it existed. A directory
+    made before it resumes with its own seed and refuses another search seed."""
+    default = base()
+    same = base(search=dataclasses.replace(default.search, search_seed=default.recipe.seed))
+    other = base(search=dataclasses.replace(default.search, search_seed=7))
+    assert default.settings() == same.settings() and other.settings()["search_seed"] == 7
+    assert default.controller_config().seed == default.recipe.seed and other.controller_config().seed == 7
+    made_before = {k: v for k, v in default.settings().items() if k != "search_seed"}
+    storage.write_json(str(tmp_path / "settings.json"), made_before)
+    Workdir(str(tmp_path)).claim(default.settings(), default.unrecorded_settings())  # resumes as it was made
+    storage.write_json(str(tmp_path / "settings.json"), made_before)
+    with pytest.raises(UserError, match="--search_seed was 0, now 7"):
+        Workdir(str(tmp_path)).claim(other.settings(), other.unrecorded_settings())
