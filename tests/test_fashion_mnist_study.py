@@ -4,6 +4,7 @@ to made-up teacher reports, and the plan it prices."""
 import importlib.util
 import os
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
@@ -44,3 +45,68 @@ def test_every_regime_costs_the_same_and_the_plan_prices_it():
     assert [run.name for run in runs] == list(study.REGIMES)
     assert len({run.seconds for run in runs}) == 1 and runs[0].seconds == pytest.approx(5 * 207)
     assert all("--train_examples=" in " ".join(run.argv) for run in runs)
+
+
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """An empty study folder in place of docs/fashion_mnist/study, and a writer of kept runs into it."""
+    monkeypatch.setattr(study, "STUDY", str(tmp_path))
+
+    def keep(stage, name, value):
+        study.write_json(os.path.join(str(tmp_path), stage, f"{name}.json"), value)
+    return keep
+
+
+def test_the_claims_are_judged_on_the_kept_runs_test_numbers(kept):
+    rng = np.random.default_rng(0)
+    study.write_json(os.path.join(study.STUDY, "regime.json"), {"regime": "10k", "train_examples": 10000, "epochs": 10})
+    kept("regimes", "10k", {"ensemble_test_top1": 0.87, "member_test_top1": [0.860, 0.861, 0.859, 0.862, 0.858]})
+    means = {("resnet8", "ce"): 0.86, ("resnet8", "kd"): 0.85, ("resnet8", "od"): 0.855, ("resnet14", "od"): 0.87}
+    for (network, loss), mean in means.items():
+        for seed in study.BASELINE_SEEDS:
+            kept("baselines", f"{network}_{loss}_seed{seed}", {"test": {"top1": mean + rng.normal(0, 0.001)}})
+    for controller, mean in (("lstm", 0.865), ("random", 0.864)):
+        for seed in study.SEARCH_SEEDS:
+            trainings = [{"test": {"top1": mean + rng.normal(0, 0.002)}} for _ in range(study.FOUND_SEEDS)]
+            kept("searches", f"{controller}_{seed}", {"final": {"kdas_od": {"seeds": trainings}},
+                                                    "found": {"val_top1": 0.8 + rng.normal(0, 0.01)}})
+    table = {row["claim"][:2]: row for row in study.claims_table(
+        {stage: study.read_kept(stage) for stage in ("regimes", "baselines", "searches")})}
+    assert table["1."]["verdict"] == "holds" and table["1."]["a"]["n"] == 1 and table["1."]["b"]["n"] == 5
+    assert table["2."]["verdict"] == "reversed"  # KD below CE by 1 point, spread 0.1
+    assert table["3."]["verdict"] == "holds"
+    assert table["4."]["verdict"] == "holds" and table["4."]["a"]["n"] == 9
+    assert table["5."]["verdict"] == "reversed"
+    assert table["6a"]["a"]["n"] == table["6a"]["b"]["n"] == 9 and table["6b"]["a"]["n"] == 3
+    ce = [study.read_kept("baselines")[f"resnet8_ce_seed{seed}"]["test"]["top1"] for seed in study.BASELINE_SEEDS]
+    assert table["2."]["b"]["mean"] == pytest.approx(np.mean(ce))
+    assert "| 2. KD beats CE" in study.claims_markdown(list(table.values()))
+
+
+def test_a_missing_run_leaves_the_claims_unjudged(kept):
+    study.write_json(os.path.join(study.STUDY, "regime.json"), {"regime": "10k", "train_examples": 10000, "epochs": 10})
+    kept("regimes", "10k", {"ensemble_test_top1": 0.87, "member_test_top1": [0.86] * 5})
+    assert study.claims_table({stage: study.read_kept(stage) for stage in ("regimes", "baselines", "searches")}) is None
+
+
+def test_the_search_takes_the_shorter_training_whose_rewards_rank_like_the_final_accuracy(kept):
+    decision = {"regime": "10k", "train_examples": 10000, "epochs": 10}
+    assert study.reward_lengths(10) == [1, 3] and study.reward_lengths(2) == [1] and study.reward_lengths(25) == [2, 8]
+    final = np.linspace(0.80, 0.86, study.REWARD_CANDIDATES)
+    shuffled = np.random.default_rng(0).permutation(final)  # 1 epoch: unrelated to the final ranking
+    for index in range(study.REWARD_CANDIDATES):
+        for length, value in ((1, shuffled[index]), (3, final[index] - 0.1), (10, final[index])):
+            kept("reward", f"e{length}_c{index}", {"val": {"top1": float(value)}})
+    result = study.search_decision(decision)
+    assert result["spearman"]["3"] == pytest.approx(1.0) and result["spearman"]["1"] < study.RANK_THRESHOLD
+    assert result["search_epochs"] == 3
+    per_search = study.ROUNDS * result["trials_per_round"] * study.seconds("candidate_od", 10000, 3)
+    assert 6 * per_search <= study.SEARCH_HOURS * 3600 or result["trials_per_round"] == study.TRIAL_CHOICES[-1]
+
+
+def test_the_reward_candidates_are_distinct_draws_under_the_budget_and_kept(kept):
+    drawn = study.reward_candidates()
+    assert len(set(drawn)) == study.REWARD_CANDIDATES
+    from kdas_tf import models
+    assert all(models.count_parameters(models.Architecture.parse(arch), 10, (28, 28, 1)) <= 180_000 for arch in drawn)
+    assert study.reward_candidates() == drawn == study.read_json_file("reward_candidates.json")

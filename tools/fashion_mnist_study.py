@@ -34,6 +34,19 @@ REGIMES = {"50k": (50_000, 2), "20k": (20_000, 5), "10k": (10_000, 10), "4k": (4
 FIT_THRESHOLD = 0.95  # members' mean top-1 on their own training images (not augmented)
 TIE = 0.001  # ensemble gains this close are a tie, broken by the ensemble's validation top-1
 
+# Steps 2-4 (docs/fashion_mnist.md, "Plan").
+BUDGET = ("--backbone=resnet8", "--budget=0.18", "--ops_per_addon=2")
+REWARD_CANDIDATES = 10
+RANK_THRESHOLD = 0.6  # Spearman's rho the shorter search training must reach to be chosen
+BASELINES = (("resnet8", "ce"), ("resnet8", "kd"), ("resnet8", "od"), ("resnet14", "od"))
+BASELINE_SEEDS = range(5)
+CONTROLLERS = ("lstm", "random")
+SEARCH_SEEDS = (100, 200, 300)
+ROUNDS = 2
+TRIAL_CHOICES = (33, 24, 16, 12, 8)  # per round, the most whose six searches fit SEARCH_HOURS
+SEARCH_HOURS = 2.5
+FOUND_SEEDS = 3
+
 # Seconds per 100,000 training images, measured on this machine in the previous Fashion-MNIST run
 # (its run.log and rerun.log, in git history before 2026-12-03; 2 cores, idle), evaluation included.
 SECONDS_PER_100K = {"teacher": 207, "student_ce": 212, "student_distil_cache_built": 416,
@@ -68,6 +81,118 @@ def regime_runs(runs_dir):
             for name, (images, epochs) in REGIMES.items()]
 
 
+def regime_dir(runs_dir, name):
+    return os.path.join(runs_dir, "regime_" + name)
+
+
+def trained(runs_dir, decision, epochs=None):
+    """The flags every training after step 1 shares: the chosen regime's images, epochs and teachers."""
+    return (*DATA, *RECIPE, *TEACHERS, f"--train_examples={decision['train_examples']}",
+            f"--epochs={epochs or decision['epochs']}", f"--teacher_epochs={decision['epochs']}",
+            f"--teacher_workdir={regime_dir(runs_dir, decision['regime'])}")
+
+
+def seconds(kind, images, epochs):
+    return SECONDS_PER_100K[kind] * images * epochs / 100_000
+
+
+def train_result(arch, loss):
+    """Where python -m kdas_tf.train keeps one training's results, under its work directory."""
+    return os.path.join("train", f"{arch.replace('/', '_').replace(':', '-')}_{loss}", "results.json")
+
+
+def reward_lengths(epochs):
+    """The search trainings step 2 compares: a tenth and three tenths of the recipe's epochs, at least 1."""
+    return sorted({max(1, round(0.1 * epochs)), max(1, round(0.3 * epochs))})
+
+
+def reward_candidates():
+    """Step 2's candidates: the random controller's first REWARD_CANDIDATES distinct round-1 draws under the
+    budget (search seed 0), kept in reward_candidates.json the first time so that they never change."""
+    path = os.path.join(STUDY, "reward_candidates.json")
+    if os.path.exists(path):
+        return json.load(open(path))
+    from kdas_tf import assembly, config  # TensorFlow: only when the candidates are first drawn
+    run = config.from_args(["--workdir=/tmp/unused", *DATA, *BUDGET, "--controller=random", "--search_seed=0",
+                            f"--trials_per_round={REWARD_CANDIDATES}"])
+    budget, _ = assembly.budget(run, 10, (28, 28, 1))
+    rounds = assembly.make_oracle(run, 10, (28, 28, 1), budget).search_rounds
+    drawn = []
+    while len(drawn) < REWARD_CANDIDATES:
+        arch = str(rounds.backbone().with_addons(rounds.stage_ops(rounds.controller.sample())))
+        drawn += [arch] if arch not in drawn else []
+    write_json(path, drawn)
+    return drawn
+
+
+def reward_runs(runs_dir, decision):
+    """Step 2: each candidate at each search length and to the final recipe, one work directory per length
+    (its candidates share one teacher-output cache)."""
+    images, epochs = decision["train_examples"], decision["epochs"]
+    return [Run("reward", f"e{length}_c{index}",
+                ("kdas_tf.train", *trained(runs_dir, decision, length), *BUDGET[:1], "--loss=od",
+                 f"--architecture={arch}", f"--workdir={os.path.join(runs_dir, f'reward_e{length}')}"),
+                os.path.join(runs_dir, f"reward_e{length}"), train_result(arch, "od"),
+                seconds("addon_od", images, length))
+            for length in reward_lengths(epochs) + [epochs] for index, arch in enumerate(reward_candidates())]
+
+
+def search_decision(decision):
+    """Step 2's rule, once its runs are kept: the search's epochs by rank correlation, then its trials per round."""
+    path = os.path.join(STUDY, "search_epochs.json")
+    if os.path.exists(path):
+        return json.load(open(path))
+    from kdas_tf.reporting import claims
+    kept, epochs = read_kept("reward"), decision["epochs"]
+    wanted = {f"e{length}_c{index}" for length in reward_lengths(epochs) + [epochs] for index in range(REWARD_CANDIDATES)}
+    if not wanted <= set(kept):
+        return None
+    final = [kept[f"e{epochs}_c{index}"]["val"]["top1"] for index in range(REWARD_CANDIDATES)]
+    rho = {length: claims.spearman([kept[f"e{length}_c{index}"]["val"]["top1"] for index in range(REWARD_CANDIDATES)],
+                                   final)[0] for length in reward_lengths(epochs)}
+    chosen = next((length for length in sorted(rho) if rho[length] >= RANK_THRESHOLD), max(rho))
+    per_candidate = seconds("candidate_od", decision["train_examples"], chosen)
+    trials = next((t for t in TRIAL_CHOICES
+                   if len(CONTROLLERS) * len(SEARCH_SEEDS) * ROUNDS * t * per_candidate <= SEARCH_HOURS * 3600),
+                  TRIAL_CHOICES[-1])
+    result = {"search_epochs": chosen, "trials_per_round": trials, "spearman": {str(k): v for k, v in rho.items()},
+              "rule": f"the fewest epochs whose rho >= {RANK_THRESHOLD}, else the most; then the most trials per "
+                      f"round of {TRIAL_CHOICES} whose six searches cost <= {SEARCH_HOURS} h here (else the fewest)"}
+    write_json(path, result)
+    return result
+
+
+def baseline_runs(runs_dir, decision):
+    """Step 3: the rows that need no search, 5 seeds each; one work directory per seed (KD and OD share its
+    teacher-output cache)."""
+    kind = {"ce": "student_ce", "kd": "student_distil_cache_built", "od": "student_distil_cache_read"}
+    return [Run("baselines", f"{network}_{loss}_seed{seed}",
+                ("kdas_tf.train", *trained(runs_dir, decision), f"--network={network}", f"--loss={loss}",
+                 f"--seed={seed}", f"--workdir={os.path.join(runs_dir, f'baselines_seed{seed}')}"),
+                os.path.join(runs_dir, f"baselines_seed{seed}"), train_result(network, loss),
+                seconds("resnet14_od" if network == "resnet14" else kind[loss], decision["train_examples"],
+                        decision["epochs"]))
+            for seed in BASELINE_SEEDS for network, loss in BASELINES]
+
+
+def search_runs(runs_dir, decision, searching):
+    """Step 4: three searches per controller, each with its found model trained with OD from FOUND_SEEDS seeds."""
+    images, epochs = decision["train_examples"], decision["epochs"]
+    cost = (ROUNDS * searching["trials_per_round"] * seconds("candidate_od", images, searching["search_epochs"])
+            + FOUND_SEEDS * seconds("addon_od", images, epochs))
+    runs = []
+    for controller in CONTROLLERS:
+        for seed in SEARCH_SEEDS:
+            workdir = os.path.join(runs_dir, f"search_{controller}_{seed}")
+            runs.append(Run("searches", f"{controller}_{seed}", (
+                "kdas_tf.search", *trained(runs_dir, decision), *BUDGET, f"--rounds={ROUNDS}",
+                f"--trials_per_round={searching['trials_per_round']}", "--search_loss=od",
+                f"--search_epochs={searching['search_epochs']}", "--final_loss=od", "--student_loss=", "--manmade=",
+                f"--seeds={FOUND_SEEDS}", f"--controller={controller}", f"--search_seed={seed}",
+                f"--workdir={workdir}"), workdir, "results.json", cost))
+    return runs
+
+
 def select_regime(reports):
     """The pre-registered rule: {regime: teachers' report} -> (the regime, why), from validation and training
     numbers only (never the test split).
@@ -95,6 +220,11 @@ def select_regime(reports):
     return chosen, why
 
 
+def read_json_file(name):
+    """A decision file of the study folder (regime.json, ...)."""
+    return json.load(open(os.path.join(STUDY, name)))
+
+
 def read_kept(stage):
     """{run name: its kept JSON} of one stage's finished runs."""
     folder = os.path.join(STUDY, stage)
@@ -118,6 +248,55 @@ def regime_decision():
                 "rule": select_regime.__doc__.split("\n\n")[1].strip().replace("\n    ", " ")}
     write_json(path, decision)
     return decision
+
+
+def claim_samples(kept):
+    """{claim: (side a, side b)} of test top-1 values from the kept runs, or None while a run is missing.
+    kept: {stage: {run name: its JSON}}; every side is one number per training (or per search)."""
+    regime = regime_decision()
+    baselines, searches = kept.get("baselines", {}), kept.get("searches", {})
+    if regime is None or len(baselines) < len(BASELINES) * len(BASELINE_SEEDS) or \
+            len(searches) < len(CONTROLLERS) * len(SEARCH_SEEDS):
+        return None
+    teachers = kept["regimes"][regime["regime"]]
+
+    def row(network, loss):
+        return [baselines[f"{network}_{loss}_seed{seed}"]["test"]["top1"] for seed in BASELINE_SEEDS]
+
+    def found(controller):
+        return [training["test"]["top1"] for seed in SEARCH_SEEDS
+                for training in searches[f"{controller}_{seed}"]["final"]["kdas_od"]["seeds"]]
+
+    def best_reward(controller):
+        return [searches[f"{controller}_{seed}"]["found"]["val_top1"] for seed in SEARCH_SEEDS]
+
+    return {
+        "1. the ensemble beats its members (test)": ([teachers["ensemble_test_top1"]], teachers["member_test_top1"]),
+        "2. KD beats CE, plain ResNet-8": (row("resnet8", "kd"), row("resnet8", "ce")),
+        "3. OD beats KD, plain ResNet-8": (row("resnet8", "od"), row("resnet8", "kd")),
+        "4. the found model (LSTM) beats the plain student, both OD": (found("lstm"), row("resnet8", "od")),
+        "5. the found model (LSTM) beats the man-made ResNet-14, both OD": (found("lstm"), row("resnet14", "od")),
+        "6a. LSTM search's found models beat random search's, OD": (found("lstm"), found("random")),
+        "6b. LSTM search's best reward beats random search's (validation)": (best_reward("lstm"), best_reward("random")),
+    }
+
+
+def claims_table(kept):
+    """[judged claim] (kdas_tf.reporting.claims.judge) of every claim, from the kept runs; None until complete."""
+    from kdas_tf.reporting import claims
+    samples = claim_samples(kept)
+    return None if samples is None else [claims.judge(claim, a, b) for claim, (a, b) in samples.items()]
+
+
+def claims_markdown(table):
+    lines = ["| claim | a: mean % [95% interval] (n) | b: mean % [95% interval] (n) | difference | p (Welch) | verdict |",
+             "|---|---|---|---|---|---|"]
+    for row in table:
+        sides = [f"{100 * side['mean']:.2f} [{100 * side['interval'][0]:.2f}, {100 * side['interval'][1]:.2f}] "
+                 f"({side['n']})" for side in (row["a"], row["b"])]
+        lines.append(f"| {row['claim']} | {sides[0]} | {sides[1]} | {100 * row['difference']:+.2f} | "
+                     f"{row['p']:.3g} | {row['verdict']} |")
+    return "\n".join(lines) + "\n"
 
 
 def write_json(path, value):
@@ -159,13 +338,29 @@ def execute(run, python, commit):
 
 def plan(runs_dir):
     """Every run the study can name now, in order: later stages appear once the decisions they need are kept."""
-    return regime_runs(runs_dir)
+    runs = regime_runs(runs_dir)
+    decision = regime_decision()
+    if decision is None:
+        return runs
+    runs += reward_runs(runs_dir, decision) + baseline_runs(runs_dir, decision)
+    searching = search_decision(decision)
+    return runs + (search_runs(runs_dir, decision, searching) if searching else [])
+
+
+def unnamed_hours():
+    """What the runs not yet named will cost here (the dry run prices them before their decisions exist), at
+    equal cost per training (IMAGE_EPOCHS): step 2 at its longest, step 3, step 4 at its cap."""
+    reward = REWARD_CANDIDATES * (0.1 + 0.3 + 1) * seconds("addon_od", IMAGE_EPOCHS, 1)
+    baselines = len(BASELINE_SEEDS) * sum(seconds(kind, IMAGE_EPOCHS, 1) for kind in (
+        "student_ce", "student_distil_cache_built", "student_distil_cache_read", "resnet14_od"))
+    found = len(CONTROLLERS) * len(SEARCH_SEEDS) * FOUND_SEEDS * seconds("addon_od", IMAGE_EPOCHS, 1)
+    return {"reward": reward / 3600, "baselines": baselines / 3600, "searches": SEARCH_HOURS + found / 3600}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry_run", action="store_true", help="print every run with its price; train nothing")
-    parser.add_argument("--stage", default=None, help="run only this stage (regimes)")
+    parser.add_argument("--stage", default=None, help="run only this stage (regimes, reward, baselines, searches)")
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "fashion_mnist_study"),
                         help="where the work directories go")
     parser.add_argument("--commit", action="store_true", help="git-commit each run's kept JSON and log as it ends")
@@ -177,8 +372,12 @@ def main():
         for run in runs:
             print(f"{'done' if run.finished else f'{run.seconds / 60:5.0f} min'}  {run.stage}/{run.name}: "
                   f"python -m {' '.join(run.argv)}")
-        print(f"{len(runs) - len(left)} of {len(runs)} runs done; {sum(r.seconds for r in left) / 3600:.1f} h left "
-              "at the previous run's speed on this machine, idle")
+        named = {run.stage for run in runs}
+        later = {stage: hours for stage, hours in unnamed_hours().items() if stage not in named}
+        print(f"{len(runs) - len(left)} of {len(runs)} named runs done; {sum(r.seconds for r in left) / 3600:.1f} h "
+              "left of them at the previous run's speed on this machine, idle")
+        for stage, hours in later.items():
+            print(f"  then {stage}: about {hours:.1f} h (named once the decisions before it are kept)")
         decision = regime_decision()
         print(f"regime: {decision['regime']} ({decision['why']})" if decision else
               "regime: decided when every regime's teachers are kept")
@@ -189,6 +388,12 @@ def main():
     decision = regime_decision()
     if decision:
         print(f"regime: {decision['regime']}: {decision['why']}")
+    table = claims_table({stage: read_kept(stage) for stage in ("regimes", "baselines", "searches")})
+    if table is not None:
+        write_json(os.path.join(STUDY, "claims.json"), table)
+        with open(os.path.join(STUDY, "claims.md"), "w") as file:
+            file.write(claims_markdown(table))
+        print(claims_markdown(table))
     return 0
 
 
