@@ -58,6 +58,10 @@ def kept(tmp_path, monkeypatch):
 
 
 def test_the_claims_are_judged_on_the_kept_runs_test_numbers(kept):
+    judge_made_up_runs(kept)
+
+
+def judge_made_up_runs(kept):
     rng = np.random.default_rng(0)
     study.write_json(os.path.join(study.STUDY, "regime.json"), {"regime": "10k", "train_examples": 10000, "epochs": 10})
     kept("regimes", "10k", {"ensemble_test_top1": 0.87, "member_test_top1": [0.860, 0.861, 0.859, 0.862, 0.858]})
@@ -81,6 +85,7 @@ def test_the_claims_are_judged_on_the_kept_runs_test_numbers(kept):
     ce = [study.read_kept("baselines")[f"resnet8_ce_seed{seed}"]["test"]["top1"] for seed in study.BASELINE_SEEDS]
     assert table["2."]["b"]["mean"] == pytest.approx(np.mean(ce))
     assert "| 2. KD beats CE" in study.claims_markdown(list(table.values()))
+    return {stage: study.read_kept(stage) for stage in ("baselines", "searches")}
 
 
 def test_a_missing_run_leaves_the_claims_unjudged(kept):
@@ -110,3 +115,16 @@ def test_the_reward_candidates_are_distinct_draws_under_the_budget_and_kept(kept
     from kdas_tf import models
     assert all(models.count_parameters(models.Architecture.parse(arch), 10, (28, 28, 1)) <= 180_000 for arch in drawn)
     assert study.reward_candidates() == drawn == study.read_json_file("reward_candidates.json")
+
+
+def test_the_figures_show_every_row_and_every_search(kept, tmp_path):
+    runs = judge_made_up_runs(kept)
+    for stage in ("baselines", "searches"):  # sizes, as the real runs record them
+        for name, value in runs[stage].items():
+            value.setdefault("parameters", 75_000 if "resnet8" in name else 172_000)
+            value.get("final", {}).get("kdas_od", {}).setdefault("parameters", 120_000)
+    points = study.draw_figures(runs, str(tmp_path))
+    assert len(points) == len(study.BASELINES) + len(study.CONTROLLERS) * len(study.SEARCH_SEEDS)
+    assert [len(values) for _, _, values in points[:4]] == [5] * 4 and len(points[-1][2]) == study.FOUND_SEEDS
+    for name in ("accuracy_vs_parameters.png", "searches.png"):
+        assert open(tmp_path / name, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -299,6 +299,58 @@ def claims_markdown(table):
     return "\n".join(lines) + "\n"
 
 
+def figure_points(kept):
+    """[(label, parameters, test top-1 values)] of every row of step 3 and every search's found model."""
+    baselines, searches = kept["baselines"], kept["searches"]
+    points = [(f"{network} {loss.upper()}", baselines[f"{network}_{loss}_seed0"]["parameters"],
+               [baselines[f"{network}_{loss}_seed{seed}"]["test"]["top1"] for seed in BASELINE_SEEDS])
+              for network, loss in BASELINES]
+    for controller in CONTROLLERS:
+        for seed in SEARCH_SEEDS:
+            row = searches[f"{controller}_{seed}"]["final"]["kdas_od"]
+            points.append((f"{controller} search {seed} OD", row["parameters"], [t["test"]["top1"] for t in row["seeds"]]))
+    return points
+
+
+def draw_figures(kept, folder):
+    """accuracy_vs_parameters.png (every row with its 95% interval) and searches.png (the LSTM's and random
+    search's found models side by side, search by search)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from kdas_tf.reporting import claims
+    points = figure_points(kept)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    colours = {"lstm": "tab:red", "random": "tab:grey"}
+    for label, parameters, values in points:
+        mean, low, high = claims.interval(values)
+        colour = next((c for name, c in colours.items() if label.startswith(name)), "tab:blue")
+        axes.errorbar(parameters / 1e6, 100 * mean, yerr=[[100 * (mean - low)], [100 * (high - mean)]], fmt="o",
+                      color=colour, capsize=3)
+        axes.annotate(label, (parameters / 1e6, 100 * mean), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    axes.set(xlabel="parameters (M)", ylabel="test top-1 % (mean, 95% interval)",
+             title="Fashion-MNIST study: every row against its size")
+    figure.tight_layout()
+    figure.savefig(os.path.join(folder, "accuracy_vs_parameters.png"), dpi=120)
+    plt.close(figure)
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for offset, controller in ((-0.15, "lstm"), (0.15, "random")):
+        for position, seed in enumerate(SEARCH_SEEDS):
+            row = kept["searches"][f"{controller}_{seed}"]["final"]["kdas_od"]
+            mean, low, high = claims.interval([t["test"]["top1"] for t in row["seeds"]])
+            axes.errorbar(position + offset, 100 * mean, yerr=[[100 * (mean - low)], [100 * (high - mean)]], fmt="o",
+                          color=colours[controller], capsize=3, label=controller if position == 0 else None)
+            axes.annotate(f"{row['parameters'] / 1e6:.3f}M", (position + offset, 100 * mean), fontsize=7,
+                          xytext=(4, 0), textcoords="offset points")
+    axes.set_xticks(range(len(SEARCH_SEEDS)), [f"search seed {seed}" for seed in SEARCH_SEEDS])
+    axes.set(ylabel="found model, OD: test top-1 % (3 seeds)", title="LSTM controller and random search")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(folder, "searches.png"), dpi=120)
+    plt.close(figure)
+    return points
+
+
 def write_json(path, value):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as file:
@@ -393,6 +445,7 @@ def main():
         write_json(os.path.join(STUDY, "claims.json"), table)
         with open(os.path.join(STUDY, "claims.md"), "w") as file:
             file.write(claims_markdown(table))
+        draw_figures({stage: read_kept(stage) for stage in ("baselines", "searches")}, STUDY)
         print(claims_markdown(table))
     return 0
 
