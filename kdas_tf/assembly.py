@@ -13,6 +13,7 @@ import contextlib
 import keras
 
 from kdas_tf import data, models
+from kdas_tf.data import label_checks
 from kdas_tf.distill import ensemble, given_teachers, teacher_outputs
 from kdas_tf.errors import as_user_error
 from kdas_tf.nas import summaries
@@ -43,6 +44,38 @@ def final_data(config, dataset):
     """What the teachers and the final rows train on (--final_training): `dataset` itself, or with its
     validation split added to training."""
     return dataset.with_validation_trained() if config.data.final_training == "all" else dataset
+
+
+def start_data(config, dataset=None):
+    """The data of a job as it starts: `dataset` (given from Python) or config.data's, loaded; refused where its
+    validation split is too small to reward a search (data.label_checks)."""
+    given = dataset is not None
+    dataset = dataset if given else load_data(config)
+    info, section = dataset.info, config.data
+    whole = None if given or section.train_examples else info.num_train + info.num_val
+    label_checks.check_validation_split(info.num_val, info.num_classes, num_examples=whole,
+                                        val_fraction=None if given else section.val_fraction)
+    return dataset
+
+
+def describe_data(config, num_classes):
+    """The dry run's lines on config.data: its classes, training images per class and validation split, with the
+    warnings and refusals of data.label_checks, from the data's metadata."""
+    section = config.data
+    counts, num_examples = data.train_label_counts(section.dataset, data_dir=section.data_dir,
+                                                   tfds_splits=tuple(section.tfds_splits),
+                                                   test_fraction=section.test_fraction, split_seed=section.split_seed)
+    lines = [f"  data: {num_classes} classes; training images per class (before the validation holdout): "
+             + (label_checks.histogram(counts) if counts is not None else "known once the images are read")]
+    rare = counts is not None and label_checks.rare_warning(section.dataset, counts)
+    if rare:
+        lines.append(f"  warning: {rare}")
+    if num_examples:
+        num_val = data.split_sizes(num_examples, section.val_fraction)[1]
+        label_checks.check_validation_split(num_val, num_classes, val_fraction=section.val_fraction,
+                                            num_examples=num_examples)
+        lines.append(f"  {label_checks.reward_line(num_val, num_classes)}")
+    return lines
 
 
 def budget(config, num_classes=None, image_shape=None):

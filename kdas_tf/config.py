@@ -219,7 +219,9 @@ class TeacherConfig:
     input_scale: str = option(
         "standardised", "What --teacher_models take as input: standardised (per channel (x - mean) / std of the "
         "training split, what kdas_tf's own networks take), pixels (0..255, e.g. a model with its own Rescaling "
-        "layer) or unit (pixels / 255).", flag="teacher_input", choices=given_teachers.INPUT_SCALES)
+        "layer: the Keras convention) or unit (pixels / 255). Each model is first scored on validation images at "
+        "every scale: one clearly better at another scale than this one stops the run, naming the scale that "
+        "fits (README, Your teachers).", flag="teacher_input", choices=given_teachers.INPUT_SCALES)
 
     def __post_init__(self):
         if self.input_scale not in given_teachers.INPUT_SCALES:

@@ -6,6 +6,8 @@ catches it like any ValueError. Every other exception is a bug (or a fault of th
 stack trace.
 """
 
+import re
+
 
 class UserError(ValueError):
     """Something the user can fix; the message says what is wrong and what to do."""
@@ -20,3 +22,29 @@ def as_user_error(call, *args, **kwargs):
         raise
     except ValueError as error:
         raise UserError(str(error)) from None
+
+
+# A terminal's escape sequences (Keras colours the message of an error inside a layer's call).
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+# What Keras and TensorFlow wrap around an error's cause: the layer that was called, the arguments' values
+# (whole tensors), the op's internal name.
+_FRAMING = (
+    re.compile(r"Exception encountered when calling [\w.]+\(\)\.?"),
+    re.compile(r"Exception encountered:"),
+    re.compile(r"Arguments received by .*", re.S),
+    re.compile(r"Received args: .*?(?=for signature:|$)", re.S),
+    re.compile(r"Full object config: .*", re.S),
+    re.compile(r"\[Op:[^\]]*\]?"),
+)
+
+
+def one_line(message, limit=300):
+    """A message from TensorFlow or Keras, made fit for a one-line error: no terminal escapes, no framing
+    around its cause (the layer called, the tensors passed), whitespace joined, cut at a word within `limit`."""
+    text = _ESCAPES.sub("", str(message))
+    for framing in _FRAMING:
+        text = framing.sub(" ", text)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return text

@@ -45,7 +45,7 @@ def _start(config, dataset, *, claim, teachers=None):
         settings["teacher_models"] = given_teachers.weights_identity(teachers)
     workdir = Workdir(config.workdir, config.teacher_workdir)
     workdir.check_writable()  # in a second: an unwritable directory is not found after minutes of loading data
-    dataset = dataset or assembly.load_data(config)  # missing data is reported before the directory is claimed
+    dataset = assembly.start_data(config, dataset)  # missing or unfit data is refused before the directory is claimed
     strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
     members = teachers or assembly.teacher_model_files(config)
     given = members and given_teachers.load_given(dataset, members, input_scale=config.teachers.input_scale,
@@ -264,6 +264,7 @@ def describe_plan(config):
                                    num_classes=num_classes, input_shape=image_shape, shortcut=config.model.shortcut)
     return "\n".join([
         f"dry run of {config.workdir} on {config.data.dataset} (strategy {config.run.strategy}):",
+        *assembly.describe_data(config, num_classes),
         f"  teachers: {len(given)} given models ({', '.join(given)}), fed "
         f"{teachers.input_scale} images" if teachers.models else
         f"  teachers: {teachers.num_teachers} x {teachers.network}, {config.teacher_epochs} epochs each, "

@@ -10,22 +10,39 @@ Images stay uint8 in memory; pipelines yield {"image", "label", "index"} batches
 
 import numpy as np
 
-from kdas_tf.data import references, sources
+from kdas_tf.data import label_checks, references, sources
 from kdas_tf.data.catalog import (DATASETS, FLIP, IMAGE_SHAPES, NUM_CLASSES, TRAIN_SIZES, check_name,
                                   check_val_fraction)
 from kdas_tf.data.dataset import Dataset, DatasetInfo, from_arrays, split_sizes
 from kdas_tf.data.sources import DataNotFoundError
 
 __all__ = ["DATASETS", "IMAGE_SHAPES", "NUM_CLASSES", "TRAIN_SIZES", "DataNotFoundError", "Dataset", "DatasetInfo",
-           "from_arrays", "from_numpy", "load", "metadata", "split_sizes"]
+           "from_arrays", "from_numpy", "load", "metadata", "split_sizes", "train_label_counts"]
 
 
 def metadata(name, *, data_dir=None, image_size=None, tfds_splits=("train", "test")):
-    """(num_classes, (H, W, C)) before any data is read: the built-in tables, or a reference's cheap metadata."""
+    """(num_classes, (H, W, C)) before any data is read: the built-in tables, or a reference's cheap metadata;
+    one class is refused."""
     check_name(name)
     if name in DATASETS:
         return NUM_CLASSES[name], IMAGE_SHAPES[name]
-    return references.metadata(name, data_dir=data_dir, image_size=image_size, tfds_splits=tuple(tfds_splits))
+    num_classes, image_shape = references.metadata(name, data_dir=data_dir, image_size=image_size,
+                                                   tfds_splits=tuple(tfds_splits))
+    label_checks.check_classes(name, num_classes)
+    return num_classes, image_shape
+
+
+def train_label_counts(name, *, data_dir=None, tfds_splits=("train", "test"), test_fraction=0.2, split_seed=0):
+    """(training images per class, or None where only reading the images tells; the number of training images)
+    of the official training split, before the validation holdout, from what `metadata` reads."""
+    check_name(name)
+    if name == "digits":
+        train_labels = sources.digits()[0][1]  # scikit-learn's bundled arrays: a fraction of a second
+        return np.bincount(train_labels), len(train_labels)
+    if name in DATASETS:  # the other built-ins' training splits are balanced
+        return np.full(NUM_CLASSES[name], TRAIN_SIZES[name] // NUM_CLASSES[name]), TRAIN_SIZES[name]
+    return references.train_label_counts(name, data_dir=data_dir, tfds_splits=tuple(tfds_splits),
+                                         test_fraction=test_fraction, split_seed=split_seed)
 
 
 def load(name, *, data_dir=None, manual_dir=None, val_fraction=0.1, split_seed=0, train_examples=None,

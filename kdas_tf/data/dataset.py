@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf.data import transforms
+from kdas_tf.data import label_checks, transforms
 from kdas_tf.data.catalog import check_val_fraction
 from kdas_tf.errors import UserError
 
@@ -175,6 +175,7 @@ def from_arrays(name, num_classes, train_images, train_labels, test_images, test
             source_index=positions.astype(np.int64),
         )
 
+    label_checks.check_classes(name, num_classes)
     train = make_split(train_images, train_labels, train_pos)
     val = make_split(train_images, train_labels, val_pos)
     test = make_split(test_images, test_labels, np.arange(len(test_labels)))
@@ -190,4 +191,10 @@ def from_arrays(name, num_classes, train_images, train_labels, test_images, test
         name, info.num_train, info.num_val, info.num_test, image_shape, num_classes,
         augmentation.pad, flip,
     )
+    counts = np.bincount(train.labels, minlength=num_classes)
+    logging.info("%s: training images per class: %s; %s", name, label_checks.histogram(counts),
+                 label_checks.reward_line(info.num_val, num_classes))
+    rare = label_checks.rare_warning(name, counts)
+    if rare:
+        logging.warning(rare)
     return Dataset(info, train, val, test, augmentation)

@@ -2,6 +2,7 @@
 built-in sources, and judged before anything trains.
 
     metadata(reference, ...) -> (num_classes, image_shape)   cheap: shapes, labels, folder names, one image
+    train_label_counts(reference, ...) -> (images per class or None, training images)   as cheap
     read(reference, ...)     -> (train_x, train_y), (test_x, test_y), num_classes   uint8 [N, H, W, C], int32 [N]
 
 `metadata` is what kdas_tf.assembly reads when a job starts (data_metadata, the budget), before any data is read: an npz's array headers and its
@@ -63,6 +64,23 @@ def read(reference, *, data_dir=None, image_size=None, tfds_splits=("train", "te
     if kind == "folder":
         return _read_folder(target, image_size, test_fraction, split_seed)
     return _read_tfds(target, data_dir, image_size, tfds_splits)
+
+
+def train_label_counts(reference, *, data_dir=None, tfds_splits=("train", "test"), test_fraction=0.2, split_seed=0):
+    """(training images per class [K], or None where only reading the images tells (tfds); the number of training
+    images) of a reference's training split, from its metadata as `metadata` reads it."""
+    kind, target = parse_reference(reference)
+    if kind == "npz":
+        labels = _npz_headers(target)[1]["y_train"].reshape(-1)
+        return np.bincount(labels), len(labels)
+    if kind == "folder":
+        layout = _folder_layout(target)
+        labels = np.array([label for _, label in layout["train"] + (layout["test"] or [])])
+        train = (np.arange(len(layout["train"])) if layout["test"] is not None else
+                 _folder_holdout(len(labels), test_fraction, split_seed)[0])
+        return np.bincount(labels[train], minlength=len(layout["classes"])), len(train)
+    splits = _tfds_builder(target, data_dir).info.splits
+    return None, (splits[tfds_splits[0]].num_examples if tfds_splits[0] in splits else None)
 
 
 # --- npz ------------------------------------------------------------------------------------------
@@ -217,10 +235,15 @@ def _read_folder(path, image_size, test_fraction, split_seed):
     if layout["test"] is not None:
         cut = len(layout["train"])
         return (images[:cut], labels[:cut]), (images[cut:], labels[cut:]), len(layout["classes"])
-    order = np.random.default_rng([split_seed, 2]).permutation(len(files))
-    num_test = min(max(1, round(len(files) * test_fraction)), len(files) - 1)
-    train, test = np.sort(order[num_test:]), np.sort(order[:num_test])
+    train, test = _folder_holdout(len(files), test_fraction, split_seed)
     return (images[train], labels[train]), (images[test], labels[test]), len(layout["classes"])
+
+
+def _folder_holdout(num_files, test_fraction, split_seed):
+    """Seeded (train, test) positions, each sorted, of a folder without train/ and test/."""
+    order = np.random.default_rng([split_seed, 2]).permutation(num_files)
+    num_test = min(max(1, round(num_files * test_fraction)), num_files - 1)
+    return np.sort(order[num_test:]), np.sort(order[:num_test])
 
 
 def _fit(image, path, channels, size, image_size):

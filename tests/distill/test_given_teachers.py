@@ -14,7 +14,7 @@ import tensorflow as tf
 from kdas_tf import assembly, config, data, pipeline
 from kdas_tf.runtime import distribute, storage
 from kdas_tf.distill import given_teachers, losses, teacher_outputs
-from kdas_tf.errors import UserError
+from kdas_tf.errors import UserError, one_line
 from kdas_tf.runtime.workdir import Workdir
 from conftest import ROOT
 
@@ -35,15 +35,30 @@ def tiny_model(seed, *, classes=CLASSES, shape=SHAPE, softmax=False, biased=Fals
 
 @pytest.fixture(scope="module")
 def npz_path(tmp_path_factory):
-    """48 train and 12 test images of 8x8x3: class k is mostly colour channel k, so small models can learn it."""
-    rng = np.random.default_rng(0)
-    labels = np.arange(60) % CLASSES
-    images = rng.integers(0, 120, (60, *SHAPE))
-    images[np.arange(60), :, :, labels] += 120
+    """300 train (30 of them validation: 10 per class) and 60 test images of 8x8x3: class k is mostly colour
+    channel k, so small models can learn it."""
     path = str(tmp_path_factory.mktemp("npz") / "d.npz")
-    np.savez(path, x_train=images[:48].astype(np.uint8), y_train=labels[:48], x_test=images[48:].astype(np.uint8),
-             y_test=labels[48:])
+    write_colours_npz(path)
     return path
+
+
+def write_colours_npz(path, num_train=300, num_test=60):
+    rng = np.random.default_rng(0)
+    labels = np.arange(num_train + num_test) % CLASSES
+    images = rng.integers(0, 120, (len(labels), *SHAPE))
+    images[np.arange(len(labels)), :, :, labels] += 120
+    np.savez(path, x_train=images[:num_train].astype(np.uint8), y_train=labels[:num_train],
+             x_test=images[num_train:].astype(np.uint8), y_test=labels[num_train:])
+
+
+def channel_reader(classes=CLASSES, shape=SHAPE):
+    """A model that follows the Keras convention (its own Rescaling layer: it takes pixels) and reads the colours
+    data right: the class is the brightest channel, the bias a guess (class 0) where the input is near 0."""
+    model = keras.Sequential([keras.Input(shape), keras.layers.Rescaling(1 / 255),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(classes)], name="channel_reader")
+    model.layers[-1].set_weights([10 * np.eye(shape[-1], classes, dtype=np.float32),
+                                  np.eye(1, classes, dtype=np.float32)[0]])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +97,7 @@ def test_keras_and_savedmodel_teachers_are_reported_like_trained_members(dataset
     train_images, train_labels = unit_batches(dataset, "train")
     train_right = np.stack([m.predict(train_images, verbose=0).argmax(-1) == train_labels
                             for m in teacher_files["models"]]).sum(0)
-    np.testing.assert_allclose(report["train_members_correct_histogram"], np.bincount(train_right, minlength=3) / 43)
+    np.testing.assert_allclose(report["train_members_correct_histogram"], np.bincount(train_right, minlength=3) / dataset.info.num_train)
     assert [m["path"] for m in report["members"]] == [os.path.abspath(teacher_files[k]) for k in "ab"]
     assert [m["outputs"] for m in report["members"]] == ["logits", "logits"]
     assert report["members"][0]["parameters"] == teacher_files["models"][0].count_params()
@@ -130,7 +145,7 @@ def test_a_single_teacher_gives_the_oracle_target_where_it_is_right(dataset, tea
     report = given_teachers.report_given(teacher, _, dataset, input_scale="unit", batch_size=16,
                                    workdir=Workdir(str(tmp_path)))
     assert report["num_teachers"] == 1 and len(report["train_members_correct_histogram"]) == 2
-    batch = next(iter(dataset.train_eval(43)))
+    batch = next(iter(dataset.train_eval(dataset.info.num_train)))
     member_logits = teacher(batch["image"])
     target, has_target = losses.distillation_targets("od", batch["label"], member_logits)
     right = member_logits[0].numpy().argmax(-1) == batch["label"].numpy()
@@ -151,10 +166,117 @@ def test_teachers_that_do_not_fit_the_data_are_refused_naming_the_file(dataset, 
     with pytest.raises(UserError, match=r"weights.h5: a given teacher is a .keras file or a SavedModel directory"):
         given_teachers.load_given(dataset, [str(tmp_path / "weights.h5")], input_scale="unit", batch_size=16,
                             strategy=strategy)
+
+
+def test_an_unreadable_keras_teacher_is_refused_saying_why_and_never_sends_the_user_to_checkpoints(
+        dataset, teacher_files, tmp_path):
+    """Safe mode refusing a Lambda layer or an unregistered class, and a damaged file, each say what to do with
+    the user's own file: it has no checkpoints to rebuild it from."""
+    keras.Sequential([keras.Input(SHAPE), keras.layers.Lambda(lambda x: 2 * x), keras.layers.Flatten(),
+                      keras.layers.Dense(CLASSES)]).save(str(tmp_path / "lambda.keras"))
+
+    class Unregistered(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    keras.Sequential([keras.Input(SHAPE), Unregistered(), keras.layers.Flatten(),
+                      keras.layers.Dense(CLASSES)]).save(str(tmp_path / "custom.keras"))
+    whole = open(teacher_files["a"], "rb").read()
+    (tmp_path / "truncated.keras").write_bytes(whole[:len(whole) // 2])
     (tmp_path / "corrupt.keras").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match=r"corrupt.keras is not a readable Keras model"):
-        given_teachers.load_given(dataset, [str(tmp_path / "corrupt.keras")], input_scale="unit", batch_size=16,
-                            strategy=strategy)
+    cases = {"lambda.keras": r"holds a Lambda layer, which safe mode refuses .*: rebuild the model without it .*"
+                             r"or export it as a SavedModel",
+             "custom.keras": r"uses Unregistered, a custom object Keras cannot rebuild here: decorate it with "
+                             r"@keras.saving.register_keras_serializable\(\) .*or export it as a SavedModel",
+             "truncated.keras": r"is damaged \(not a complete .keras archive",
+             "corrupt.keras": r"is damaged \(not a complete .keras archive"}
+    for name, message in cases.items():
+        with pytest.raises(UserError, match=f"{name} {message}") as error:
+            given_teachers.load_given(dataset, [str(tmp_path / name)], input_scale="unit", batch_size=16,
+                                      strategy=distribute.make_strategy("default"))
+        assert "checkpoint" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_savedmodel_that_takes_uint8_is_refused_in_one_clean_line_that_keeps_the_cause(dataset, tmp_path):
+    """TensorFlow's message inside the error: no terminal escapes, no tensors' values, one line, and the part that
+    names the cause (the dtypes) kept."""
+    model = tiny_model(7)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda images: model(tf.cast(images, tf.float32)),
+                         input_signature=[tf.TensorSpec([None, *SHAPE], tf.uint8)])
+    archive.write_out(str(tmp_path / "uint8"), verbose=False)
+    with pytest.raises(UserError) as error:
+        given_teachers.load_given(dataset, [str(tmp_path / "uint8")], input_scale="pixels", batch_size=16,
+                                  strategy=distribute.make_strategy("default"))
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'uint8'} does not take this data's images (float32 [B, 8, 8, 3]): ")
+    assert "uint8" in message and "float" in message.split(": ", 1)[1], message
+    assert "\x1b" not in message and "\n" not in message and "Arguments received" not in message, message
+    assert len(message) < 500 and not message.endswith("[Op:__"), message
+
+
+def test_one_line_cleans_what_keras_wraps_around_a_cause():
+    wrapped = ("Exception encountered when calling TFSMLayer.call().\n\n\x1b[1mcannot compute __inference_f_46 as "
+               "input #0(zero-based) was expected to be a uint8 tensor but is a float tensor [Op:__inference_f_46]"
+               "\x1b[0m\n\nArguments received by TFSMLayer.call():\n  • inputs=tf.Tensor(shape=(2, 8, 8, 1))")
+    assert one_line(wrapped) == ("cannot compute __inference_f_46 as input #0(zero-based) was expected to be a "
+                                 "uint8 tensor but is a float tensor")
+    binding = ("Binding inputs to tf.function failed due to `Can not cast TensorSpec(dtype=tf.float32) to "
+               "TensorSpec(dtype=tf.uint8)`. Received args: (<tf.Tensor: numpy=\narray([[0.],\n [0.]])>,) and "
+               "kwargs: {} for signature: (images: TensorSpec(dtype=tf.uint8)).")
+    assert one_line(binding) == ("Binding inputs to tf.function failed due to `Can not cast TensorSpec("
+                                 "dtype=tf.float32) to TensorSpec(dtype=tf.uint8)`. for signature: (images: "
+                                 "TensorSpec(dtype=tf.uint8)).")
+    cut = one_line("word " * 100, limit=52)
+    assert cut == "word " * 10 + "..." and len(cut) <= 56
+
+
+def test_the_same_teacher_twice_is_refused_whether_one_file_named_twice_a_copy_or_one_model(
+        dataset, teacher_files, tmp_path):
+    copy = tmp_path / "copy.keras"
+    copy.write_bytes(open(teacher_files["a"], "rb").read())
+    strategy = distribute.make_strategy("default")
+    for paths in ([teacher_files["a"], teacher_files["a"]], [teacher_files["a"], str(copy)],
+                  [teacher_files["b"], teacher_files["a"], teacher_files["b"]]):
+        with pytest.raises(UserError, match=rf"--teacher_models: .* and {paths[-1]} are the same model \(identical "
+                                            r"content, sha256 \w{12}\): give each teacher once"):
+            given_teachers.load_given(dataset, paths, input_scale="unit", batch_size=16, strategy=strategy)
+    model = tiny_model(8)
+    with pytest.raises(UserError, match="teachers user_model_8 and user_model_8 are the same model"):
+        given_teachers.load_given(dataset, [model, model], input_scale="unit", batch_size=16, strategy=strategy)
+    assert given_teachers.expand_model_paths([teacher_files["a"]] * 2) == [teacher_files["a"]] * 2  # judged by content
+
+
+def test_a_teacher_with_nan_weights_is_refused_before_the_run(dataset, tmp_path):
+    model = tiny_model(9)
+    model.layers[-1].kernel.assign(np.full(model.layers[-1].kernel.shape, np.nan, np.float32))
+    model.save(str(tmp_path / "nan.keras"))
+    with pytest.raises(UserError, match=r"nan.keras outputs NaN or infinity on this data's images \(12 of its 127 "
+                                        r"weights are not finite\): give a teacher that trained without diverging"):
+        given_teachers.load_given(dataset, [str(tmp_path / "nan.keras")], input_scale="unit", batch_size=16,
+                                  strategy=distribute.make_strategy("default"))
+
+
+def test_a_teacher_fed_another_scale_than_it_takes_is_refused_naming_the_scale_that_fits(dataset, caplog):
+    """A model with its own Rescaling layer (it takes pixels) scores a guess fed standardised or unit images."""
+    strategy = distribute.make_strategy("default")
+    teacher, _ = given_teachers.load_given(dataset, [channel_reader()], input_scale="pixels", batch_size=16,
+                                           strategy=strategy)
+    val = next(iter(dataset.val(dataset.info.num_val)))
+    assert np.mean(teacher(val["image"]).numpy()[0].argmax(-1) == val["label"].numpy()) == 1.0  # it fits pixels
+    guess = np.mean(val["label"].numpy() == 0)  # near 0, its bias picks class 0
+    for wrong in ("standardised", "unit"):
+        with pytest.raises(UserError, match=rf"channel_reader scores {guess:.1%} on 30 validation images fed "
+                                            rf"--teacher_input={wrong} \(chance 33.3%\) but 100.0% fed pixels: pass "
+                                            r"--teacher_input=pixels"):
+            given_teachers.load_given(dataset, [channel_reader()], input_scale=wrong, batch_size=16, strategy=strategy)
+    # A teacher that guesses at every scale is not refused (nothing fits better): it is warned about.
+    guesser = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(CLASSES, use_bias=False,
+                                kernel_initializer="zeros")], name="guesser")
+    given_teachers.load_given(dataset, [guesser], input_scale="standardised", batch_size=16, strategy=strategy)
+    assert f"teacher guesser scores {100 * guess:.1f}% on 30 validation images (chance 33.3%), and no better at " \
+           "another --teacher_input" in caplog.text
 
 
 def make_config(workdir, npz_path, *args):
@@ -221,8 +343,9 @@ def test_a_search_distils_two_given_teachers_of_an_npz_dataset(npz_path, teacher
     assert manifest["teachers"] == [f"{m['sha256']}:unit" for m in written["teacher"]["members"]]
 
 
-def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weights(dataset, tmp_path):
-    images, labels = dataset.splits["train"].images, dataset.splits["train"].labels
+def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weights(npz_path, tmp_path):
+    with np.load(npz_path) as arrays:
+        images, labels = arrays["x_train"], arrays["y_train"]
     arrays = data.from_numpy((images, labels), (images[:9], labels[:9]), name="mine")
     run = config.Config(run=config.RunConfig(workdir=str(tmp_path / "w")),
                         teachers=config.TeacherConfig(input_scale="unit"),
