@@ -148,7 +148,8 @@ class Bench:
         config = TrainConfig(epochs=2, batch_size=self.batch_size, loss=loss)
         trainer = Trainer(self.build(policy=policy), self.dataset, config, targets=targets)
         trainer.train_epoch(0, steps=self.warmup_steps)
-        return turns.Runner(lambda steps: trainer.train_epoch(1, steps=steps), self.batch_size, self.epoch_steps)
+        return turns.Runner(lambda steps: trainer.train_epoch(1, steps=steps), self.batch_size, self.epoch_steps,
+                            traces=trainer.tracing_count)
 
     def keras_fit(self):
         """keras.Model.fit on the same model, optimizer, loss and input stream."""
@@ -178,7 +179,7 @@ class Bench:
                 out = infer(images)
             float(tf.reduce_sum(tf.cast(out, tf.float32)))
 
-        return turns.Runner(run, self.batch_size)
+        return turns.Runner(run, self.batch_size, traces=infer.experimental_get_tracing_count)
 
     def input_pipeline(self):
         """The augmented training stream alone, consumed as fast as it comes (an epoch repeated as needed)."""

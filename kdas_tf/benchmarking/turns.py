@@ -19,11 +19,16 @@ GROWTH = 10  # at most this factor between two calibration chunks (Google Benchm
 
 @dataclasses.dataclass(frozen=True)
 class Runner:
-    """Work to time: run(steps) does `steps` steps of `per_step` images each, at most `max_steps` per call."""
+    """Work to time: run(steps) does `steps` steps of `per_step` images each, at most `max_steps` per call.
+
+    traces: how many times its compiled step has been traced so far, if it has one; a trace between the
+    end of calibration and the last turn would be timed, and the JSON shows whether one happened.
+    """
 
     run: typing.Callable[[int], object]
     per_step: float = 1.0
     max_steps: typing.Optional[int] = None
+    traces: typing.Optional[typing.Callable[[], int]] = None
 
 
 def timed(run, steps, clock):
@@ -66,11 +71,15 @@ def paired_turns(groups, runners, *, turns, chunk_seconds, clock=time.perf_count
     """Rates (per_step units per second) of every group's runners in every turn, each group timed back to back.
 
     groups: {group name: [runner names]}; runners: {name: Runner}, each calibrated once, before any turn.
-    Returns {"calibration": {runner: calibrate()'s result}, "turns": {group: [{runner: rate}, ...]}}.
+    Returns {"calibration": {runner: calibrate()'s result, with "traces" after it and "traces_after_turns"},
+    "turns": {group: [{runner: rate}, ...]}}.
     """
     used = list(dict.fromkeys(name for group in groups.values() for name in group))
-    calibration = {name: calibrate(runners[name], clock=clock, chunk_seconds=chunk_seconds, settle=settle,
-                                   max_warmups=max_warmups) for name in used}
+    calibration = {}
+    for name in used:
+        calibration[name] = calibrate(runners[name], clock=clock, chunk_seconds=chunk_seconds, settle=settle,
+                                      max_warmups=max_warmups)
+        calibration[name]["traces"] = runners[name].traces() if runners[name].traces else None
     rates = {group: [] for group in groups}
     for turn in range(turns):
         for group, names in groups.items():
@@ -79,4 +88,6 @@ def paired_turns(groups, runners, *, turns, chunk_seconds, clock=time.perf_count
                 steps = calibration[name]["steps"]
                 rate[name] = steps * runners[name].per_step / timed(runners[name].run, steps, clock)
             rates[group].append(rate)
+    for name in used:
+        calibration[name]["traces_after_turns"] = runners[name].traces() if runners[name].traces else None
     return {"calibration": calibration, "turns": rates}

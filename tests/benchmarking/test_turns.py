@@ -15,7 +15,7 @@ class FakeClock:
         return self.now
 
 
-def runner(clock, seconds_per_step, name=None, calls=None, per_step=1.0, max_steps=None):
+def runner(clock, seconds_per_step, name=None, calls=None, per_step=1.0, max_steps=None, traces=None):
     """A Runner whose k-th call takes seconds_per_step[k] per step (the last repeats), noting (name, steps)."""
     script = list(seconds_per_step)
 
@@ -24,7 +24,7 @@ def runner(clock, seconds_per_step, name=None, calls=None, per_step=1.0, max_ste
             calls.append((name, steps))
         clock.now += steps * (script.pop(0) if len(script) > 1 else script[0])
 
-    return turns.Runner(run, per_step, max_steps)
+    return turns.Runner(run, per_step, max_steps, traces)
 
 
 def test_warm_up_runs_single_steps_until_two_agree_then_the_chunk_grows_to_the_asked_seconds():
@@ -48,6 +48,17 @@ def test_each_turn_times_a_group_back_to_back_in_alternating_order():
     assert timed == ["a", "b", "c", "b", "a", "c", "a", "b", "c"]
     assert all(steps == 3 for _, steps in calls[-9:])  # calibrated to 1 s, aiming 10% past it: 3 steps of 0.5 s
     assert result["turns"]["ab"] == [{"a": 2.0, "b": 2.0}] * 3
+
+
+def test_a_retrace_during_the_turns_shows_in_the_calibration_record():
+    clock, calls = FakeClock(), []
+    steady = runner(clock, [0.5], "steady", calls, traces=lambda: 1)
+    # traced once while warming up, and again at its second timed turn (say, a batch of another shape)
+    retraced = runner(clock, [0.5], "retraced", calls, traces=lambda: 1 + (len(calls) > 8))
+    result = turns.paired_turns({"pair": ["steady", "retraced"]}, {"steady": steady, "retraced": retraced}, turns=3,
+                                chunk_seconds=1.0, clock=clock)
+    assert [(result["calibration"][n]["traces"], result["calibration"][n]["traces_after_turns"])
+            for n in ("steady", "retraced")] == [(1, 1), (1, 2)]
 
 
 def rows_from(measurement_seconds, reference_seconds, target=0.9):
