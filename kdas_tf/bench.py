@@ -4,7 +4,7 @@ Every row is a median ratio over turns (in each turn the measurement and its ref
 back) with its 95% interval. A row with a target is met when the whole interval lies on the target's side,
 missed when it lies wholly on the other side, undecided when it straddles the target (rerun with more
 --turns, or on a quieter machine). Exit status: 0 when no row is missed (met and undecided rows alike), 1
-when at least one row is missed, 2 for a bad flag. --quick runs small settings in about a minute, for CI.
+when at least one row is missed, 2 for a bad flag. --quick runs tiny settings (a minute or two), for CI.
 kdas_tf.benchmarking.suite measures; docs/performance.md reads the table.
 """
 
