@@ -1,15 +1,27 @@
-"""python -m kdas_tf.bench: where the time of a KDAS run goes, as ratios against same-run references.
+"""python -m kdas_tf.bench: where the time of a KDAS run goes, as ratios against references timed beside them.
 
+Every row is a median ratio over turns (in each turn the measurement and its reference are timed back to
+back) with its 95% interval. A row with a target is met when the whole interval lies on the target's side,
+missed when it lies wholly on the other side, undecided when it straddles the target (rerun with more
+--turns, or on a quieter machine). Exit status: 0 when no row is missed (met and undecided rows alike), 1
+when at least one row is missed, 2 for a bad flag. --quick runs tiny settings (a minute or two), for CI.
 kdas_tf.benchmarking.suite measures; docs/performance.md reads the table.
 """
 
 from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
-from kdas_tf.benchmarking import suite
+from absl import flags
+
+from kdas_tf.benchmarking import suite, table
 from kdas_tf import config
+
+FLAGS = flags.FLAGS
 
 
 def main(_):
-    suite.run(config.section_from_flags(suite.BenchConfig))
+    bench = config.section_from_flags(suite.BenchConfig)
+    if bench.quick:
+        bench = suite.quick(bench, given={name for name in suite.QUICK if FLAGS[name].present})
+    return table.exit_status(suite.run(bench)["rows"])
 
 
 if __name__ == "__main__":

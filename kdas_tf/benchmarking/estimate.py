@@ -30,17 +30,31 @@ class Speed:
     start: float
 
 
+def fastest_chunks(runners, steps, repeats):
+    """Images/s of each runner (a turns.Runner), taking turns chunk by chunk; each keeps its fastest chunk.
+
+    A forecast's measurement, a few seconds long: the bench's rows use paired turns (benchmarking.turns).
+    """
+    chunk = max(1, steps // repeats)
+    best = {name: float("inf") for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner.run(chunk)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: chunk * runners[name].per_step / seconds for name, seconds in best.items()}
+
+
 def measure(arch, *, num_classes, image_shape, batch_size, policy, steps=8, warmup_steps=2):
     """The Speed of `arch` (a name or an Architecture): the faster of two runs of `steps` batches, after
     `warmup_steps` (each run starts an epoch's input stream, as training does once per epoch)."""
     dataset = random_dataset(batch_size * max(warmup_steps, steps), image_shape[0], image_shape[-1], num_classes)
-    bench = Bench(dataset, network=arch, batch_size=batch_size, steps=2 * steps, repeats=2,
-                  warmup_steps=warmup_steps, scratch=None)
+    bench = Bench(dataset, network=arch, batch_size=batch_size, warmup_steps=warmup_steps, scratch=None)
     begin = time.perf_counter()
     train = bench.trainer_step(policy=policy)
     started = time.perf_counter() - begin
     infer = bench.forward(policy=policy)
-    speeds = bench.measure({"train": train, "infer": infer})
+    speeds = fastest_chunks({"train": train, "infer": infer}, steps=2 * steps, repeats=2)
     start = max(0.0, started - warmup_steps * batch_size / speeds["train"])
     return Speed(train=speeds["train"], infer=speeds["infer"], start=start)
 

@@ -1,17 +1,20 @@
 """Where the time of a KDAS run goes, measured against references in the same run (python -m kdas_tf.bench).
 
-Each row compares one measurement with a reference taken in the same process
-moments before, so the ratios hold on a loaded machine even when the absolute
-numbers do not: the custom CE step against keras.Model.fit, distillation with
-online teachers against CE and against its bound 1 / (1 + N * forward / step),
-distillation from the teacher-output cache against CE, mixed precision against
-float32, the input pipeline against the step, and a search's wall time per
-candidate against the CE training of the same candidates, with resident memory
-after every trial. Data are random images of the asked shape: speed does not
-depend on the pixels. The output is one table and, with --json, every number.
+Each row divides a measurement by a reference timed beside it, so the ratios hold on a loaded machine even
+when the absolute numbers do not: the custom CE step against keras.Model.fit, distillation with online
+teachers against CE and against its bound 1 / (1 + N * forward / step), distillation from the
+teacher-output cache against CE, the cache's build against the ensemble's forward, mixed precision against
+float32, the input pipeline against the step, and a search's wall time per candidate against the CE
+training of the same candidate, with resident memory after every trial. Each measurement is warmed up and
+its chunk calibrated to last --chunk_seconds; then, turn after turn, each group of measurements is timed
+back to back in alternating order (benchmarking.turns) and every row gets one ratio per turn; a row
+reports the median ratio, its 95% interval and its verdict (benchmarking.stats, benchmarking.table). Data
+are random images of the asked shape: speed does not depend on the pixels. The output is one table and,
+with --json, every number and every turn.
 """
 
 import dataclasses
+import itertools
 import os
 import shutil
 import tempfile
@@ -23,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf.benchmarking import search_cost
+from kdas_tf.benchmarking import search_cost, stats, table, turns
 from kdas_tf import data, models
 from kdas_tf.distill import ensemble, teacher_outputs
 from kdas_tf.runtime import storage
@@ -42,10 +45,13 @@ class BenchConfig:
                            choices=models.SHORTCUTS)
     batch_size: int = option(128, "Global batch size of the step rows.")
     num_teachers: int = option(5, "Teacher members N of the distillation rows.")
-    steps: int = option(24, "Timed steps per row, after the warm-up steps, in --repeats chunks.")
-    repeats: int = option(3, "Chunks the timed steps are split into; the rows take turns chunk by chunk and "
-                          "each reports its fastest chunk.")
-    warmup_steps: int = option(2, "Untimed steps per row (tracing, first allocations).")
+    turns: int = option(12, "Turns of the step rows (at least 5): in each, every row times its measurement and "
+                        "reference back to back and gives one ratio; a row reports their median and interval.")
+    chunk_seconds: float = option(1.0, "Each measurement's chunk (steps timed as one) is calibrated to last at "
+                                  "least this long.")
+    epoch_steps: int = option(8, "Batches in the random data's epoch: the most steps a training chunk takes.")
+    max_warmups: int = option(10, "Untimed one-step calls at most, before a measurement's step time settles "
+                              "(tracing, first allocations).")
     image_size: int = option(32, "Height and width of the random images.")
     channels: int = option(3, "Channels of the random images.")
     num_classes: int = option(100, "Classes of the random labels.")
@@ -54,19 +60,39 @@ class BenchConfig:
                                choices=("auto", "mixed_bfloat16", "mixed_float16", "none"))
     search_backbone: str = option("resnet8", "Backbone of the search rows (small, so 20 trials stay short).")
     search_dataset: str = option("digits", "Data of the search rows.", choices=("digits", "random"))
-    search_trials: int = option(20, "Search trials whose time and resident memory are measured.")
+    search_trials: int = option(20, "Search trials (at least 5): each is a turn of the search row, trained by the "
+                                "search and with CE back to back; resident memory is read after each.")
     search_epochs: int = option(4, "Epochs of each search candidate (4, as flags/digits.cfg).")
     search_batch_size: int = option(64, "Batch size of the search candidates.")
-    search_reference_trials: int = option(10, "Candidates (evenly spaced) retrained with CE as the search's "
-                                          "reference.")
+    quick: bool = option(False, "Small settings for CI and tests (QUICK in benchmarking/suite.py; flags given "
+                         "explicitly win): a minute, ratios not meant for docs.")
     json: typing.Optional[str] = option(None, "Write every measurement and ratio to this JSON file.")
     workdir: typing.Optional[str] = option(None, "Scratch directory (default: a temporary one, removed at the end).")
 
     def __post_init__(self):
-        for name in ("batch_size", "num_teachers", "steps", "repeats", "warmup_steps", "image_size", "channels",
-                     "num_classes", "search_trials", "search_epochs", "search_batch_size"):
+        for name in ("batch_size", "num_teachers", "epoch_steps", "max_warmups", "image_size", "channels",
+                     "num_classes", "search_epochs", "search_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("turns", "search_trials"):
+            if getattr(self, name) < MIN_TURNS:
+                raise UserError(f"--{name} must be at least {MIN_TURNS} (the min-max of 5 turns holds the true "
+                                f"median 94% of the time, of fewer turns too rarely to judge a target), got "
+                                f"{getattr(self, name)}")
+        if not self.chunk_seconds > 0:
+            raise UserError(f"--chunk_seconds must be positive, got {self.chunk_seconds}")
+
+
+MIN_TURNS = 5
+# --quick: tiny networks and images, short chunks, the fewest turns.
+QUICK = dict(network="resnet8", batch_size=32, num_teachers=2, turns=MIN_TURNS, chunk_seconds=0.05, epoch_steps=16,
+             max_warmups=4, image_size=8, channels=1, num_classes=10, search_dataset="random",
+             search_trials=MIN_TURNS, search_epochs=1, search_batch_size=128)
+
+
+def quick(config, given=()):
+    """`config` with QUICK's settings, but for the flags named in `given` (set on the command line)."""
+    return dataclasses.replace(config, **{k: v for k, v in QUICK.items() if k not in given})
 
 
 def random_dataset(num_train, image_size, channels, num_classes, seed=0):
@@ -94,20 +120,20 @@ def mixed_policy(choice):
 
 
 class Bench:
-    """Runs the step rows on one dataset; each measurement is images per second.
+    """Builds the step rows' runners (turns.Runner) on one dataset; each measures images per second.
 
-    network: a network's name, or an Architecture (a candidate with add-ons).
+    network: a network's name, or an Architecture (a candidate with add-ons). Every runner has traced and
+    run `warmup_steps` steps when it is returned; turns.calibrate warms it up further.
     """
 
-    def __init__(self, dataset, *, network, batch_size, steps, warmup_steps, scratch, repeats=1, shortcut="zero_pad"):
+    def __init__(self, dataset, *, network, batch_size, scratch, warmup_steps=1, shortcut="zero_pad"):
         self.dataset = dataset
         self.network = network
         self.shortcut = shortcut
         self.batch_size = batch_size
-        self.steps = steps
         self.warmup_steps = warmup_steps
         self.scratch = scratch
-        self.repeats = repeats
+        self.epoch_steps = dataset.info.num_train // batch_size
 
     def build(self, seed=0, policy="float32"):
         keras.mixed_precision.set_global_policy(policy)
@@ -118,27 +144,13 @@ class Bench:
         finally:
             keras.mixed_precision.set_global_policy("float32")
 
-    def measure(self, runners):
-        """Images/s of each runner (run_steps(n), already warmed up), taking turns chunk by chunk.
-
-        Taking turns puts a measurement and its reference under the same load;
-        each reports its fastest chunk, the one least disturbed by other processes.
-        """
-        chunk = max(1, self.steps // self.repeats)
-        best = {name: float("inf") for name in runners}
-        for _ in range(self.repeats):
-            for name, run_steps in runners.items():
-                start = time.perf_counter()
-                run_steps(chunk)
-                best[name] = min(best[name], time.perf_counter() - start)
-        return {name: chunk * self.batch_size / seconds for name, seconds in best.items()}
-
     def trainer_step(self, loss="ce", targets=None, policy="float32"):
-        """The Trainer's compiled step over the (seed 0, epoch 1) stream, warmed up on epoch 0."""
+        """The Trainer's compiled step over the first batches of the (seed 0, epoch 1) stream, warmed up on epoch 0."""
         config = TrainConfig(epochs=2, batch_size=self.batch_size, loss=loss)
         trainer = Trainer(self.build(policy=policy), self.dataset, config, targets=targets)
         trainer.train_epoch(0, steps=self.warmup_steps)
-        return lambda steps: trainer.train_epoch(1, steps=steps)
+        return turns.Runner(lambda steps: trainer.train_epoch(1, steps=steps), self.batch_size, self.epoch_steps,
+                            traces=trainer.tracing_count)
 
     def keras_fit(self):
         """keras.Model.fit on the same model, optimizer, loss and input stream."""
@@ -152,7 +164,8 @@ class Bench:
             return self.dataset.train(self.batch_size, epoch=epoch, seed=0).map(lambda b: (b["image"], b["label"]))
 
         model.fit(stream(0).take(self.warmup_steps), verbose=0)
-        return lambda steps: model.fit(stream(1).take(steps), verbose=0)
+        return turns.Runner(lambda steps: model.fit(stream(1).take(steps), verbose=0), self.batch_size,
+                            self.epoch_steps)
 
     def forward(self, policy="float32"):
         """Inference of one network (one teacher member) on a batch already in memory."""
@@ -167,18 +180,29 @@ class Bench:
                 out = infer(images)
             float(tf.reduce_sum(tf.cast(out, tf.float32)))
 
-        return run
+        return turns.Runner(run, self.batch_size, traces=infer.experimental_get_tracing_count)
 
-    def input_pipeline(self, epochs=3):
-        """The augmented training stream alone, consumed as fast as it comes."""
-        for _ in self.dataset.train(self.batch_size, epoch=0, seed=0).take(self.warmup_steps):
-            pass
-        start = time.perf_counter()
-        count = 0
-        for epoch in range(1, epochs + 1):
-            for batch in self.dataset.train(self.batch_size, epoch=epoch, seed=0):
-                count += int(batch["label"].shape[0])
-        return count / (time.perf_counter() - start)
+    def input_pipeline(self):
+        """The augmented training stream alone, consumed as fast as it comes (an epoch repeated as needed)."""
+
+        def run(steps):
+            for _ in self.dataset.train(self.batch_size, epoch=1, seed=0).repeat().take(steps):
+                pass
+
+        run(self.warmup_steps)
+        return turns.Runner(run, self.batch_size)
+
+    def cache_build(self, teacher, paths):
+        """Building the teacher-output cache of one more epoch per step (forward, float16, checksum, write)."""
+        cache = teacher_outputs.CachedTeacherOutputs(teacher, "od", self.dataset, member_paths=paths,
+                                                     cache_dir=os.path.join(self.scratch, "cache_build"))
+        epochs = itertools.count()
+
+        def run(steps):
+            for _ in range(steps):
+                cache.epoch_targets(next(epochs), 0)
+
+        return turns.Runner(run, self.dataset.info.num_train)
 
     def make_teachers(self, num_teachers):
         """N members with random weights (speed does not depend on them), saved, and their ensemble."""
@@ -192,16 +216,14 @@ class Bench:
         return ensemble.stack_members(members), paths
 
 
-def step_rows(bench, num_teachers, policy):
-    """Every step measurement (images/s) and the comparisons between them."""
+def step_runners(bench, num_teachers, policy):
+    """{name: turns.Runner} of every step measurement; the cached step reads epoch 1, built beforehand."""
     teacher, paths = bench.make_teachers(num_teachers)
     cache = teacher_outputs.CachedTeacherOutputs(
         teacher, "od", bench.dataset, member_paths=paths, cache_dir=os.path.join(bench.scratch, "cache")
     )
-    cache.epoch_targets(0, 0)  # the warm-up epoch
-    start = time.perf_counter()
-    cache.epoch_targets(1, 0)  # the timed epoch, built before timing as a search builds it once
-    build_seconds = time.perf_counter() - start
+    for epoch in (0, 1):  # the warm-up epoch and the timed one, built as a search builds them: once
+        cache.epoch_targets(epoch, 0)
     runners = {
         "keras_fit_ce": bench.keras_fit(),
         "custom_step_ce": bench.trainer_step("ce"),
@@ -209,75 +231,61 @@ def step_rows(bench, num_teachers, policy):
         "online_kd": bench.trainer_step("kd", teacher_outputs.OnlineTeacherOutputs(teacher, "kd")),
         "online_od": bench.trainer_step("od", teacher_outputs.OnlineTeacherOutputs(teacher, "od")),
         "cached_od": bench.trainer_step("od", cache),
+        "cache_build": bench.cache_build(teacher, paths),
+        "input_pipeline": bench.input_pipeline(),
     }
     if policy:
         runners[f"custom_step_ce_{policy}"] = bench.trainer_step("ce", policy=policy)
         runners[f"teacher_forward_{policy}"] = bench.forward(policy=policy)
-    m = bench.measure(runners)
-    # One student step plus N member forwards, each at the speed measured alone.
-    m["online_bound"] = 1.0 / (1.0 / m["custom_step_ce"] + num_teachers / m["teacher_forward"])
-    m["ensemble_forward"] = m["teacher_forward"] / num_teachers
-    m["cache_build"] = bench.dataset.info.num_train / build_seconds
-    m["input_pipeline"] = bench.input_pipeline()
+    return runners
+
+
+def step_plan(num_teachers, policy):
+    """(groups, rows, derived) of the step rows: the runners each turn times back to back, what is compared."""
+    groups = {
+        "fit": ["custom_step_ce", "keras_fit_ce"],
+        # online_od and the bound's two terms side by side, in both orders
+        "online": ["online_kd", "online_od", "custom_step_ce", "teacher_forward"],
+        "cached": ["cached_od", "custom_step_ce"],
+        "cache_build": ["cache_build", "teacher_forward"],
+        "input": ["input_pipeline", "custom_step_ce"],
+    }
     rows = [
-        ("custom_step_ce", "keras_fit_ce", ">=", 1.0),
-        ("online_kd", "custom_step_ce", None, None),
-        ("online_od", "custom_step_ce", None, None),
-        ("online_kd", "online_bound", None, None),
-        ("online_od", "online_bound", ">=", 0.9),
-        ("cached_od", "custom_step_ce", ">=", 0.9),
-        ("cache_build", "ensemble_forward", None, None),
-        ("input_pipeline", "custom_step_ce", ">=", 5.0),
+        table.Row("custom_step_ce", "keras_fit_ce", "fit", ">=", 1.0),
+        table.Row("online_kd", "custom_step_ce", "online"),
+        table.Row("online_od", "custom_step_ce", "online"),
+        table.Row("online_kd", "online_bound", "online"),
+        table.Row("online_od", "online_bound", "online", ">=", 0.9),
+        table.Row("cached_od", "custom_step_ce", "cached", ">=", 0.9),
+        table.Row("cache_build", "ensemble_forward", "cache_build"),
+        table.Row("input_pipeline", "custom_step_ce", "input", ">=", 5.0),
     ]
     if policy:
-        rows += [(f"custom_step_ce_{policy}", "custom_step_ce", None, None),
-                 (f"teacher_forward_{policy}", "teacher_forward", None, None)]
-    return m, rows
+        groups["mixed_step"] = [f"custom_step_ce_{policy}", "custom_step_ce"]
+        groups["mixed_forward"] = [f"teacher_forward_{policy}", "teacher_forward"]
+        rows += [table.Row(f"custom_step_ce_{policy}", "custom_step_ce", "mixed_step"),
+                 table.Row(f"teacher_forward_{policy}", "teacher_forward", "mixed_forward")]
+    derived = {"online_bound": table.online_bound(num_teachers),
+               "ensemble_forward": table.ensemble_forward(num_teachers)}
+    return groups, rows, derived
 
 
 def search_rows(config, scratch):
-    """The search rows: an OD search distilling from the cache, against CE training of its candidates."""
+    """The search rows: an OD search distilling from the cache, each candidate paired with its CE training."""
     if config.search_dataset == "digits":
         dataset = data.load("digits")
     else:
         dataset = random_dataset(1536, 8, 1, 10)
-    bench = Bench(dataset, network=config.search_backbone, batch_size=config.search_batch_size, steps=1,
-                  warmup_steps=1, scratch=scratch, shortcut=config.shortcut)
+    bench = Bench(dataset, network=config.search_backbone, batch_size=config.search_batch_size, scratch=scratch,
+                  shortcut=config.shortcut)
     teacher, paths = bench.make_teachers(config.num_teachers)
     cache = teacher_outputs.CachedTeacherOutputs(
         teacher, "od", dataset, member_paths=paths, cache_dir=os.path.join(scratch, "cache")
     )
     return search_cost.measure(
         dataset, cache, backbone=config.search_backbone, trials=config.search_trials, epochs=config.search_epochs,
-        batch_size=config.search_batch_size, reference_trials=config.search_reference_trials, scratch=scratch,
-        shortcut=config.shortcut,
+        batch_size=config.search_batch_size, scratch=scratch, shortcut=config.shortcut,
     )
-
-
-def compare(measurements, units, rows):
-    """Rows of the table: measurement / reference, and whether the target (if any) is met."""
-    table = []
-    for name, reference, sense, target in rows:
-        ratio = measurements[name] / measurements[reference]
-        met = None if target is None else (ratio >= target if sense == ">=" else ratio <= target)
-        table.append({
-            "measurement": name, "value": measurements[name], "unit": units.get(name, "images/s"),
-            "reference": reference, "reference_value": measurements[reference],
-            "ratio": ratio, "target": None if target is None else f"{sense} {target}", "met": met,
-        })
-    return table
-
-
-def format_table(table):
-    lines = ["| measurement | value | reference | value | ratio | target |", "|---|---|---|---|---|---|"]
-    for row in table:
-        unit = row["unit"]
-        verdict = "" if row["met"] is None else (" met" if row["met"] else " MISSED")
-        lines.append(
-            f"| {row['measurement']} | {row['value']:.4g} {unit} | {row['reference']} | "
-            f"{row['reference_value']:.4g} {unit} | {row['ratio']:.2f}x | {row['target'] or ''}{verdict} |"
-        )
-    return "\n".join(lines)
 
 
 def machine():
@@ -290,35 +298,46 @@ def machine():
     }
 
 
+def measure_steps(config, scratch, policy):
+    """The step rows timed: turns.paired_turns's result with the plan's "groups", "rows" and "derived"."""
+    dataset = random_dataset(config.epoch_steps * config.batch_size, config.image_size, config.channels,
+                             config.num_classes)
+    bench = Bench(dataset, network=config.network, batch_size=config.batch_size, scratch=scratch,
+                  shortcut=config.shortcut)
+    runners = step_runners(bench, config.num_teachers, policy)
+    groups, rows, derived = step_plan(config.num_teachers, policy)
+    timed = turns.paired_turns(groups, runners, turns=config.turns, chunk_seconds=config.chunk_seconds,
+                               max_warmups=config.max_warmups)
+    return {**timed, "groups": groups, "rows": rows, "derived": derived}
+
+
 def run(config):
-    """Every row of `config` (a BenchConfig): prints the table, writes config.json, returns the report."""
+    """Every row of `config` (a BenchConfig): prints the table, writes --json, returns the report."""
     scratch = config.workdir or tempfile.mkdtemp(prefix="kdas_bench-")
     os.makedirs(scratch, exist_ok=True)
     load_before = machine()["load_average"]
+    start = time.perf_counter()
     policy = mixed_policy(config.mixed_policy)
     try:
-        dataset = random_dataset(config.steps * config.batch_size, config.image_size, config.channels,
-                                 config.num_classes)
-        bench = Bench(dataset, network=config.network, batch_size=config.batch_size, steps=config.steps,
-                      warmup_steps=config.warmup_steps, scratch=os.path.join(scratch, "steps"),
-                      repeats=config.repeats, shortcut=config.shortcut)
-        measurements, rows = step_rows(bench, config.num_teachers, policy)
+        steps = measure_steps(config, os.path.join(scratch, "steps"), policy)
         search = search_rows(config, os.path.join(scratch, "search"))
     finally:
         if not config.workdir:
             shutil.rmtree(scratch, ignore_errors=True)
-    measurements.update(search["measurements"])
-    table = compare(measurements, search["units"], rows + search["rows"])
+    all_turns = {**steps["turns"], **search["turns"]}
+    rows_table = table.compare(all_turns, steps["rows"] + search["rows"], steps["derived"], search["units"])
     report = {
         "settings": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("json", "workdir")},
         "mixed_policy": policy,
         "machine": {**machine(), "load_average_at_start": load_before},
-        "measurements": measurements,
-        "rows": table,
+        "seconds": time.perf_counter() - start,
+        "method": {"confidence": stats.CONFIDENCE, "groups": steps["groups"]},
+        "rows": rows_table,
+        "calibration": steps["calibration"],
+        "turns": all_turns,
         "search": search["details"],
     }
-    text = format_table(table)
-    print(text)
+    print(table.format_table(rows_table))
     if config.json:
         storage.write_json(config.json, report)
         logging.info("wrote %s", config.json)

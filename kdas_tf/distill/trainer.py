@@ -264,6 +264,10 @@ class Trainer:
             logging.info("%s: resumed from %s at epoch %d", self.name, path, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
 
+    def tracing_count(self):
+        """How many times the training step has been traced: once, unless a batch's shapes or types change."""
+        return self._train_step.experimental_get_tracing_count()
+
     def train_epoch(self, epoch, *, steps=None, bar=None):
         """One pass over the (seed, epoch) training stream, or its first `steps` batches; mean metrics."""
         stream = self.dataset.train(self.config.batch_size, epoch=epoch, seed=self.config.seed)
