@@ -381,8 +381,8 @@ def execute(run, python, commit):
     shutil.copyfile(log_path, run.kept[:-5] + ".log")
     print(f"{run.stage}/{run.name} done in {(time.time() - started) / 60:.1f} min: {run.kept}", flush=True)
     if commit:
-        paths = [run.kept, run.kept[:-5] + ".log"] + [os.path.join(STUDY, "regime.json")] * (regime_decision() is not None)
-        subprocess.check_call(["git", "add", *paths], cwd=ROOT)
+        regime_decision()  # made as soon as its runs are kept, and committed with them
+        subprocess.check_call(["git", "add", STUDY], cwd=ROOT)  # the run's JSON and log, and any decision made
         subprocess.check_call(["git", "commit", "-q", "-m", f"Study: {run.stage}/{run.name} finished "
                                f"({(time.time() - started) / 60:.0f} min), its results kept"], cwd=ROOT)
     return 0
