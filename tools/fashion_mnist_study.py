@@ -130,7 +130,7 @@ def reward_runs(runs_dir, decision):
     (its candidates share one teacher-output cache)."""
     images, epochs = decision["train_examples"], decision["epochs"]
     return [Run("reward", f"e{length}_c{index}",
-                ("kdas_tf.train", *trained(runs_dir, decision, length), *BUDGET[:1], "--loss=od",
+                ("kdas_tf.train", *trained(runs_dir, decision, length), "--loss=od",
                  f"--architecture={arch}", f"--workdir={os.path.join(runs_dir, f'reward_e{length}')}"),
                 os.path.join(runs_dir, f"reward_e{length}"), train_result(arch, "od"),
                 seconds("addon_od", images, length))
