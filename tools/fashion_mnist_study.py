@@ -351,6 +351,25 @@ def draw_figures(kept, folder):
     return points
 
 
+def regimes_markdown(reports):
+    """Step 1's table: every regime's teachers, training and validation numbers first (what the rule reads),
+    test numbers after (what it never reads)."""
+    lines = ["| regime | images x epochs | members' training top-1 % | member val top-1 % | ensemble val top-1 % | "
+             "gain (val) | member test top-1 % | ensemble test top-1 % | oracle test % | training images right for "
+             "all 5 / none | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, (images, epochs) in REGIMES.items():
+        r = reports[name]
+        histogram = r["train_members_correct_histogram"]
+        lines.append(
+            f"| {name} | {images:,} x {epochs} | {100 * r['member_train_top1_mean']:.2f} | "
+            f"{100 * r['member_val_top1_mean']:.2f} ± {100 * r['member_val_top1_std']:.2f} | "
+            f"{100 * r['ensemble_val_top1']:.2f} | {100 * (r['ensemble_val_top1'] - r['member_val_top1_mean']):+.2f} | "
+            f"{100 * r['member_test_top1_mean']:.2f} ± {100 * r['member_test_top1_std']:.2f} | "
+            f"{100 * r['ensemble_test_top1']:.2f} | {100 * r['oracle_test_top1']:.2f} | "
+            f"{100 * histogram[-1]:.1f}% / {100 * histogram[0]:.1f}% | {r['study']['seconds'] / 60:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_json(path, value):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as file:
