@@ -78,7 +78,8 @@ def basic_block_macs(spec, input_shape, *, projections: bool) -> tuple[int, list
         for block in range(spec.blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
             height, width = strided(height, strides), strided(width, strides)
-            total += conv_macs(height, width, in_channels, channels, 3) + conv_macs(height, width, channels, channels, 3)
+            total += conv_macs(height, width, in_channels, channels, 3)
+            total += conv_macs(height, width, channels, channels, 3)
             if projections and (strides != 1 or in_channels != channels):
                 total += conv_macs(height, width, in_channels, channels, 1)
             in_channels = channels

@@ -42,7 +42,8 @@ def resolve_budget(form, backbone, num_classes, input_shape, shortcut="zero_pad"
     cost = cost or analytic_cost("parameters", backbone, num_classes, input_shape, shortcut)
     backbone_cost = cost.of(backbone)
     unit, value = form
-    budget = int(value * backbone_cost) if unit == "multiple" else int(value * 1e6) if unit == "millions" else int(value)
+    scale = {"multiple": backbone_cost, "millions": 1e6, "absolute": 1}[unit]
+    budget = int(value * scale)
     return check_budget(backbone, budget, num_classes, input_shape, shortcut, cost=cost), backbone_cost
 
 

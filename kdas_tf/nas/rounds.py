@@ -14,8 +14,8 @@ makes each round's controller: the one place that decides what it starts from.
 
 Budget: the controller samples only what fits the budget M (in parameters, MACs
 or predicted latency: --budget_metric). It gets what each op adds in each slot
-(an AdditiveCost's table) and the budget left after the round's backbone, and masks every choice that could no longer fit
-(controller.feasible_choices). Why not a reward-0 penalty for samples over M:
+(an AdditiveCost's table) and the budget left after the round's backbone, and
+masks every choice that could no longer fit (controller.feasible_choices). Why not a reward-0 penalty for samples over M:
 each one pulled the moving-average baseline down, so the next trained
 candidate's advantage was +0.3 to +0.6 against real differences of 0.01-0.05,
 and Adam's moments filled with penalty gradients. Under the mask every update
