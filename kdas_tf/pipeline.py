@@ -20,7 +20,7 @@ from absl import logging
 
 from kdas_tf import assembly, models, parallel
 from kdas_tf.benchmarking import estimate
-from kdas_tf.deploy import serving
+from kdas_tf.deploy import latency_check, latency_table, serving
 from kdas_tf.distill import ensemble, finals, given_teachers
 from kdas_tf.errors import UserError, as_user_error
 from kdas_tf.nas import summaries
@@ -306,3 +306,25 @@ def estimate_lines(config):
     """The dry run's estimate of the run's duration here: a few training steps timed (benchmarking.estimate)."""
     return estimate.describe(config, *assembly.data_metadata(config))
 
+
+def measure_latency(config, *, export_table=None, check=0, check_rounds=None, seed=0):
+    """python -m kdas_tf.latency's job: (the latency table, the check of its predictions or None).
+
+    The table: measured here and written to `export_table` (to be given elsewhere as --latency_table), else the
+    run's (--latency_table, the one its work directory keeps, or measured here and kept there). check=N: N
+    networks of up to `check_rounds` rounds (default --rounds) sampled across the range, measured whole against
+    the table's prediction (deploy.latency_check).
+    """
+    search = config.search
+    num_classes, image_shape = assembly.data_metadata(config)
+    target = assembly.latency_target(config, num_classes, image_shape)
+    if export_table:
+        table = latency_table.measure_table(target)
+        storage.write_json(export_table, table)
+    else:
+        table = latency_table.resolve(target, Workdir(config.workdir).latency_table, search.latency_table)
+    if not check:
+        return table, None
+    networks = latency_check.sample_architectures(table, check, rounds=check_rounds or search.rounds,
+                                                  ops_per_addon=search.ops_per_addon, seed=seed)
+    return table, latency_check.check_table(table, target, networks)

@@ -3,6 +3,8 @@ directory made before the flag stays a parameters search, and that a latency tab
 search and its dry run (a made-up table: nothing here is timed)."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -129,3 +131,13 @@ def test_every_flagfile_still_searches_in_parameters():
             parsed = config.from_args([f"--flagfile={os.path.join(ROOT, 'flags', name)}", "--workdir=/tmp/w"])
             assert parsed.search.budget_metric == "parameters", name
 
+
+def test_the_latency_command_prints_a_given_table_and_refuses_a_bad_check_in_one_line(tmp_path):
+    made_up_table(tmp_path / "phone.json")
+    command = [sys.executable, "-m", "kdas_tf.latency", "--flagfile=flags/digits.cfg", f"--workdir={tmp_path}/run",
+               f"--latency_table={tmp_path}/phone.json"]
+    shown = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "| conv3x3 | " in shown.stdout and "resnet8 alone: 0.2000 ms (tflite_int8, 1 thread(s)" in shown.stdout
+    refused = subprocess.run([*command, "--check=-1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("error: --check=-1")
