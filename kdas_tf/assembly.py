@@ -1,9 +1,10 @@
 """What a run's processes build from its config: shared by the pipeline and the parallel workers below it.
 
 The config says what the user asked for; here it meets the data, the networks and the disk, once per job:
-the data (and its metadata, before any image is read), the budget M in parameters, the teachers' files and
-their hashes, the precision and BatchNorm of every network built, the teachers to distil from, the targets a
-loss distils from, and the search's KDASOracle and the KDASTuner that trains its candidates. The pipeline
+the data (and its metadata, before any image is read), the budget M and what it counts (parameters, MACs, or a
+latency table measured once), the teachers' files and their hashes, the precision and BatchNorm of every network
+built, the teachers to distil from, the targets a loss distils from, and the search's KDASOracle and the KDASTuner
+that trains its candidates. The pipeline
 decides whether the tuner runs the search here or the oracle is served to workers (kdas_tf.parallel), each
 of which builds the same tuner around KerasTuner's client.
 """
@@ -14,13 +15,14 @@ import keras
 
 from kdas_tf import data, models
 from kdas_tf.data import label_checks
+from kdas_tf.deploy import latency_table
 from kdas_tf.distill import ensemble, given_teachers, teacher_outputs
 from kdas_tf.errors import as_user_error
 from kdas_tf.nas import summaries
-from kdas_tf.nas.budget import resolve_budget
+from kdas_tf.nas.budget import analytic_cost, resolve_budget
 from kdas_tf.nas.oracle import KDASOracle
 from kdas_tf.nas.tuner import KDASTuner
-from kdas_tf.runtime.workdir import SEARCH_PROJECT
+from kdas_tf.runtime.workdir import SEARCH_PROJECT, Workdir
 
 
 def data_metadata(config):
@@ -78,13 +80,41 @@ def describe_data(config, num_classes):
     return lines
 
 
-def budget(config, num_classes=None, image_shape=None):
-    """(M, the backbone's parameters): --budget resolved for the data's classes and image shape (default:
-    config.data's metadata); refused in one line where the backbone alone does not fit."""
+def budget(config, num_classes=None, image_shape=None, *, cost=None):
+    """(M, the backbone's cost) in --budget_metric's unit (parameters, MACs, nanoseconds): --budget resolved for the
+    data's classes and image shape (default: config.data's metadata); refused in one line where the backbone alone
+    does not fit. cost: the run's cost_model (default: made here)."""
     if num_classes is None:
         num_classes, image_shape = data_metadata(config)
+    cost = cost or cost_model(config, num_classes, image_shape)
     return as_user_error(resolve_budget, config.search.budget_form(), config.search.backbone, num_classes,
-                        image_shape, config.model.shortcut)
+                        image_shape, config.model.shortcut, cost=cost)
+
+
+def cost_model(config, num_classes=None, image_shape=None, *, missing="keep"):
+    """What --budget_metric counts of the search's networks (a models.costs.AdditiveCost): parameters and MACs
+    counted; latency from its table: --latency_table, else the one kept in the work directory, else measured here
+    (about a minute; missing: 'keep' keeps it there, 'measure' keeps nothing, 'refuse' refuses, as
+    deploy.latency_table.resolve says)."""
+    if num_classes is None:
+        num_classes, image_shape = data_metadata(config)
+    search = config.search
+    if search.budget_metric != "latency":
+        return as_user_error(analytic_cost, search.budget_metric, search.backbone, num_classes, image_shape,
+                             config.model.shortcut)
+    target = latency_target(config, num_classes, image_shape)
+    workdir = Workdir(config.workdir)
+    if missing == "keep":
+        workdir.check_writable()  # before a minute of measuring
+    table = latency_table.resolve(target, workdir.latency_table, search.latency_table, missing=missing)
+    return latency_table.as_cost(table)
+
+
+def latency_target(config, num_classes, image_shape):
+    """What --budget_metric=latency's table prices: the search's backbone on the data's images, as deployed."""
+    search = config.search
+    return latency_table.Target(search.backbone, num_classes, tuple(image_shape), config.model.shortcut,
+                                search.latency_format, search.latency_threads)
 
 
 def teacher_model_files(config):
@@ -144,33 +174,34 @@ def targets_for(config, workdir, teacher, loss, dataset):
     )
 
 
-def policy_medians(config, num_classes, image_shape, memory_budget, samples=25):
+def policy_medians(config, num_classes, image_shape, memory_budget, samples=25, *, cost=None):
     """[(round, architecture)]: each round's candidate of median size among `samples` drawn from the controller's
     policy as a new search starts it (the budget's mask included), the next round grown on it as the search grows
-    its round's best. What the dry run says a found network is likely to weigh."""
-    oracle = make_oracle(config, num_classes, image_shape, memory_budget)
+    its round's best. What the dry run says a found network is likely to cost, in the budget's metric."""
+    oracle = make_oracle(config, num_classes, image_shape, memory_budget, cost=cost)
     rounds, medians = oracle.search_rounds, []
     for round_index in range(config.search.rounds):
         backbone = rounds.backbone()
         drawn = [backbone.with_addons(rounds.stage_ops(rounds.controller.sample())) for _ in range(samples)]
-        median = sorted(drawn, key=oracle.parameters)[len(drawn) // 2]
+        median = sorted(drawn, key=oracle.cost)[len(drawn) // 2]
         medians.append((round_index, median))
         if round_index + 1 < config.search.rounds:
             rounds.start_next(str(median))
     return medians
 
 
-def make_oracle(config, num_classes, image_shape, memory_budget, *, logdir=None, oracle_class=KDASOracle):
+def make_oracle(config, num_classes, image_shape, memory_budget, *, logdir=None, oracle_class=KDASOracle, cost=None):
     """The search's oracle as `config` describes it, for data of `num_classes` classes and `image_shape` images.
 
-    logdir: where the controller's summaries go (None: nowhere, e.g. to read a finished search).
+    logdir: where the controller's summaries go (None: nowhere, e.g. to read a finished search). cost: what the
+    budget counts (cost_model's; default: made here).
     """
     search = config.search
     return oracle_class(
         backbone=search.backbone, num_classes=num_classes, input_shape=image_shape, budget=memory_budget,
         rounds=search.rounds, trials_per_round=search.trials_per_round, ops_per_addon=search.ops_per_addon,
         controller=config.controller_config(), seed=config.search_seed, logdir=logdir,
-        shortcut=config.model.shortcut,
+        shortcut=config.model.shortcut, cost=cost or cost_model(config, num_classes, image_shape),
     )
 
 

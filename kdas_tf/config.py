@@ -19,6 +19,7 @@ reason a rerun may change it. A new field is a setting unless it says why not.
 """
 
 import dataclasses
+import re
 import typing
 
 from absl import flags
@@ -35,6 +36,18 @@ from kdas_tf.runtime import distribute
 
 # The flags defined here belong to the entry point that asks for them, so its --help lists them.
 flags.disclaim_key_flags()
+
+# --budget_metric (kdas_tf.models.costs.METRICS) and what --budget may say in each: {suffix: scale to the unit
+# the search counts in}, '' for a bare number, 'x' for a multiple of the backbone. Latency counts nanoseconds.
+BUDGET_METRICS = ("parameters", "macs", "latency")
+BUDGET_UNITS = {"parameters": {"": 1e6, "m": 1e6}, "macs": {"": 1e6, "k": 1e3, "m": 1e6, "g": 1e9},
+                "latency": {"": 1e6, "ms": 1e6, "us": 1e3}}
+BUDGET_FORMS = {"parameters": "millions of parameters (0.9) or a multiple (2x)",
+                "macs": "MACs with a unit (40M, 1.2G, 500k; a bare number is millions) or a multiple of the "
+                        "backbone's (2x)",
+                "latency": "a latency with a unit (1.5ms, 300us; a bare number is milliseconds) or a multiple of "
+                           "the backbone's (2x)"}
+LATENCY_FORMATS = ("tflite", "tflite_int8")  # LiteRT formats of kdas_tf.deploy.litert.FORMATS
 
 
 def option(default, help, *, flag=None, choices=None, setting=True, unrecorded=None):
@@ -241,7 +254,25 @@ class SearchConfig:
     """The architecture search and the final rows trained from what it finds."""
 
     backbone: str = option("resnet32", "Student backbone the search adds operations to.")
-    budget: str = option("2x", "Memory budget M: millions of parameters (0.9) or a multiple of the backbone (2x).")
+    budget: str = option("2x", "Budget M in --budget_metric's unit: millions of parameters (0.9 or 0.9M), MACs in "
+                         "millions or billions (40M, 1.2G), latency in milliseconds or microseconds (1.5ms, 300us), "
+                         "or a multiple of the backbone's (2x).")
+    # Directories made before it counted parameters.
+    budget_metric: str = option(
+        "parameters", "What --budget bounds: parameters (the paper's memory budget), macs (multiply-accumulates of "
+        "one image) or latency (one image through the deployed LiteRT model, predicted from a table of the backbone "
+        "and each op measured on this machine once, or given with --latency_table).", choices=BUDGET_METRICS,
+        unrecorded="parameters")
+    # The latency table kept in the work directory records them too, and refuses a run of others.
+    latency_format: str = option("tflite_int8", "--budget_metric=latency: the LiteRT format the table is measured "
+                                 "in, as --formats exports it: tflite (float32) or tflite_int8.",
+                                 choices=LATENCY_FORMATS)
+    latency_threads: int = option(1, "--budget_metric=latency: the LiteRT interpreter's threads in the table's "
+                                  "measurements.")
+    # Where a table was given from does not change it: the work directory keeps the table it searched with.
+    latency_table: typing.Optional[str] = option(
+        None, "--budget_metric=latency: a table measured on the target device (python -m kdas_tf.latency "
+        "--export_table=FILE there) instead of measuring one on this machine.", setting=False)
     # A finished search may be extended by more rounds or trials, and more final rows added to it.
     rounds: int = option(1, "Search rounds; each starts from the previous round's best.", setting=False)
     trials_per_round: int = option(20, "Candidates trained per round.", setting=False)
@@ -272,7 +303,10 @@ class SearchConfig:
 
     def __post_init__(self):
         as_user_error(Architecture.backbone_only, self.backbone)
+        if self.budget_metric not in BUDGET_METRICS:
+            raise UserError(f"--budget_metric={self.budget_metric!r}: expected one of {', '.join(BUDGET_METRICS)}")
         self.budget_form()
+        self._check_latency_flags()
         _at_least_one(self, "rounds", "trials_per_round", "ops_per_addon", "search_epochs", "seeds")
         as_user_error(losses.check_loss_name, self.search_loss, "--search_loss")
         if not self.final_loss:
@@ -297,17 +331,29 @@ class SearchConfig:
         return self.rounds * self.trials_per_round
 
     def budget_form(self):
-        """--budget as written: ('multiple', 2.0) for '2x', ('millions', 0.9) for '0.9' or '0.9M'. Resolved in
-        parameters once a job knows the data's classes and image shape (kdas_tf.nas.budget.resolve_budget)."""
+        """--budget as written: ('multiple', 2.0) for '2x'; ('millions', 0.9) for parameters' '0.9' or '0.9M';
+        ('absolute', n) for MACs (40M, 1.2G: n MACs) and latency (1.5ms, 300us: n nanoseconds). Resolved once a job
+        knows the data's classes and image shape (kdas_tf.nas.budget.resolve_budget)."""
         text = str(self.budget).strip().lower()
-        try:
-            form = ("multiple", float(text[:-1])) if text.endswith("x") else ("millions", float(text.rstrip("m")))
-        except ValueError:
-            form = None
-        if form is None or not 0 < form[1] < float("inf"):
-            raise UserError(f"--budget={text!r} is not a budget: give millions of parameters (0.9) or a "
-                            "multiple (2x)")
-        return form
+        match = re.fullmatch(r"((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)", text)
+        units = BUDGET_UNITS[self.budget_metric]
+        if match is None or (match[2] not in units and match[2] != "x") or not 0 < float(match[1]) < float("inf"):
+            raise UserError(f"--budget={text!r} is not a budget: give {BUDGET_FORMS[self.budget_metric]}")
+        value = float(match[1])
+        if match[2] == "x":
+            return "multiple", value
+        if self.budget_metric == "parameters":
+            return "millions", value
+        return "absolute", value * units[match[2]]
+
+    def _check_latency_flags(self):
+        if self.latency_threads < 1:
+            raise UserError(f"--latency_threads={self.latency_threads}: give the interpreter's threads, 1 or more")
+        if self.latency_format not in LATENCY_FORMATS:
+            raise UserError(f"--latency_format={self.latency_format!r}: expected one of {', '.join(LATENCY_FORMATS)}")
+        if self.latency_table and self.budget_metric != "latency":
+            raise UserError(f"--latency_table is a latency budget's table: it needs --budget_metric=latency, not "
+                            f"{self.budget_metric}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from absl import logging
 
 from kdas_tf import assembly, models, parallel
 from kdas_tf.benchmarking import estimate
-from kdas_tf.deploy import serving
+from kdas_tf.deploy import latency_check, latency_table, serving
 from kdas_tf.distill import ensemble, finals, given_teachers
 from kdas_tf.errors import UserError, as_user_error
 from kdas_tf.nas import summaries
@@ -126,7 +126,8 @@ def run(config, *, dataset=None, teachers=None, role=None):
     """
     config.refuse_multi_worker("search")
     info = (dataset.info.num_classes, dataset.info.image_shape) if dataset is not None else None
-    budget, backbone_parameters = assembly.budget(config, *(info or ()))  # M, resolved once for the whole run
+    # M, resolved once for the whole run; with --budget_metric=latency its table is measured here once and kept
+    budget, backbone_cost = assembly.budget(config, *(info or ()))
     if role is None:
         role = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials)
     if role not in ("single", "chief"):
@@ -157,6 +158,7 @@ def run(config, *, dataset=None, teachers=None, role=None):
         summaries.write_search_result(
             workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
             parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
+            metric=config.search.budget_metric, cost=oracle.cost(found),
         )
         finished = train_final_rows(config, final_data, strategy, teacher, workdir, found, run_progress)
         decision = rows.serving_decision(finished)
@@ -167,8 +169,9 @@ def run(config, *, dataset=None, teachers=None, role=None):
                               dataset=dataset, formats=config.export.formats, force=config.export.force_export)
     summary = results.collect(
         teacher_report=teacher_report, oracle=oracle, found=best, rows=finished, budget=budget,
-        backbone_parameters=backbone_parameters, search_loss=config.search.search_loss, exported=served,
-        exported_seed=seed, serving=decision,
+        backbone_parameters=oracle.parameters(oracle.backbone), search_loss=config.search.search_loss,
+        exported=served, exported_seed=seed, serving=decision, budget_metric=config.search.budget_metric,
+        backbone_cost=backbone_cost,
     )
     storage.write_json(workdir.results, summary)
     table = results.table2_markdown(summary)
@@ -258,10 +261,13 @@ def describe_plan(config):
     """What run(config) would do, for --dry_run: every step with its size."""
     search, teachers = config.search, config.teachers
     num_classes, image_shape = assembly.data_metadata(config)
-    budget, backbone_parameters = assembly.budget(config, num_classes, image_shape)
+    cost = assembly.cost_model(config, num_classes, image_shape, missing="measure")  # a latency table: kept nowhere
+    budget, backbone_cost = assembly.budget(config, num_classes, image_shape, cost=cost)
+    price = cost.format  # in the budget's metric: 0.150M (parameters), 12.35M MACs, 0.280 ms
     given = assembly.teacher_model_files(config)
     reach = models.reachable_sizes(search.backbone, rounds=search.rounds, ops_per_addon=search.ops_per_addon,
-                                   num_classes=num_classes, input_shape=image_shape, shortcut=config.model.shortcut)
+                                   num_classes=num_classes, input_shape=image_shape, shortcut=config.model.shortcut,
+                                   cost=None if search.budget_metric == "parameters" else cost)
     return "\n".join([
         f"dry run of {config.workdir} on {config.data.dataset} (strategy {config.run.strategy}):",
         *assembly.describe_data(config, num_classes),
@@ -270,14 +276,15 @@ def describe_plan(config):
         f"  teachers: {teachers.num_teachers} x {teachers.network}, {config.teacher_epochs} epochs each, "
         f"in {config.teacher_workdir}/teachers (finished members are reused)",
         f"  search: {search.rounds} round(s) x {search.trials_per_round} trials of {search.backbone} "
-        f"({backbone_parameters / 1e6:.3f}M, {config.model.shortcut} shortcuts) + {search.ops_per_addon} ops per "
-        f"stage, budget {budget / 1e6:.3f}M, trained with {search.search_loss} for {search.search_epochs} epochs each",
-        *models.describe_reach(reach, budget),
+        f"({price(backbone_cost)}, {config.model.shortcut} shortcuts) + {search.ops_per_addon} ops per "
+        f"stage, budget {price(budget)}, trained with {search.search_loss} for {search.search_epochs} epochs each",
+        *([f"  latency table: {cost.note}"] if cost.note else []),
+        *models.describe_reach(reach, budget, search.budget_metric),
         "  the controller's policy as the search starts, a median of 25 samples per round grown on the last "
-        f"(budget {budget / 1e6:.3f}M" + (f"; the paper found {search.paper_found:.2f}M" if search.paper_found else "")
+        f"(budget {price(budget)}" + (f"; the paper found {search.paper_found:.2f}M" if search.paper_found else "")
         + "):",
-        *[f"    after round {r + 1}: {models.count_parameters(arch, num_classes, image_shape, shortcut=config.model.shortcut) / 1e6:.3f}M"
-          f" ({arch})" for r, arch in assembly.policy_medians(config, num_classes, image_shape, budget)],
+        *[f"    after round {r + 1}: {price(cost.of(arch))} ({arch})"
+          for r, arch in assembly.policy_medians(config, num_classes, image_shape, budget, cost=cost)],
         f"  final: the found model with {', '.join(search.final_loss)}; {search.backbone} with "
         f"{', '.join(search.student_loss) or 'nothing'}; {config.recipe.epochs} epochs each, "
         f"{search.seeds} seed(s) per row"
@@ -299,3 +306,26 @@ def _final_training_line(final_training):
 def estimate_lines(config):
     """The dry run's estimate of the run's duration here: a few training steps timed (benchmarking.estimate)."""
     return estimate.describe(config, *assembly.data_metadata(config))
+
+
+def measure_latency(config, *, export_table=None, check=0, check_rounds=None, seed=0):
+    """python -m kdas_tf.latency's job: (the latency table, the check of its predictions or None).
+
+    The table: measured here and written to `export_table` (to be given elsewhere as --latency_table), else the
+    run's (--latency_table, the one its work directory keeps, or measured here and kept there). check=N: N
+    networks of up to `check_rounds` rounds (default --rounds) sampled across the range, measured whole against
+    the table's prediction (deploy.latency_check).
+    """
+    search = config.search
+    num_classes, image_shape = assembly.data_metadata(config)
+    target = assembly.latency_target(config, num_classes, image_shape)
+    if export_table:
+        table = latency_table.measure_table(target)
+        storage.write_json(export_table, table)
+    else:
+        table = latency_table.resolve(target, Workdir(config.workdir).latency_table, search.latency_table)
+    if not check:
+        return table, None
+    networks = latency_check.sample_architectures(table, check, rounds=check_rounds or search.rounds,
+                                                  ops_per_addon=search.ops_per_addon, seed=seed)
+    return table, latency_check.check_table(table, target, networks)

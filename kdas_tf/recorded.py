@@ -93,6 +93,8 @@ def load_search(workdir):
                         "python -m kdas_tf.search run")
     search_config = recorded_config(workdir)
     num_classes, image_shape = assembly.data_metadata(search_config)
-    budget, _ = assembly.budget(search_config, num_classes, image_shape)
-    oracle = assembly.make_oracle(search_config, num_classes, image_shape, budget, oracle_class=RecordedOracle)
+    cost = assembly.cost_model(search_config, num_classes, image_shape, missing="refuse")  # its kept latency table
+    budget, _ = assembly.budget(search_config, num_classes, image_shape, cost=cost)
+    oracle = assembly.make_oracle(search_config, num_classes, image_shape, budget, oracle_class=RecordedOracle,
+                                  cost=cost)
     return RecordedSearch(oracle, workdir=Workdir(workdir), search_config=search_config)

@@ -17,7 +17,7 @@ from kdas_tf.runtime.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "kdas_tf")
-ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench", "sweep")
+ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench", "sweep", "latency")
 
 
 def base(**sections):

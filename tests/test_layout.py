@@ -8,7 +8,7 @@ import os
 from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "kdas_tf")
-ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench", "sweep")
+ENTRY_POINTS = ("search", "teachers", "train", "export", "report", "bench", "sweep", "latency")
 # Top first. A module may import its own package's modules, or a unit (a package or a top-level module) of a
 # strictly lower layer; units of one layer do not import each other. README's Layout section draws the same.
 LAYERS = (

@@ -111,12 +111,12 @@ def classes_of(run, images):
     return np.concatenate([run(images[i:i + BATCH])["classes"] for i in range(0, len(images), BATCH)])
 
 
-def latency_ms(run, image):
-    """Median milliseconds of one call on one image [1, H, W, C], after LATENCY_WARMUP untimed calls."""
-    for _ in range(LATENCY_WARMUP):
+def latency_ms(run, image, *, runs=LATENCY_RUNS, warmup=LATENCY_WARMUP):
+    """Median milliseconds of one call on one image [1, H, W, C], after `warmup` untimed calls."""
+    for _ in range(warmup):
         run(image)
     seconds = []
-    for _ in range(LATENCY_RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         run(image)
         seconds.append(time.perf_counter() - start)

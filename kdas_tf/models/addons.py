@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import keras
 
 from kdas_tf.models.architecture import ADDON_OPS, SKIP
-from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params
+from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_macs, conv_params
 
 
 class _ShapePreserving(keras.layers.Layer):
@@ -104,6 +104,18 @@ def addon_op_params(op: str, channels: int) -> int:
         kernel = int(op[3])
         return kernel * kernel * channels + conv_params(channels, channels, 1) + batch_norm_params(channels)
     return 0
+
+
+def addon_op_macs(op: str, height: int, width: int, channels: int) -> int:
+    """Multiply-accumulates of `addon_op(op)` on a height x width x channels feature map (kdas_tf.models.mac_count
+    says what counts): a pool's 3x3 window per output value, nothing for skip."""
+    check_op(op)
+    if op.startswith("conv"):
+        return conv_macs(height, width, channels, channels, int(op[4]))
+    if op.startswith("sep"):
+        kernel = int(op[3])
+        return height * width * kernel * kernel * channels + conv_macs(height, width, channels, channels, 1)
+    return 0 if op == SKIP else height * width * channels * 3 * 3
 
 
 def addon_module(x, ops: Sequence[str], name: str):

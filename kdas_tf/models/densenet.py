@@ -4,10 +4,11 @@ from collections.abc import Callable
 
 import keras
 
-from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
+from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_macs, conv_params, relu
 from kdas_tf.models.networks import STEM_CHANNELS
 
 NUM_BLOCKS = 3
+TRANSITION_POOL = 2  # a 2x2 average pool, stride 2, valid padding
 
 
 def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.KerasTensor:
@@ -29,7 +30,7 @@ def build_features(x, spec, end_of_stage: Callable, shortcut=None) -> keras.Kera
             x = batch_norm(name=f"{name}_bn")(x)
             x = relu(f"{name}_relu")(x)
             x = conv2d(x.shape[-1], 1, name=f"{name}_conv")(x)
-            x = keras.layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+            x = keras.layers.AveragePooling2D(TRANSITION_POOL, name=f"{name}_pool")(x)
     x = batch_norm(name="head_bn")(x)
     return relu("head_relu")(x)
 
@@ -45,3 +46,20 @@ def count_features(spec, input_channels: int, shortcut=None) -> int:
         if stage < NUM_BLOCKS - 1:
             total += batch_norm_params(channels) + conv_params(channels, channels, 1)
     return total + batch_norm_params(channels)
+
+
+def count_feature_macs(spec, input_shape, shortcut=None) -> tuple[int, list[tuple[int, int]]]:
+    """Multiply-accumulates of `build_features` (kdas_tf.models.mac_count) and each stage's (height, width)."""
+    height, width, channels = input_shape
+    total = conv_macs(height, width, channels, STEM_CHANNELS, 3)
+    channels, sizes = STEM_CHANNELS, []
+    for stage in range(NUM_BLOCKS):
+        for _ in range(spec.blocks_per_stage):
+            total += conv_macs(height, width, channels, spec.width, 3)
+            channels += spec.width
+        sizes.append((height, width))
+        if stage < NUM_BLOCKS - 1:
+            total += conv_macs(height, width, channels, channels, 1)
+            height, width = height // TRANSITION_POOL, width // TRANSITION_POOL
+            total += height * width * channels * TRANSITION_POOL * TRANSITION_POOL  # the pool's window sums
+    return total, sizes

@@ -5,6 +5,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from kdas_tf.models.networks import STEM_CHANNELS
+
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 _sync_batchnorm = [True]  # set by sync_batchnorm(): the run's --sync_batchnorm, for every network built inside
@@ -53,3 +55,33 @@ def batch_norm_params(channels: int) -> int:
 
 def conv_params(in_channels: int, out_channels: int, kernel_size: int) -> int:
     return kernel_size * kernel_size * in_channels * out_channels
+
+
+def conv_macs(height: int, width: int, in_channels: int, out_channels: int, kernel_size: int) -> int:
+    """Multiply-accumulates of a convolution whose output is height x width x out_channels."""
+    return height * width * conv_params(in_channels, out_channels, kernel_size)
+
+
+def strided(size: int, strides: int) -> int:
+    """A same-padded convolution's output size along one axis."""
+    return -(-size // strides)
+
+
+def basic_block_macs(spec, input_shape, *, projections: bool) -> tuple[int, list[tuple[int, int]]]:
+    """MACs of a stem conv and three stages of basic blocks (CIFAR ResNet, WRN: two 3x3 convs each, the first strided
+    by 2 where a stage starts; with `projections`, a 1x1 conv shortcut where the shape changes), and each stage's
+    (height, width)."""
+    height, width, in_channels = input_shape
+    total = conv_macs(height, width, in_channels, STEM_CHANNELS, 3)
+    in_channels, sizes = STEM_CHANNELS, []
+    for stage, channels in enumerate(spec.channels):
+        for block in range(spec.blocks_per_stage):
+            strides = 2 if stage > 0 and block == 0 else 1
+            height, width = strided(height, strides), strided(width, strides)
+            total += conv_macs(height, width, in_channels, channels, 3)
+            total += conv_macs(height, width, channels, channels, 3)
+            if projections and (strides != 1 or in_channels != channels):
+                total += conv_macs(height, width, in_channels, channels, 1)
+            in_channels = channels
+        sizes.append((height, width))
+    return total, sizes

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import keras
 
-from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
+from kdas_tf.models.layers import basic_block_macs, batch_norm, batch_norm_params, conv2d, conv_params, relu
 from kdas_tf.models.networks import STEM_CHANNELS, check_shortcut
 
 
@@ -82,3 +82,9 @@ def count_features(spec, input_channels: int, shortcut: str = "zero_pad") -> int
                 total += conv_params(in_channels, channels, 1) + batch_norm_params(channels)
             in_channels = channels
     return total
+
+
+def count_feature_macs(spec, input_shape, shortcut: str = "zero_pad") -> tuple[int, list[tuple[int, int]]]:
+    """Multiply-accumulates of `build_features` (kdas_tf.models.mac_count) and each stage's (height, width)."""
+    check_shortcut(shortcut)
+    return basic_block_macs(spec, input_shape, projections=shortcut == "projection")

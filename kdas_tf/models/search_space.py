@@ -13,6 +13,7 @@ import numpy as np
 
 from kdas_tf.models.addons import addon_op_params
 from kdas_tf.models.architecture import ADDON_OPS, Architecture, as_architecture
+from kdas_tf.models.costs import AdditiveCost, format_cost
 from kdas_tf.models.networks import stage_channels
 from kdas_tf.models.param_count import count_parameters
 
@@ -28,15 +29,20 @@ class Reach:
 
 def reachable_sizes(backbone: Architecture | str, *, rounds: int, ops_per_addon: int, num_classes: int,
                     input_shape=(32, 32, 3), shortcut: str = "zero_pad", samples: int = 200,
-                    seed: int = 0) -> list[Reach]:
-    """One Reach per round 1..rounds. smallest and largest are exact; median is over `samples` sequences of
-    rounds drawn uniformly from ADDON_OPS (the controller's prior, before it learns; the budget ignored)."""
+                    seed: int = 0, cost: AdditiveCost | None = None) -> list[Reach]:
+    """One Reach per round 1..rounds, in parameters or in `cost`'s metric (its most costly op everywhere is the
+    largest). smallest and largest are exact; median is over `samples` sequences of rounds drawn uniformly from
+    ADDON_OPS (the controller's prior, before it learns; the budget ignored)."""
     backbone = as_architecture(backbone)
-    widths = stage_channels(backbone.backbone)
-    largest_ops = [[max(ADDON_OPS, key=lambda op: addon_op_params(op, width))] * ops_per_addon for width in widths]
+    if cost is None:
+        widths = stage_channels(backbone.backbone)
+        largest_ops = [[max(ADDON_OPS, key=lambda op: addon_op_params(op, width))] * ops_per_addon
+                       for width in widths]
+    else:
+        largest_ops = [[ADDON_OPS[int(np.argmax(row))]] * ops_per_addon for row in cost.per_stage]
 
     def count(arch):
-        return count_parameters(arch, num_classes, input_shape, shortcut=shortcut)
+        return cost.of(arch) if cost else count_parameters(arch, num_classes, input_shape, shortcut=shortcut)
 
     sampled = np.array([[count(arch) for arch in sample]
                         for sample in uniform_samples(backbone, rounds, ops_per_addon, samples, seed)], np.int64)
@@ -60,22 +66,31 @@ def uniform_samples(backbone: Architecture | str, rounds: int, ops_per_addon: in
         yield sample
 
 
-def budget_warning(reach: Reach, budget: int) -> str | None:
+def budget_warning(reach: Reach, budget: int, metric: str = "parameters") -> str | None:
     """Why the budget M cannot do its job after the last round, or None when the search can reach past it."""
+    def price(value):
+        return format_cost(metric, value)
+
     if reach.smallest > budget:
-        return (f"the budget cannot be met: the smallest network, {reach.smallest / 1e6:.3f}M, exceeds "
-                f"M = {budget / 1e6:.3f}M; raise --budget")
+        return (f"the budget cannot be met: the smallest network, {price(reach.smallest)}, exceeds "
+                f"M = {price(budget)}; raise --budget")
     if reach.largest <= budget:
         return (f"the budget cannot bind: the largest network {reach.rounds} round(s) can reach has "
-                f"{reach.largest / 1e6:.3f}M <= M = {budget / 1e6:.3f}M; raise --rounds or --ops_per_addon, "
+                f"{price(reach.largest)} <= M = {price(budget)}; raise --rounds or --ops_per_addon, "
                 "or lower --budget")
     return None
 
 
-def describe_reach(reach: list[Reach], budget: int) -> list[str]:
-    """The dry run's lines: each round's reachable sizes, and a WARNING when the budget cannot do its job."""
-    lines = ["  reachable sizes (skip everywhere / median of uniform samples / the largest op everywhere):"]
-    lines += [f"    after round {r.rounds}: {r.smallest / 1e6:.3f}M / {r.median / 1e6:.3f}M / {r.largest / 1e6:.3f}M"
+def describe_reach(reach: list[Reach], budget: int, metric: str = "parameters") -> list[str]:
+    """The dry run's lines: each round's reachable sizes (in `metric`), and a WARNING when the budget cannot do its
+    job."""
+    what = "sizes" if metric == "parameters" else metric
+
+    def price(value):
+        return format_cost(metric, value)
+
+    lines = [f"  reachable {what} (skip everywhere / median of uniform samples / the largest op everywhere):"]
+    lines += [f"    after round {r.rounds}: {price(r.smallest)} / {price(r.median)} / {price(r.largest)}"
               for r in reach]
-    warning = budget_warning(reach[-1], budget)
+    warning = budget_warning(reach[-1], budget, metric)
     return lines + ([f"  WARNING: {warning}"] if warning else [])

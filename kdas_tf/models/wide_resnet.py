@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import keras
 
-from kdas_tf.models.layers import batch_norm, batch_norm_params, conv2d, conv_params, relu
+from kdas_tf.models.layers import basic_block_macs, batch_norm, batch_norm_params, conv2d, conv_params, relu
 from kdas_tf.models.networks import STEM_CHANNELS
 
 
@@ -50,3 +50,9 @@ def count_features(spec, input_channels: int, shortcut=None) -> int:
                 total += conv_params(in_channels, channels, 1)
             in_channels = channels
     return total + batch_norm_params(in_channels)
+
+
+def count_feature_macs(spec, input_shape, shortcut=None) -> tuple[int, list[tuple[int, int]]]:
+    """Multiply-accumulates of `build_features` (kdas_tf.models.mac_count) and each stage's (height, width); WRN
+    keeps its projections whatever the shortcut."""
+    return basic_block_macs(spec, input_shape, projections=True)

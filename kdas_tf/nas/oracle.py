@@ -34,7 +34,7 @@ from keras_tuner.engine import trial as trial_module
 
 from kdas_tf import _internals, models
 from kdas_tf.runtime import schema, storage
-from kdas_tf.nas.budget import addon_costs, check_budget
+from kdas_tf.nas.budget import analytic_cost, check_budget
 from kdas_tf.nas.rounds import Rounds, canonical_key, controller_config, slot_names
 from kdas_tf.errors import UserError
 
@@ -55,7 +55,7 @@ def _of_rounds(name):
 
 
 class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
-    """Samples add-on operations with a REINFORCE-trained LSTM under a parameter budget."""
+    """Samples add-on operations with a REINFORCE-trained LSTM under a budget (parameters, MACs or latency)."""
 
     round = _of_rounds("round")
     round_converged = _of_rounds("round_converged")
@@ -69,12 +69,14 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
 
     def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
                  ops_per_addon=2, controller=None, max_samples_per_trial=200, seed=0, logdir=None,
-                 max_consecutive_failed_trials=3, shortcut="zero_pad"):
+                 max_consecutive_failed_trials=3, shortcut="zero_pad", cost=None):
+        """budget: M in the unit of `cost`, an AdditiveCost (kdas_tf.models.costs; default: parameters)."""
         self.backbone = models.as_architecture(backbone)
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
         self.shortcut = shortcut  # of the ResNets' stages: the sizes the budget is checked against
-        self.budget = check_budget(self.backbone, budget, num_classes, self.input_shape, shortcut)
+        self.cost_model = cost or analytic_cost("parameters", self.backbone, num_classes, self.input_shape, shortcut)
+        self.budget = check_budget(self.backbone, budget, num_classes, self.input_shape, shortcut, cost=self.cost_model)
         if rounds < 1 or trials_per_round < 1 or ops_per_addon < 1:
             raise ValueError("--rounds, --trials_per_round and --ops_per_addon must each be at least 1")
         self.rounds = rounds
@@ -84,7 +86,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         self.max_samples_per_trial = max_samples_per_trial
         self.controller_config = controller_config(controller, num_stages=self.num_stages,
                                                    ops_per_addon=ops_per_addon, seed=seed)
-        self.addon_costs = addon_costs(self.backbone, ops_per_addon, num_classes, self.input_shape, shortcut)
+        self.addon_costs = self.cost_model.table(ops_per_addon)
         space = keras_tuner.HyperParameters()
         for name in slot_names(self.num_stages, ops_per_addon):
             space.Choice(name, list(models.ADDON_OPS))
@@ -95,9 +97,9 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         )
         self.search_rounds = Rounds(
             backbone=self.backbone, budget=self.budget, costs=self.addon_costs,
-            controller_config=self.controller_config, parameters=self.parameters, rounds=rounds,
+            controller_config=self.controller_config, parameters=self.parameters, cost=self.cost, rounds=rounds,
             trials_per_round=trials_per_round, ops_per_addon=ops_per_addon,
-            max_samples_per_trial=max_samples_per_trial, logdir=logdir,
+            max_samples_per_trial=max_samples_per_trial, logdir=logdir, metric=self.cost_model.metric,
         )
         self.trial_tuners = {}  # trial id -> tuner id of the worker that last took it
         self.trial_losses = {}  # trial id -> times its worker fell silent
@@ -105,6 +107,10 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
 
     def parameters(self, arch):
         return models.count_parameters(arch, self.num_classes, self.input_shape, shortcut=self.shortcut)
+
+    def cost(self, arch):
+        """What the budget counts of a network (--budget_metric): its parameters, MACs or predicted latency."""
+        return self.cost_model.of(arch)
 
     # --- KerasTuner hooks -----------------------------------------------------------
 

@@ -12,10 +12,10 @@ per round would get trials_per_round updates each (25-33 in the paper's
 flagfiles), too few to learn from (docs/controller.md). `_controller_for`
 makes each round's controller: the one place that decides what it starts from.
 
-Budget: the controller samples only what fits the memory budget M. It gets the
-parameters each op adds in each slot (budget.addon_costs) and the budget left
-after the round's backbone, and masks every choice that could no longer fit
-(controller.feasible_choices). Why not a reward-0 penalty for samples over M:
+Budget: the controller samples only what fits the budget M (in parameters, MACs
+or predicted latency: --budget_metric). It gets what each op adds in each slot
+(an AdditiveCost's table) and the budget left after the round's backbone, and
+masks every choice that could no longer fit (controller.feasible_choices). Why not a reward-0 penalty for samples over M:
 each one pulled the moving-average baseline down, so the next trained
 candidate's advantage was +0.3 to +0.6 against real differences of 0.01-0.05,
 and Adam's moments filled with penalty gradients. Under the mask every update
@@ -39,6 +39,7 @@ from absl import logging
 
 from kdas_tf import models
 from kdas_tf.errors import UserError
+from kdas_tf.models.costs import COST_KEYS
 from kdas_tf.nas.controller import Controller, ControllerConfig
 from kdas_tf.nas.random_controller import RandomController
 
@@ -76,13 +77,16 @@ class Rounds:
     """Which round runs, on which backbone, with which controller; the controller's REINFORCE updates."""
 
     def __init__(self, *, backbone, budget, costs, controller_config, parameters, rounds, trials_per_round,
-                 ops_per_addon, max_samples_per_trial, logdir=None):
-        """costs [D, K]: what each op adds in each slot (budget.addon_costs); parameters(arch): its size."""
+                 ops_per_addon, max_samples_per_trial, logdir=None, cost=None, metric="parameters"):
+        """costs [D, K]: what each op adds in each slot (AdditiveCost.table); parameters(arch): its size;
+        cost(arch): what the budget counts of it (default: its parameters), `metric`'s (kdas_tf.models.costs)."""
         backbone = models.as_architecture(backbone)
         self.budget = budget
         self.costs = costs
         self.controller_config = controller_config
         self.parameters = parameters
+        self.cost = cost or parameters
+        self.metric = metric
         self.rounds = rounds
         self.trials_per_round = trials_per_round
         self.ops_per_addon = ops_per_addon
@@ -106,7 +110,7 @@ class Rounds:
         """The round's controller, under the budget left after the round's backbone: round 0 makes it; later
         rounds carry the LSTM on (its weights, optimizer state and baseline). --controller=random draws each
         round from a generator of its own seed, as it always has: it has nothing to carry."""
-        left = self.budget - self.parameters(self.backbone())
+        left = self.budget - self.cost(self.backbone())
         if round_index and self.controller_config.kind != "random":
             self.controller.set_budget(left)
             return self.controller
@@ -153,17 +157,19 @@ class Rounds:
             stage_ops = self.stage_ops(tokens)
             arch = backbone.with_addons(stage_ops)
             key = str(arch.canonical())
-            parameters = self.parameters(arch)
-            if parameters > self.budget:
-                raise RuntimeError(f"the controller sampled {arch} ({parameters} parameters) over the budget "
-                                   f"{self.budget}: budget.addon_costs disagrees with models.count_parameters")
+            cost = self.cost(arch)
+            if cost > self.budget:
+                raise RuntimeError(f"the controller sampled {arch} ({cost} {self.metric}) over the budget "
+                                   f"{self.budget}: the cost table disagrees with the network's count")
             if key in self.known_scores or key in taken:
                 self.repeated_samples += 1
                 if key in self.known_scores:
                     self._update_controller(tokens, self.known_scores[key], kind="repeat")
                 continue
             values = {slot_name(s, l): op for s, ops in enumerate(stage_ops) for l, op in enumerate(ops)}
-            values.update(architecture=str(arch), round=self.round, parameters=parameters)
+            values.update(architecture=str(arch), round=self.round, parameters=self.parameters(arch))
+            if self.metric != "parameters":
+                values[COST_KEYS[self.metric]] = cost
             return values
         logging.info("round %d: %d samples in a row were known; the round has converged",
                      self.round, self.max_samples_per_trial)

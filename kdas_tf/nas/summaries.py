@@ -13,6 +13,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from kdas_tf import models
+from kdas_tf.models.costs import format_cost
 from kdas_tf.nas.rounds import slot_names
 
 REWARD = "reward"  # scalar tag in each trial's run: the validation top-1 the controller is rewarded with
@@ -37,13 +38,18 @@ def write_trial(logdir, *, trial_id, values, reward):
         tf.summary.text("architecture", str(values.get("architecture")), step=0)
 
 
-def write_search_result(logdir, *, best_architecture, best_reward, parameters, budget, trials):
-    """When the search ends: the best architecture as text, its reward and size against the budget."""
+def write_search_result(logdir, *, best_architecture, best_reward, parameters, budget, trials, metric="parameters",
+                        cost=None):
+    """When the search ends: the best architecture as text, its reward and size (cost: what the budget counts of it,
+    in `metric`) against the budget."""
+    spent = (f"| parameters | {parameters / 1e6:.3f}M of budget {budget / 1e6:.3f}M |" if metric == "parameters" else
+             f"| {metric} | {format_cost(metric, cost)} of budget {format_cost(metric, budget)} "
+             f"({parameters / 1e6:.3f}M parameters) |")
     table = "\n".join([
         "| | |", "|---|---|",
         f"| best architecture | `{best_architecture}` |",
         f"| val top-1 (reward) | {100 * best_reward:.2f}% |",
-        f"| parameters | {parameters / 1e6:.3f}M of budget {budget / 1e6:.3f}M |",
+        spent,
         f"| trials | {trials} |",
     ])
     with tf.summary.create_file_writer(logdir).as_default():

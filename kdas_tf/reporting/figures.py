@@ -43,7 +43,8 @@ def _labelled(figure, axes, xlabel, title):
 def accuracy_vs_parameters(trials, *, budget, backbone_parameters, found=None):
     """Every finished trial's validation top-1 against its size, the budget M and the Pareto front.
 
-    trials: dicts with "parameters", "val_top1" (0..1), "architecture", "round".
+    trials: dicts with "parameters", "val_top1" (0..1), "architecture", "round". budget: M in parameters, None for
+    a budget of another metric (not drawn on this axis).
     """
     done = [t for t in trials if t["val_top1"] is not None]
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
@@ -54,7 +55,7 @@ def accuracy_vs_parameters(trials, *, budget, backbone_parameters, found=None):
     front = pareto_front([(t["parameters"], t["val_top1"]) for t in done])
     if front:
         # best accuracy reachable with at most x parameters, drawn out to the budget
-        xs = [p / 1e6 for p, _ in front] + [max(budget, front[-1][0]) / 1e6]
+        xs = [p / 1e6 for p, _ in front] + [max(budget or 0, front[-1][0]) / 1e6]
         ys = [100 * a for _, a in front] + [100 * front[-1][1]]
         axes.step(xs, ys, where="post", color="black", linewidth=1.2, label="Pareto front")
         axes.scatter(xs[:-1], ys[:-1], s=60, facecolors="none", edgecolors="black")
@@ -62,7 +63,8 @@ def accuracy_vs_parameters(trials, *, budget, backbone_parameters, found=None):
     if best:
         axes.scatter([best[0]["parameters"] / 1e6], [100 * best[0]["val_top1"]], marker="*", s=220,
                      color="gold", edgecolors="black", zorder=3, label="found architecture")
-    axes.axvline(budget / 1e6, color="red", linestyle="--", label=f"budget M = {budget / 1e6:.3f}M")
+    if budget is not None:
+        axes.axvline(budget / 1e6, color="red", linestyle="--", label=f"budget M = {budget / 1e6:.3f}M")
     axes.axvline(backbone_parameters / 1e6, color="grey", linestyle=":",
                  label=f"backbone {backbone_parameters / 1e6:.3f}M")
     return _png(_labelled(figure, axes, "trainable parameters (M)", "Search trials: accuracy against size"))

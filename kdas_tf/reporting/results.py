@@ -1,6 +1,7 @@
 """A search's results as one JSON-friendly summary and a table in the shape of the paper's Table 2; an
 export's deployment table."""
 
+from kdas_tf.models.costs import COST_KEYS, format_cost
 from kdas_tf.runtime.rows import ROW_KINDS, row_kind_and_loss
 
 LOSS_NAMES = {"ce": "CE", "kd": "KD", "od": "OD"}
@@ -11,9 +12,13 @@ FOUND_RULE = ("the best validation top-1 of every round's trials, ties to the sm
 
 
 def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
-            exported_seed=0, serving=None):
-    """Everything a report needs from one run, in plain values. found: the found trial (KDASOracle.best_trial)."""
-    return {
+            exported_seed=0, serving=None, budget_metric="parameters", backbone_cost=None):
+    """Everything a report needs from one run, in plain values. found: the found trial (KDASOracle.best_trial).
+
+    budget is in budget_metric's unit (models.costs); a metric other than parameters is recorded with the
+    backbone's and the found network's cost in it (a parameters run's summary is as it always was).
+    """
+    summary = {
         "teacher": teacher_report,
         "budget": budget,
         "backbone": str(oracle.backbone),
@@ -37,6 +42,11 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         "exported_seed": exported_seed,  # index of the served training among its row's seeds
         "serving": serving,  # why that row (runtime.rows.serving_decision)
     }
+    if budget_metric != "parameters":
+        key = COST_KEYS[budget_metric]
+        summary.update(budget_metric=budget_metric, backbone_cost=backbone_cost)
+        summary["found"][key] = found.hyperparameters.values.get(key)
+    return summary
 
 
 def millions(parameters):
@@ -90,14 +100,29 @@ def table2_markdown(summary):
     """Table 2's rows as Markdown, accuracy % and memory, with the budget underneath."""
     rows = [(*row[:-1], millions(row[-1])) for row in table2_rows(summary)]
     return (markdown_table(TABLE2_COLUMNS, rows) + "\n"
-            + f"Budget M = {millions(summary['budget'])}; backbone {summary['backbone']} = "
-            f"{millions(summary['backbone_parameters'])}.\n")
+            + budget_line(summary) + "\n")
+
+
+def budget_text(summary):
+    """M as its metric says it: 0.150M (parameters), 12.35M MACs, 0.280 ms."""
+    return format_cost(summary.get("budget_metric", "parameters"), summary["budget"])
+
+
+def budget_line(summary):
+    """The budget under Table 2: M and the backbone's cost in the budget's metric."""
+    metric = summary.get("budget_metric", "parameters")
+    if metric == "parameters":
+        return (f"Budget M = {millions(summary['budget'])}; backbone {summary['backbone']} = "
+                f"{millions(summary['backbone_parameters'])}.")
+    return (f"Budget M = {budget_text(summary)} ({metric}); backbone {summary['backbone']} = "
+            f"{format_cost(metric, summary['backbone_cost'])}, {millions(summary['backbone_parameters'])} parameters.")
 
 
 def trial_summary(trial, tuner_id=None):
-    """A JSON-friendly row for reports: id, worker, status, architecture, parameters, reward."""
+    """A JSON-friendly row for reports: id, worker, status, architecture, parameters (and the cost a budget of
+    another metric counts: macs, latency_ns), reward."""
     values = trial.hyperparameters.values
-    return {
+    row = {
         "trial_id": trial.trial_id,
         "tuner_id": tuner_id,
         "status": trial.status,
@@ -107,6 +132,8 @@ def trial_summary(trial, tuner_id=None):
         "val_top1": trial.score,
         "message": (trial.message or "").strip().splitlines()[-1:] or None,
     }
+    row.update({key: values[key] for key in COST_KEYS.values() if key != "parameters" and key in values})
+    return row
 
 
 DEPLOYMENT_COLUMNS = ("format", "size KB", "test top-1 %", "agreement with SavedModel %", "latency ms (1 image)")

@@ -89,7 +89,7 @@ def search_rows(runs):
     for name, summary in runs:
         rewards = [100 * t["val_top1"] for t in summary["trials"] if t["val_top1"] is not None]
         found = next((t for t in summary["trials"] if t["architecture"] == summary["found_architecture"]), None)
-        rows.append((name, controller_kind(summary), results.millions(summary["budget"]), len(rewards),
+        rows.append((name, controller_kind(summary), results.budget_text(summary), len(rewards),
                      max(rewards, default=None), sum(rewards) / len(rewards) if rewards else None,
                      summary["found_architecture"], results.millions(found["parameters"]) if found else None))
     return rows
@@ -145,7 +145,8 @@ def figure_files(summary, runs):
         "final_accuracy_vs_parameters.png": figures.test_accuracy_vs_parameters(
             final_points(runs), "Final rows: test accuracy against size"),
         "accuracy_vs_parameters.png": figures.accuracy_vs_parameters(
-            summary["trials"], budget=summary["budget"], backbone_parameters=summary["backbone_parameters"],
+            summary["trials"], budget=summary["budget"] if "budget_metric" not in summary else None,
+            backbone_parameters=summary["backbone_parameters"],
             found=summary["found_architecture"]),
         "reward_over_trials.png": figures.reward_over_trials(
             [(f"{name} ({controller_kind(run)})", run["trials"]) for name, run in runs]),

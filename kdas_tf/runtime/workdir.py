@@ -13,6 +13,7 @@
       export/                  the served SavedModel (and --formats' LiteRT files, deployment.json and .md);
                                exports/NAME/ other exports
       results.json, results.md the run's numbers and its Table 2
+      latency_table.json       --budget_metric=latency: the table the search priced its networks with
       report/                  python -m kdas_tf.report's tables and figures
       .lock, .lock-workers     who holds the directory (kdas_tf.runtime.lock)
 """
@@ -73,6 +74,11 @@ class Workdir:
     @property
     def report(self):
         return self.path("report")
+
+    @property
+    def latency_table(self):
+        """The latency table a --budget_metric=latency search prices its networks with (deploy.latency_table)."""
+        return self.path("latency_table.json")
 
     def tb(self, *parts):
         return self.path("tb", *parts)

@@ -1,0 +1,73 @@
+"""Is the latency table right? Its predictions for whole networks against their measured latency.
+
+Networks are drawn across the search's range: CANDIDATES sequences of 1..rounds rounds of add-ons drawn uniformly
+(the controller's prior), every round's network pooled, sorted by predicted latency, and `count` taken at evenly
+spaced ranks, so that the cheap and the costly ends count as much as the crowded middle. The backbone is measured
+again beside them (how far the machine drifted since the table). Each network is measured as the table's backbone
+was (latency_table.measure_models: the served network in the table's format, the same timing, all of them in
+turns). Reported: Spearman's rank correlation of predicted against measured latency, the median and the worst
+relative error |predicted - measured| / measured, and the median signed error (the table's bias: positive when it
+over-predicts).
+"""
+
+import numpy as np
+from scipy import stats
+
+from kdas_tf import models
+from kdas_tf.deploy import latency_table
+
+CANDIDATES = 400
+
+
+def sample_architectures(table, count, *, rounds, ops_per_addon, seed=0):
+    """`count` architecture strings of the table's backbone at evenly spaced ranks of predicted latency."""
+    pool = {str(arch): latency_table.predict_ms(table, arch)
+            for sample in models.uniform_samples(table["backbone"], rounds, ops_per_addon, CANDIDATES, seed)
+            for arch in sample}
+    ranked = sorted(pool, key=lambda arch: (pool[arch], arch))
+    picks = np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))
+    return [ranked[i] for i in picks]
+
+
+def check_table(table, target, architectures, *, measure=None):
+    """{"rows": one per network (predicted and measured ms, relative error), "summary": summarise(rows)}.
+
+    measure: as latency_table.measure_table takes it (default: convert and time here, in target's format)."""
+    measure = measure or (lambda described: latency_table.measure_models(described, target=target))
+    networks = [table["backbone"], *architectures]
+    measured = measure({f"network{i}": ("network", arch) for i, arch in enumerate(networks)})
+    rows = []
+    for i, arch in enumerate(networks):
+        predicted, actual = latency_table.predict_ms(table, arch), measured[f"network{i}"]
+        rows.append({"architecture": arch, "predicted_ms": predicted, "measured_ms": actual,
+                     "relative_error": (predicted - actual) / actual, "backbone": i == 0})
+    return {"rows": rows, "summary": summarise(rows), "format": table["format"], "threads": table["threads"],
+            "machine": latency_table.machine(), "table_machine": table["machine"]}
+
+
+def summarise(rows):
+    """Spearman's rho of predicted against measured, the median and worst |relative error|, the median signed one."""
+    predicted = [row["predicted_ms"] for row in rows]
+    measured = [row["measured_ms"] for row in rows]
+    errors = np.array([row["relative_error"] for row in rows])
+    rho = stats.spearmanr(predicted, measured).statistic if len(rows) > 2 else float("nan")
+    return {"networks": len(rows), "spearman_rho": float(rho), "median_abs_relative_error": float(np.median(
+        np.abs(errors))), "worst_abs_relative_error": float(np.max(np.abs(errors))),
+            "median_relative_error": float(np.median(errors))}
+
+
+def markdown(result):
+    """The check as a table of its networks and a line of its summary."""
+    lines = ["| network | predicted ms | measured ms | error % |", "|---|---|---|---|"]
+    for row in result["rows"]:
+        name = row["architecture"] + (" (backbone)" if row["backbone"] else "")
+        lines.append(f"| {name} | {row['predicted_ms']:.4f} | {row['measured_ms']:.4f} | "
+                     f"{100 * row['relative_error']:+.1f} |")
+    summary = result["summary"]
+    lines.append("")
+    lines.append(f"{summary['networks']} networks ({result['format']}, {result['threads']} thread(s)): Spearman's "
+                 f"rho {summary['spearman_rho']:.3f}; |relative error| median "
+                 f"{100 * summary['median_abs_relative_error']:.1f}%, worst "
+                 f"{100 * summary['worst_abs_relative_error']:.1f}%; median signed error "
+                 f"{100 * summary['median_relative_error']:+.1f}%")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,164 @@
+"""The latency table (--budget_metric=latency): its arithmetic, its cache in the work directory and its refusals,
+with a made-up timer (no assertion here depends on this machine's speed); one real conversion of each kind of
+model checks that the measuring path runs, and the prediction check is checked on made-up measurements."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kdas_tf import models
+from kdas_tf.deploy import latency_check, latency_table
+from kdas_tf.deploy.latency_table import Target
+from kdas_tf.errors import UserError
+from kdas_tf.models.mac_count import stage_shapes
+from kdas_tf.runtime import storage
+
+TARGET = Target("resnet8", 10, (8, 8, 1), "zero_pad", "tflite_int8", 1)
+BACKBONE_MS = 0.5
+OP_MS = {"conv3x3": 0.04, "conv5x5": 0.09, "sep3x3": 0.02, "sep5x5": 0.03, "maxpool3x3": 0.005,
+         "avgpool3x3": 0.006}
+OVERHEAD_MS, ADD_MS = 0.010, 0.002  # every invoke's, and one residual add's
+
+
+def made_up_measure(described):
+    """A timer of made-up latencies: an invoke's overhead, plus each add and op of the model, the ops scaled by the
+    stage's area (so stages differ); a whole network is its backbone plus its ops' and adds'."""
+    timed = {}
+    for key, description in described.items():
+        if description[0] == "network":
+            timed[key] = BACKBONE_MS + predicted_extra(description[1])
+            continue
+        _, (height, width, _), kind = description
+        adds = {"no_op": 1, "one_add": 2}.get(kind, 1)
+        timed[key] = OVERHEAD_MS + adds * ADD_MS + OP_MS.get(kind, 0.0) * height * width / 64
+    return timed
+
+
+def predicted_extra(architecture):
+    arch = models.as_architecture(architecture)
+    shapes = stage_shapes(arch.backbone, TARGET.input_shape)
+    return sum(OP_MS.get(op, 0.0) * h * w / 64 + (ADD_MS if op != "skip" else 0.0)
+               for (h, w, _), stage in zip(shapes, arch.addons) for ops in stage for op in ops)
+
+
+def refuse_to_measure(described):
+    raise AssertionError(f"measured {sorted(described)} where the kept table should have served")
+
+
+def test_an_op_costs_what_its_module_adds_to_an_empty_one_its_add_included():
+    table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    assert table["backbone_ms"] == BACKBONE_MS and table["format"] == "tflite_int8" and table["threads"] == 1
+    for (height, width, _), stage in zip(stage_shapes("resnet8", (8, 8, 1)), table["stages"]):
+        assert stage["ops_ms"]["skip"] == 0
+        for op, ms in OP_MS.items():
+            assert stage["ops_ms"][op] == pytest.approx(ms * height * width / 64 + ADD_MS)  # the overhead is gone
+    arch = "resnet8:conv3x3+sep5x5/maxpool3x3+skip/skip+skip"
+    assert latency_table.predict_ms(table, arch) == pytest.approx(BACKBONE_MS + predicted_extra(arch), abs=1e-6)
+    cost = latency_table.as_cost(table)  # the search's table, in integer nanoseconds
+    assert cost.metric == "latency" and cost.base == 500_000 and cost.per_stage.dtype == np.int64
+    assert cost.of(arch) == round(sum(cost.per_stage[s, models.ADDON_OPS.index(op)]
+                                      for s, op in ((0, "conv3x3"), (0, "sep5x5"), (1, "maxpool3x3")))) + 500_000
+
+
+def test_an_op_measured_faster_than_nothing_costs_nothing():
+    def noisy(described):
+        timed = made_up_measure(described)
+        return {key: (timed[key] - 0.01 if described[key][-1] == "maxpool3x3" else timed[key]) for key in timed}
+
+    table = latency_table.measure_table(TARGET, measure=noisy)
+    assert all(stage["ops_ms"]["maxpool3x3"] == 0.0 for stage in table["stages"])
+
+
+def test_the_table_is_kept_in_the_work_directory_and_reused_there(tmp_path):
+    kept = str(tmp_path / "latency_table.json")
+    measured = latency_table.resolve(TARGET, kept, measure=made_up_measure)
+    assert storage.read_json(kept) == measured and measured["machine"] == latency_table.machine()
+    assert latency_table.resolve(TARGET, kept, measure=refuse_to_measure) == measured
+
+
+def test_the_dry_run_measures_but_keeps_nothing_and_a_finished_search_must_have_its_table(tmp_path):
+    kept = str(tmp_path / "latency_table.json")
+    latency_table.resolve(TARGET, kept, missing="measure", measure=made_up_measure)
+    assert not (tmp_path / "latency_table.json").exists()
+    with pytest.raises(UserError, match="latency_table.json is missing"):
+        latency_table.resolve(TARGET, kept, missing="refuse", measure=refuse_to_measure)
+
+
+def test_a_table_of_another_machine_is_refused_never_silently_reused(tmp_path):
+    kept = str(tmp_path / "latency_table.json")
+    table = latency_table.resolve(TARGET, kept, measure=made_up_measure)
+    storage.write_json(kept, {**table, "machine": {**table["machine"], "cpu": "Cortex-A76", "cores": 8}})
+    with pytest.raises(UserError, match=r"measured on another machine \(cpu 'Cortex-A76'.*pass --latency_table="):
+        latency_table.resolve(TARGET, kept, measure=refuse_to_measure)
+    # Reading a finished search prices nothing new: its table serves on any machine.
+    assert latency_table.resolve(TARGET, kept, missing="refuse")["machine"]["cpu"] == "Cortex-A76"
+
+
+@pytest.mark.parametrize("field, value", [("format", "tflite"), ("threads", 4), ("backbone", "resnet14"),
+                                          ("input_shape", (28, 28, 1))])
+def test_a_table_of_another_format_threads_or_network_is_refused(tmp_path, field, value):
+    kept = str(tmp_path / "latency_table.json")
+    latency_table.resolve(TARGET, kept, measure=made_up_measure)
+    other = dataclasses.replace(TARGET, **{field: value})
+    with pytest.raises(UserError, match=f"latency table of another run: {field} ") as error:
+        latency_table.resolve(other, kept, measure=refuse_to_measure)
+    assert "\n" not in str(error.value)
+
+
+def test_a_table_measured_on_the_target_is_given_kept_and_the_search_keeps_to_it(tmp_path):
+    target_table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    target_table["machine"] = {**target_table["machine"], "cpu": "Cortex-A76"}  # measured on the phone
+    given = str(tmp_path / "phone.json")
+    storage.write_json(given, target_table)
+    kept = str(tmp_path / "run" / "latency_table.json")
+    (tmp_path / "run").mkdir()
+    used = latency_table.resolve(TARGET, kept, given, measure=refuse_to_measure)
+    assert used["machine"]["cpu"] == "Cortex-A76" and used["source"].startswith("given: ")
+    assert latency_table.resolve(TARGET, kept, measure=refuse_to_measure)["machine"]["cpu"] == "Cortex-A76"
+    other = str(tmp_path / "other.json")
+    storage.write_json(other, {**target_table, "backbone_ms": 0.7})
+    with pytest.raises(UserError, match="is not the table .* was searched with"):
+        latency_table.resolve(TARGET, kept, other, measure=refuse_to_measure)
+
+
+def test_a_malformed_or_missing_table_file_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps({"format": "tflite", "threads": 0}))
+    with pytest.raises(UserError, match="table.json") as error:
+        latency_table.resolve(TARGET, None, str(path))
+    assert "\n" not in str(error.value)
+    with pytest.raises(UserError, match="no such file; measure one on the target"):
+        latency_table.resolve(TARGET, None, str(tmp_path / "absent.json"))
+
+
+def test_the_check_reports_rank_correlation_and_relative_errors():
+    table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    networks = latency_check.sample_architectures(table, 6, rounds=2, ops_per_addon=2)
+    predicted = [latency_table.predict_ms(table, arch) for arch in networks]
+    assert len(networks) == 6 and predicted == sorted(predicted) and predicted[0] < predicted[-1]  # across the range
+
+    def ten_percent_slow_but_the_first(described):
+        timed = made_up_measure(described)
+        return {key: ms * (1.0 if key == "network1" else 1.1) for key, ms in timed.items()}
+
+    result = latency_check.check_table(table, TARGET, networks, measure=ten_percent_slow_but_the_first)
+    summary = result["summary"]
+    assert summary["networks"] == 7 and result["rows"][0]["backbone"]  # the backbone measured again first
+    assert summary["median_abs_relative_error"] == pytest.approx(1 - 1 / 1.1, abs=1e-6)
+    assert summary["worst_abs_relative_error"] == pytest.approx(1 - 1 / 1.1, abs=1e-6)
+    assert summary["median_relative_error"] == pytest.approx(1 / 1.1 - 1, abs=1e-6)  # under-predicts
+    assert summary["spearman_rho"] < 1  # network1 (exact) now sits below the backbone's rank
+    assert "Spearman's rho" in latency_check.markdown(result)
+
+
+def test_one_real_model_of_each_kind_converts_and_times():
+    """The measuring path as the search runs it, on the smallest shapes; its numbers are only checked to exist."""
+    small = Target("resnet8", 10, (8, 8, 1), "zero_pad", "tflite_int8", 1)
+    contents = {"network": latency_table.convert_model(("network", "resnet8:sep3x3/skip/skip"), small),
+                "module": latency_table.convert_model(("module", (4, 4, 8), "conv3x3"), small)}
+    calls = {key: latency_table.invoker(content, small.threads) for key, content in contents.items()}
+    timed = latency_table.time_models(calls, turns=2, runs=3, warmup=1)
+    assert set(timed) == {"network", "module"} and all(math.isfinite(ms) and ms > 0 for ms in timed.values())

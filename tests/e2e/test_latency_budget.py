@@ -1,0 +1,37 @@
+"""A whole tiny digits search under --budget_metric=latency, priced by a latency table given as a file (made-up
+numbers: nothing is timed), through the Python API as pipeline.run runs it: every trial fits the budget in the
+table's prediction, results.json says what the budget counted, and the work directory keeps its table."""
+
+import pytest
+
+from conftest import tiny_config
+from kdas_tf import pipeline
+from kdas_tf.deploy import latency_table
+from kdas_tf.reporting import results
+from kdas_tf.runtime import storage
+from kdas_tf.runtime.workdir import Workdir
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_latency_budgeted_search_keeps_every_trial_within_the_tables_prediction(tmp_path):
+    def measure(described):  # 1 us per op and area unit over a 20 us backbone
+        return {key: 0.02 if d[0] == "network" else 0.01 + 0.001 * d[1][0] * d[1][1] / 16 * (d[2] not in
+                ("no_op", "one_add")) + 0.002 * (d[2] == "one_add") for key, d in described.items()}
+
+    table = latency_table.measure_table(latency_table.Target("resnet8", 10, (8, 8, 1)), measure=measure)
+    storage.write_json(str(tmp_path / "phone.json"), table)
+    workdir = str(tmp_path / "run")
+    summary = pipeline.run(tiny_config(workdir, "--budget_metric=latency", "--budget=0.03ms", "--trials_per_round=3",
+                                       f"--latency_table={tmp_path / 'phone.json'}"))
+    assert summary["budget_metric"] == "latency" and summary["budget"] == 30_000
+    assert summary["backbone_cost"] == 20_000 and summary["backbone_parameters"] == 75_002
+    trained = [t for t in summary["trials"] if t["val_top1"] is not None]
+    assert len(trained) == 3
+    for trial in trained:
+        predicted_ns = round(1e6 * latency_table.predict_ms(table, trial["architecture"]))
+        assert trial["latency_ns"] == predicted_ns <= 30_000
+    assert summary["found"]["latency_ns"] <= 30_000
+    assert "Budget M = 0.030 ms (latency); backbone resnet8 = 0.020 ms, 0.075M parameters." in \
+        results.table2_markdown(summary)
+    assert storage.read_json(Workdir(workdir).latency_table)["backbone_ms"] == table["backbone_ms"]
