@@ -3,15 +3,16 @@
 kdas_tf.benchmarking.suite measures; docs/performance.md reads the table.
 """
 
-from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
-from kdas_tf.benchmarking import suite
-from kdas_tf import config
+from kdas_tf import cli, config
+from kdas_tf.benchmarking.bench_config import BenchConfig
 
 
 def main(_):
-    suite.run(config.section_from_flags(suite.BenchConfig))
+    from kdas_tf.benchmarking import suite  # here: --help answers before TensorFlow (kdas_tf.cli)
+
+    suite.run(config.section_from_flags(BenchConfig))
 
 
 if __name__ == "__main__":
-    config.define_flags(suite.BenchConfig)
+    config.define_flags(BenchConfig)
     cli.run(main)

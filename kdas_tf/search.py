@@ -9,8 +9,8 @@ import os
 
 from absl import flags
 
-from kdas_tf import cli, config, pipeline
-from kdas_tf.parallel import launcher, role, worker
+from kdas_tf import cli, config
+from kdas_tf.parallel import role
 
 FLAGS = flags.FLAGS
 SECTIONS = config.SEARCH_SECTIONS  # the config sections whose flags it reads
@@ -27,6 +27,9 @@ def define_flags():
 
 
 def main(_):
+    from kdas_tf import pipeline  # here: --help answers before TensorFlow (kdas_tf.cli)
+    from kdas_tf.parallel import launcher, worker
+
     run_config = config.from_flags()
     launcher.set_cpu_threads(run_config.parallel.cpu_threads)
     part = role(os.environ, worker=FLAGS.worker, parallel_trials=run_config.parallel.parallel_trials)

@@ -19,11 +19,11 @@ import tensorflow as tf
 from absl import logging
 
 from kdas_tf.distill.ensemble import ensemble_report
+from kdas_tf.distill.recipe import INPUT_SCALES
 from kdas_tf.errors import UserError
 from kdas_tf.runtime import storage
 
 
-INPUT_SCALES = ("standardised", "pixels", "unit")
 PROBABILITY_FLOOR = 1e-7
 
 

@@ -19,8 +19,6 @@ import sys
 import tempfile
 import zipfile
 
-import keras
-
 from kdas_tf.errors import UserError
 
 
@@ -93,7 +91,9 @@ def save_model(model, path):
 
 def load_model(path):
     """Load a .keras model in safe mode: no Python code from the work directory runs."""
-    import kdas_tf.models  # noqa: F401  (registers the add-on layers for deserialisation)
+    import keras  # here, not above: the commands import storage before TensorFlow (cli.run answers --help first)
+
+    from kdas_tf.models import addons, resnet  # noqa: F401  (their layers register for deserialisation)
 
     if not os.path.isfile(path):
         raise UserError(f"{path} does not exist")
