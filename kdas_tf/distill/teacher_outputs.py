@@ -178,7 +178,7 @@ class CachedTeacherOutputs:
         hashes = {}
         for field, array in (("target", target), ("has_target", has_target)):
             path = os.path.join(temporary, f"{field}.npy")
-            with open(path, "wb") as f:
+            with storage.writing(os.path.join(directory, name, f"{field}.npy")), open(path, "wb") as f:
                 np.save(f, array)
                 f.flush()
                 os.fsync(f.fileno())
