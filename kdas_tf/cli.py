@@ -57,6 +57,9 @@ def _import_tensorflow_quietly():
 
 def _import_tensorflow(argv):
     """TensorFlow, imported before main: quietly unless --verbosity is 1 or more."""
+    # absl's handler on the root logger first: TensorFlow gives its own logger a stderr handler when the root
+    # has none, and each of its warnings was printed twice (and its INFO lines, "Assets written to ...", once).
+    logging.use_absl_handler()
     if not _verbose(argv) and "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ lines too (cuInit's failure on a CPU)
         _import_tensorflow_quietly()

@@ -137,7 +137,7 @@ class Trainer:
         self._writer = tf.summary.create_file_writer(logdir) if logdir and writes else None
         self._decayed = {id(w) for w in _decayed_weights(model)}
         self._train_step = tf.function(self._distributed_train_step)
-        self._eval_step = tf.function(self._distributed_eval_step)
+        self._eval_step = None  # traced at the first evaluation, for its input's element spec
 
     # --- compiled steps -------------------------------------------------------------
 
@@ -187,11 +187,9 @@ class Trainer:
 
     # --- loops ------------------------------------------------------------------------
 
-    def _run(self, step, dataset, steps=None, bar=None):
+    def _run(self, step, batches, bar=None):
         totals = None
-        if steps is not None:
-            dataset = dataset.take(steps)
-        for batch in self.strategy.experimental_distribute_dataset(dataset):
+        for batch in batches:
             stats = step(batch)
             totals = stats if totals is None else {k: totals[k] + stats[k] for k in totals}
             if bar is not None:
@@ -200,7 +198,11 @@ class Trainer:
 
     def evaluate(self, dataset):
         """Mean CE loss, top-1 and top-5 accuracy of the model on `dataset`."""
-        return _means(self._run(self._eval_step, dataset))
+        batches = self.strategy.experimental_distribute_dataset(dataset)
+        if self._eval_step is None:  # one trace for every batch size: a split's last batch is smaller
+            self._eval_step = _internals.without_retracing_warning(
+                tf.function(self._distributed_eval_step, input_signature=[batches.element_spec]))
+        return _means(self._run(self._eval_step, batches))
 
     def restore(self):
         """Resume from the last checkpoint, if any; returns the epoch to start at."""
@@ -227,7 +229,9 @@ class Trainer:
         stream = self.dataset.train(self.config.batch_size, epoch=epoch, seed=self.config.seed)
         if self.targets is not None:
             stream = self.targets.with_targets(stream, epoch, self.config.seed)
-        return _means(self._run(self._train_step, stream, steps, bar))
+        if steps is not None:
+            stream = stream.take(steps)
+        return _means(self._run(self._train_step, self.strategy.experimental_distribute_dataset(stream), bar))
 
     def fit(self):
         """Train to config.epochs (resuming if possible); returns the last epoch's metrics."""
