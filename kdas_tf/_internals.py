@@ -7,6 +7,7 @@ a private attribute of KerasTuner's classes or TensorFlow's `python.framework`.
 
 import os
 
+from keras_tuner.src import config as keras_tuner_config
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief, oracle_client
 
@@ -32,6 +33,13 @@ class OracleInternals:
             super()._check_consecutive_failures()
         except RuntimeError:
             raise self.too_many_failures() from None
+
+
+def quiet_failed_trials():
+    """Stop KerasTuner printing the whole traceback of every failed trial to stderr (its DEBUG switch, on by
+    default, has no public setter): trial.json keeps it as the trial's message, and KDASTuner logs its reason
+    in one line."""
+    keras_tuner_config.DEBUG = False
 
 
 def retry_queue(oracle):
@@ -116,6 +124,15 @@ def set_call_deadline(client, seconds):
 
 
 # --- TensorFlow ----------------------------------------------------------------------------------------
+
+
+def without_retracing_warning(function):
+    """`function`, a tf.function with an input signature made for one Trainer, without TensorFlow's
+    frequent-retracing warning, which has no public switch: TensorFlow counts the traces of every Trainer's
+    function of the same code together, so each new trainer's one trace counted as a retrace of the last
+    one's ("5 out of the last 13 calls ... triggered tf.function retracing"). The signature rules out real ones."""
+    function._omit_frequent_tracing_warning = True
+    return function
 
 
 def release_traced_steps():

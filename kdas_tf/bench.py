@@ -8,22 +8,24 @@ when at least one row is missed, 2 for a bad flag. --quick runs tiny settings (a
 kdas_tf.benchmarking.suite measures; docs/performance.md reads the table.
 """
 
-from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
 from absl import flags
 
-from kdas_tf.benchmarking import suite, table
-from kdas_tf import config
+from kdas_tf import cli, config
+from kdas_tf.benchmarking import bench_config
 
 FLAGS = flags.FLAGS
 
 
 def main(_):
-    bench = config.section_from_flags(suite.BenchConfig)
+    from kdas_tf.benchmarking import suite, table  # here: --help answers before TensorFlow (kdas_tf.cli)
+
+    bench = config.section_from_flags(bench_config.BenchConfig)
     if bench.quick:
-        bench = suite.quick(bench, given={name for name in suite.QUICK if FLAGS[name].present})
+        bench = bench_config.quick(bench, given={name for name in bench_config.QUICK if FLAGS[name].present})
     return table.exit_status(suite.run(bench)["rows"])
 
 
 if __name__ == "__main__":
-    config.define_flags(suite.BenchConfig)
+    config.define_flags(bench_config.BenchConfig)
     cli.run(main)
+

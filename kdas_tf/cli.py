@@ -1,18 +1,26 @@
-"""What every `python -m kdas_tf.X` shares: its flags from the config's sections, one-line errors, exit codes.
+"""What every `python -m kdas_tf.X` shares: its flags from the config's sections, help, one-line errors, exit codes.
 
-Only entry points import this module, before anything that imports TensorFlow: importing it imports
-TensorFlow without its C++ start-up lines (oneDNN, CUDA stubs, cuInit on a machine without a GPU, CPU
-features), unless the command line says --verbosity=1 or more; an explicit TF_CPP_MIN_LOG_LEVEL is kept. The entry
-points define their flags (config.define_flags, so their --help lists them), let `run(main)` parse them,
-and turn them into a config.Config once (config.from_flags) for one library call.
+The entry points define their flags (config.define_flags, so their --help lists them) and import the library
+they call inside main: `run(main)` answers --help (-h, --helpfull) before anything imports TensorFlow, with
+exit code 0. Otherwise it imports TensorFlow without its C++ start-up lines (oneDNN, CUDA stubs, cuInit on a
+machine without a GPU, CPU features), unless the command line says --verbosity=1 or more (an explicit
+TF_CPP_MIN_LOG_LEVEL is kept), lets absl parse the flags, and main turns them into a config.Config once
+(config.from_flags) for one library call.
 """
 
+import itertools
 import logging as pylogging
 import os
 import re
 import signal
 import sys
 import tempfile
+
+from absl import app, flags, logging
+
+from kdas_tf import parallel
+from kdas_tf.errors import UserError
+from kdas_tf.runtime import storage
 
 
 def _verbose(argv):
@@ -47,17 +55,32 @@ def _import_tensorflow_quietly():
                     sys.stderr.write(line)
 
 
-if not _verbose(sys.argv) and "tensorflow" not in sys.modules:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ lines too (cuInit's failure on a CPU)
-    _import_tensorflow_quietly()
+def _import_tensorflow(argv):
+    """TensorFlow, imported before main: quietly unless --verbosity is 1 or more."""
+    # absl's handler on the root logger first: TensorFlow gives its own logger a stderr handler when the root
+    # has none, and each of its warnings was printed twice (and its INFO lines, "Assets written to ...", once).
+    logging.use_absl_handler()
+    if not _verbose(argv) and "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ lines too (cuInit's failure on a CPU)
+        _import_tensorflow_quietly()
 
-from absl import app, flags, logging
-
-from kdas_tf import parallel
-from kdas_tf.runtime import storage
-from kdas_tf.errors import UserError
 
 FLAGS = flags.FLAGS
+flags.disclaim_key_flags()  # the key flags declared here are the calling command's, so its --help lists them
+HELP = {"-h": False, "-?": False, "--help": False, "-help": False, "--helpshort": False, "-helpshort": False,
+        "--helpfull": True, "-helpfull": True}  # what absl calls a help flag, and -h; True: every module's flags
+
+
+def _answer_help(argv):
+    """--help (-h, --helpshort) or --helpfull anywhere before `--`: usage on stdout and exit code 0 (absl's help
+    exits 1), from the flags' definitions alone: nothing is parsed or imported."""
+    asked = [HELP[arg] for arg in itertools.takewhile(lambda arg: arg != "--", argv[1:]) if arg in HELP]
+    if not asked:
+        return
+    app.usage(shorthelp=not any(asked), writeto_stdout=True)
+    if not any(asked):
+        print("\nTry --helpfull to get a list of all flags.")
+    sys.exit(0)
 
 
 def _quiet_library_info(record):
@@ -127,6 +150,10 @@ def run(main):
             print(f"error: {message}", file=sys.stderr)
             sys.exit(2)
 
+    for name in ("flagfile", "verbosity"):  # absl's own, which --help leaves out
+        flags.declare_key_flag(name)
+    _answer_help(sys.argv)
+    _import_tensorflow(sys.argv)
     app.run(guarded, flags_parser=_parse_flags)
 
 

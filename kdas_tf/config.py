@@ -25,13 +25,13 @@ import typing
 from absl import flags
 
 from kdas_tf.data import catalog
-from kdas_tf.deploy import litert
-from kdas_tf.distill import given_teachers, losses, teacher_outputs
-from kdas_tf.distill.trainer import PRECISIONS, TrainConfig
+from kdas_tf.deploy.formats import check_formats
+from kdas_tf.distill.recipe import (DISTILLING, INPUT_SCALES, LOSSES, PRECISIONS, TEACHER_OUTPUTS, TrainConfig,
+                                    check_loss_name)
 from kdas_tf.errors import UserError, as_user_error
 from kdas_tf.models import networks
 from kdas_tf.models.architecture import ADDON_OPS, Architecture
-from kdas_tf.nas.controller import KINDS as CONTROLLER_KINDS, ControllerConfig
+from kdas_tf.nas.controller_config import KINDS as CONTROLLER_KINDS, ControllerConfig
 from kdas_tf.runtime import distribute
 
 # The flags defined here belong to the entry point that asks for them, so its --help lists them.
@@ -221,7 +221,7 @@ class TeacherConfig:
     outputs: str = option(
         "cached", "How kd/od get the teachers' targets: 'cached' computes them once per (seed, epoch) into "
         "WORKDIR/teacher_outputs and shares them with every candidate and final training; 'online' runs the "
-        "teachers inside every training step (no disk).", flag="teacher_outputs", choices=teacher_outputs.KINDS,
+        "teachers inside every training step (no disk).", flag="teacher_outputs", choices=TEACHER_OUTPUTS,
         setting=False)
     # assembly.run_settings adds each file's content hash: a rerun with other teachers at the same paths is refused.
     # Directories made before the flag distilled from trained members: given ones are refused there.
@@ -234,19 +234,19 @@ class TeacherConfig:
         "training split, what kdas_tf's own networks take), pixels (0..255, e.g. a model with its own Rescaling "
         "layer: the Keras convention) or unit (pixels / 255). Each model is first scored on validation images at "
         "every scale: one clearly better at another scale than this one stops the run, naming the scale that "
-        "fits (README, Your teachers).", flag="teacher_input", choices=given_teachers.INPUT_SCALES)
+        "fits (README, Your teachers).", flag="teacher_input", choices=INPUT_SCALES)
 
     def __post_init__(self):
-        if self.input_scale not in given_teachers.INPUT_SCALES:
+        if self.input_scale not in INPUT_SCALES:
             raise UserError(f"--teacher_input={self.input_scale!r}: expected one of "
-                            f"{', '.join(given_teachers.INPUT_SCALES)}")
+                            f"{', '.join(INPUT_SCALES)}")
         as_user_error(networks.parse_network, self.network)
         _at_least_one(self, "num_teachers")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--teacher_epochs must be at least 1 (or unset: --epochs), got {self.epochs}")
-        if self.outputs not in teacher_outputs.KINDS:
+        if self.outputs not in TEACHER_OUTPUTS:
             raise UserError(f"--teacher_outputs={self.outputs!r} is not a choice: expected one of "
-                            f"{', '.join(teacher_outputs.KINDS)}")
+                            f"{', '.join(TEACHER_OUTPUTS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,12 +308,12 @@ class SearchConfig:
         self.budget_form()
         self._check_latency_flags()
         _at_least_one(self, "rounds", "trials_per_round", "ops_per_addon", "search_epochs", "seeds")
-        as_user_error(losses.check_loss_name, self.search_loss, "--search_loss")
+        as_user_error(check_loss_name, self.search_loss, "--search_loss")
         if not self.final_loss:
-            raise UserError(f"--final_loss is empty: give at least one of {', '.join(losses.LOSSES)}")
+            raise UserError(f"--final_loss is empty: give at least one of {', '.join(LOSSES)}")
         for flag in ("final_loss", "student_loss"):
             for loss in getattr(self, flag):
-                as_user_error(losses.check_loss_name, loss, f"--{flag}")
+                as_user_error(check_loss_name, loss, f"--{flag}")
         for network in self.manmade:
             if network != "auto":
                 as_user_error(networks.parse_network, network)
@@ -323,7 +323,7 @@ class SearchConfig:
 
     def distilling_losses(self):
         """The run's losses that read teacher targets (search and final rows), each once."""
-        return tuple(loss for loss in losses.DISTILLING
+        return tuple(loss for loss in DISTILLING
                      if loss in (self.search_loss, *self.final_loss, *self.student_loss))
 
     def num_trials(self):
@@ -412,7 +412,7 @@ class ExportConfig:
                                 "on fewer test images than its threshold (99% float, 97% int8).", setting=False)
 
     def __post_init__(self):
-        as_user_error(litert.check_formats, self.formats)
+        as_user_error(check_formats, self.formats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,7 +426,7 @@ class TrainJob:
 
     def __post_init__(self):
         self.parsed()
-        as_user_error(losses.check_loss_name, self.loss)
+        as_user_error(check_loss_name, self.loss)
 
     def parsed(self):
         return as_user_error(Architecture.parse, self.architecture or self.network)

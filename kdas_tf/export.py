@@ -8,7 +8,6 @@ with model.keras or checkpoints/); kdas_tf.deploy.serving does the work.
 from absl import flags
 
 from kdas_tf import cli, config
-from kdas_tf.deploy import serving
 
 FLAGS = flags.FLAGS
 
@@ -24,6 +23,8 @@ def define_flags():
 
 
 def main(_):
+    from kdas_tf.deploy import serving  # here: --help answers before TensorFlow (kdas_tf.cli)
+
     given = {name: FLAGS[name].value for name in serving.DATA_SETTINGS if FLAGS[name].present}
     export = config.section_from_flags("export")
     serving.export_from_workdir(FLAGS.workdir, data_config=config.section_from_flags("data"), given=given,

@@ -3,7 +3,6 @@
 from absl import flags, logging
 
 from kdas_tf import cli
-from kdas_tf.reporting import writer
 
 FLAGS = flags.FLAGS
 
@@ -16,6 +15,8 @@ def define_flags():
 
 
 def main(_):
+    from kdas_tf.reporting import writer  # here: --help answers before TensorFlow (kdas_tf.cli)
+
     written = writer.write_report(FLAGS.workdir, FLAGS.output, FLAGS.compare)
     logging.info("report: %d files in %s (report.md shows them all)", len(written), written[-1].rsplit("/", 1)[0])
 

@@ -9,8 +9,8 @@ import os
 
 from absl import flags
 
-from kdas_tf import cli, config, pipeline
-from kdas_tf.parallel import launcher, role, worker
+from kdas_tf import cli, config
+from kdas_tf.parallel import role
 
 FLAGS = flags.FLAGS
 SECTIONS = config.SEARCH_SECTIONS  # the config sections whose flags it reads
@@ -19,14 +19,18 @@ SECTIONS = config.SEARCH_SECTIONS  # the config sections whose flags it reads
 def define_flags():
     config.define_flags(*SECTIONS)
     flags.DEFINE_bool("dry_run", False, "Check the flags, print what would run, and stop: nothing is read or written.")
-    flags.DEFINE_bool("estimate", True, "With --dry_run: time a few training steps of the teacher network, the "
-                      "backbone and a median-sized candidate here, and print the run's estimated duration (about "
-                      "half a minute; --noestimate skips it).")
+    flags.DEFINE_bool("estimate", True, "With --dry_run, after the plan: time a few training steps of the teacher "
+                      "network, the backbone and each round's median-sized candidate here (no candidate started "
+                      "after a minute of measuring; a lower bound then), and print the run's estimated duration "
+                      "(--noestimate skips it).")
     flags.DEFINE_bool("worker", False, "Run one worker of a parallel search, at the chief named by KERASTUNER_* "
                       "variables (the launchers set this).")
 
 
 def main(_):
+    from kdas_tf import pipeline  # here: --help answers before TensorFlow (kdas_tf.cli)
+    from kdas_tf.parallel import launcher, worker
+
     run_config = config.from_flags()
     launcher.set_cpu_threads(run_config.parallel.cpu_threads)
     part = role(os.environ, worker=FLAGS.worker, parallel_trials=run_config.parallel.parallel_trials)

@@ -6,8 +6,7 @@ trained with the same --final_loss; writes WORKDIR/sweep.{json,md,png}. Resumabl
 
 from absl import flags
 
-from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
-from kdas_tf import budget_curve, config
+from kdas_tf import cli, config
 
 FLAGS = flags.FLAGS
 
@@ -19,6 +18,8 @@ def define_flags():
 
 
 def main(_):
+    from kdas_tf import budget_curve  # here: --help answers before TensorFlow (kdas_tf.cli)
+
     budget_curve.run(config.from_flags(), budget_curve.parse_budgets(FLAGS.budgets or []))
 
 

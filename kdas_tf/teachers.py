@@ -2,8 +2,7 @@
 
 from absl import flags
 
-from kdas_tf import cli  # noqa: I001  (first: it quiets TensorFlow's start-up before anything imports it)
-from kdas_tf import assembly, config, pipeline
+from kdas_tf import cli, config
 
 FLAGS = flags.FLAGS
 SECTIONS = ("run", "data", "recipe", "model", "teachers")  # the config sections whose flags it reads
@@ -15,6 +14,8 @@ def define_flags():
 
 
 def main(_):
+    from kdas_tf import assembly, pipeline  # here: --help answers before TensorFlow (kdas_tf.cli)
+
     run_config = config.from_flags()
     run_config.refuse_multi_worker("teachers")
     if FLAGS.dry_run:

@@ -6,7 +6,7 @@ python -m kdas_tf.teachers or kdas_tf.search (whose flagfiles work here too).
 
 from absl import flags
 
-from kdas_tf import cli, config, pipeline
+from kdas_tf import cli, config
 
 FLAGS = flags.FLAGS
 SECTIONS = ("run", "data", "recipe", "model", "teachers", "train")  # the config sections whose flags it reads
@@ -18,6 +18,8 @@ def define_flags():
 
 
 def main(_):
+    from kdas_tf import pipeline  # here: --help answers before TensorFlow (kdas_tf.cli)
+
     run_config = config.from_flags()
     if FLAGS.dry_run:
         job = run_config.train

@@ -28,14 +28,14 @@ LAYERS = (
     ("errors",),
 )
 # What config.py may import: the grammars it checks names against (pure Python) and the modules that define its
-# flags' choices; never the data package, a network builder or what counts a budget, and it calls nothing that
-# loads or builds.
+# flags' choices and checks (free of TensorFlow, so --help answers without it); never the data package, a network
+# builder or what counts a budget, and it calls nothing that loads or builds.
 CONFIG_IMPORTS = {
     "kdas_tf.errors", "kdas_tf.data.catalog", "kdas_tf.models.networks", "kdas_tf.models.architecture",
-    "kdas_tf.distill.losses", "kdas_tf.distill.trainer", "kdas_tf.distill.teacher_outputs",
-    "kdas_tf.distill.given_teachers", "kdas_tf.nas.controller", "kdas_tf.runtime.distribute", "kdas_tf.deploy.litert",
+    "kdas_tf.distill.recipe", "kdas_tf.nas.controller_config", "kdas_tf.runtime.distribute", "kdas_tf.deploy.formats",
 }
 GRAMMARS = ("kdas_tf.data.catalog", "kdas_tf.models.networks", "kdas_tf.models.architecture")
+HEAVY = {"tensorflow", "keras", "tensorflow_datasets", "keras_tuner"}
 
 
 def modules():
@@ -50,13 +50,13 @@ def modules():
     return found
 
 
-def import_graph(trees):
+def import_graph(trees, nodes=ast.walk):
     """{module: the kdas_tf modules it imports}: `from P import M` counts as importing P.M when M is a module,
-    and as importing P when M is a name P defines."""
+    and as importing P when M is a name P defines. nodes=ast.iter_child_nodes: only what importing it runs."""
     graph = {}
     for name, tree in trees.items():
         targets = set()
-        for node in ast.walk(tree):
+        for node in nodes(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kdas_tf"):
                 submodules = {f"{node.module}.{alias.name}" for alias in node.names} & set(trees)
                 targets.update(submodules)
@@ -123,8 +123,27 @@ def test_the_config_imports_no_loader_builder_or_counter_and_its_grammars_import
                     for alias in node.names}
         imported |= {node.module.split(".")[0] for node in ast.walk(trees[grammar])
                      if isinstance(node, ast.ImportFrom) and node.module}
-        assert not imported & {"tensorflow", "keras", "numpy", "tensorflow_datasets"}, (grammar, imported)
+        assert not imported & {*HEAVY, "numpy"}, (grammar, imported)
         assert graph[grammar] <= set(GRAMMARS) | {"kdas_tf.errors"}, (grammar, graph[grammar])
+
+
+def test_importing_the_config_imports_no_tensorflow_at_any_module_or_package_level():
+    trees = modules()
+    graph = import_graph(trees, nodes=ast.iter_child_nodes)
+    reached, todo = set(), ["kdas_tf.config"]
+    while todo:  # every module importing config runs, with the package __init__s above each
+        name = todo.pop()
+        parts = name.split(".")
+        for module in [".".join(parts[:i]) for i in range(1, len(parts))] + [name]:
+            if module not in reached:
+                reached.add(module)
+                todo += graph[module]
+    for name in sorted(reached):
+        top = {alias.name.split(".")[0] for node in ast.iter_child_nodes(trees[name]) if isinstance(node, ast.Import)
+               for alias in node.names}
+        top |= {node.module.split(".")[0] for node in ast.iter_child_nodes(trees[name])
+                if isinstance(node, ast.ImportFrom) and node.module}
+        assert not top & HEAVY, (name, top & HEAVY)
 
 
 def test_each_top_level_name_says_one_thing():

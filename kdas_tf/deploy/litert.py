@@ -23,12 +23,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from kdas_tf.deploy.formats import FORMATS, check_formats  # noqa: F401  (serving checks them here)
 from kdas_tf.reporting import results
 from kdas_tf.runtime import storage
 from kdas_tf.errors import UserError
 from kdas_tf.runtime.workdir import DEPLOYMENT_JSON, DEPLOYMENT_MD
 
-FORMATS = ("saved_model", "tflite", "tflite_int8")
 FILES = {"tflite": "model.tflite", "tflite_int8": "model_int8.tflite"}
 # Agreement with the SavedModel's classes on the test split below which a format is refused. Float32 differs
 # only in kernel rounding (measured: 100%). int8 measured 99.33% on the digits run's served model and 99.0%
@@ -41,14 +41,6 @@ LATENCY_RUNS, LATENCY_WARMUP = 50, 5
 SIGNATURE_INPUTS, SIGNATURE_OUTPUTS = {"images"}, {"probabilities", "classes"}
 SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 BATCH = 256
-
-
-def check_formats(formats):
-    """The --formats value as a tuple; an unknown or repeated name is refused."""
-    unknown = [name for name in formats if name not in FORMATS]
-    if unknown or not formats or len(set(formats)) != len(formats):
-        raise UserError(f"--formats={','.join(formats)}: give one or more of {', '.join(FORMATS)}, each once")
-    return tuple(formats)
 
 
 @functools.cache  # the fallback's note once per process

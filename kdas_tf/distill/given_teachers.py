@@ -31,11 +31,11 @@ import tensorflow as tf
 from absl import logging
 
 from kdas_tf.distill.ensemble import ensemble_report
+from kdas_tf.distill.recipe import INPUT_SCALES
 from kdas_tf.errors import UserError, one_line
 from kdas_tf.runtime import storage
 
 
-INPUT_SCALES = ("standardised", "pixels", "unit")
 PROBABILITY_FLOOR = 1e-7
 CHECK_IMAGES = 256  # validation images each member is judged on before the run (whole batches: at least these)
 

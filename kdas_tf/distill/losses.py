@@ -13,9 +13,7 @@ That split also lets the teacher-output cache store just (target, mask).
 
 import tensorflow as tf
 
-from kdas_tf.runtime.rows import LOSSES  # the names every layer shares (a row's L_T)
-
-DISTILLING = ("kd", "od")  # the losses that imitate teacher targets
+from kdas_tf.distill.recipe import DISTILLING, check_loss_name  # noqa: F401  (the names, beside their math)
 
 
 def cross_entropy(labels, student_logits):
@@ -90,9 +88,3 @@ def oracle_kd_loss(labels, student_logits, teacher_logits, *, temperature, alpha
         labels, student_logits, target, has_target, temperature=temperature, alpha=alpha
     )
 
-
-def check_loss_name(loss, flag="--loss"):
-    """Raise a ValueError naming the flag when `loss` is not one of LOSSES."""
-    if loss not in LOSSES:
-        raise ValueError(f"{flag}={loss!r} is not a loss: expected one of {', '.join(LOSSES)}")
-    return loss

@@ -30,9 +30,9 @@ import tensorflow as tf
 from absl import logging
 
 from kdas_tf.distill import losses
+from kdas_tf.distill.recipe import TEACHER_OUTPUTS
 from kdas_tf.runtime import storage
 
-KINDS = ("online", "cached")
 FORMAT = 2  # bump when the stored layout changes: older caches are then rebuilt
 BUILD_BATCH_SIZE = 512
 
@@ -178,7 +178,7 @@ class CachedTeacherOutputs:
         hashes = {}
         for field, array in (("target", target), ("has_target", has_target)):
             path = os.path.join(temporary, f"{field}.npy")
-            with open(path, "wb") as f:
+            with storage.writing(os.path.join(directory, name, f"{field}.npy")), open(path, "wb") as f:
                 np.save(f, array)
                 f.flush()
                 os.fsync(f.fileno())
@@ -222,8 +222,9 @@ def make(kind, teacher, loss, dataset, *, member_paths, cache_dir, stored_losses
 
     stored_losses: the run's other distilling losses, whose targets a cache build keeps as well.
     """
-    if kind not in KINDS:
-        raise ValueError(f"--teacher_outputs={kind!r} is not a choice: expected one of {', '.join(KINDS)}")
+    if kind not in TEACHER_OUTPUTS:
+        raise ValueError(f"--teacher_outputs={kind!r} is not a choice: expected one of "
+                         f"{', '.join(TEACHER_OUTPUTS)}")
     if loss == "ce":
         return None
     if kind == "online":

@@ -6,7 +6,6 @@ and progress lines live outside it. The same loop trains teachers (CE), search
 candidates (the search loss) and final models (the final loss).
 """
 
-import dataclasses
 import gc
 import glob
 import math
@@ -22,9 +21,8 @@ from absl import logging
 from kdas_tf import _internals
 from kdas_tf.runtime import distribute, progress
 from kdas_tf.distill import losses
+from kdas_tf.distill.recipe import TrainConfig  # noqa: F401  (the recipe the loop takes, imported from here too)
 from kdas_tf.errors import UserError
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 class TrainingDivergedError(UserError):
@@ -37,46 +35,6 @@ class UnreadableCheckpointError(UserError):
     def __init__(self, message, directory):
         super().__init__(message)
         self.directory = directory
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How one network is trained (PAPER.md section 5 defaults)."""
-
-    epochs: int = 200
-    batch_size: int = 128
-    learning_rate: float = 0.1
-    lr_decay_at: tuple = (0.5, 0.75)  # fractions of training at which the rate drops
-    lr_decay_factor: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    loss: str = "ce"
-    temperature: float = 4.0
-    alpha: float = 0.9
-    seed: int = 0
-
-    def __post_init__(self):
-        losses.check_loss_name(self.loss)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"--alpha must be in [0, 1], got {self.alpha}")
-        if not self.temperature > 0:
-            raise ValueError(f"--temperature must be positive, got {self.temperature}")
-        if self.seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {self.seed}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if not 0.0 < self.lr_decay_factor <= 1.0:
-            raise ValueError(f"--lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
-        if self.weight_decay < 0:
-            raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}")
-        if any(not 0 < f < 1 for f in self.lr_decay_at):
-            raise ValueError(f"--lr_decay_at takes fractions in (0, 1), got {list(self.lr_decay_at)}")
 
 
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -179,7 +137,7 @@ class Trainer:
         self._writer = tf.summary.create_file_writer(logdir) if logdir and writes else None
         self._decayed = {id(w) for w in _decayed_weights(model)}
         self._train_step = tf.function(self._distributed_train_step)
-        self._eval_step = tf.function(self._distributed_eval_step)
+        self._eval_step = None  # traced at the first evaluation, for its input's element spec
 
     # --- compiled steps -------------------------------------------------------------
 
@@ -229,11 +187,9 @@ class Trainer:
 
     # --- loops ------------------------------------------------------------------------
 
-    def _run(self, step, dataset, steps=None, bar=None):
+    def _run(self, step, batches, bar=None):
         totals = None
-        if steps is not None:
-            dataset = dataset.take(steps)
-        for batch in self.strategy.experimental_distribute_dataset(dataset):
+        for batch in batches:
             stats = step(batch)
             totals = stats if totals is None else {k: totals[k] + stats[k] for k in totals}
             if bar is not None:
@@ -242,7 +198,11 @@ class Trainer:
 
     def evaluate(self, dataset):
         """Mean CE loss, top-1 and top-5 accuracy of the model on `dataset`."""
-        return _means(self._run(self._eval_step, dataset))
+        batches = self.strategy.experimental_distribute_dataset(dataset)
+        if self._eval_step is None:  # one trace for every batch size: a split's last batch is smaller
+            self._eval_step = _internals.without_retracing_warning(
+                tf.function(self._distributed_eval_step, input_signature=[batches.element_spec]))
+        return _means(self._run(self._eval_step, batches))
 
     def restore(self):
         """Resume from the last checkpoint, if any; returns the epoch to start at."""
@@ -273,7 +233,9 @@ class Trainer:
         stream = self.dataset.train(self.config.batch_size, epoch=epoch, seed=self.config.seed)
         if self.targets is not None:
             stream = self.targets.with_targets(stream, epoch, self.config.seed)
-        return _means(self._run(self._train_step, stream, steps, bar))
+        if steps is not None:
+            stream = stream.take(steps)
+        return _means(self._run(self._train_step, self.strategy.experimental_distribute_dataset(stream), bar))
 
     def fit(self):
         """Train to config.epochs (resuming if possible); returns the last epoch's metrics."""

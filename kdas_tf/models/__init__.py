@@ -1,18 +1,25 @@
-"""Networks of kdas_tf: CIFAR ResNets, WideResNets, DenseNet, the KDAS add-on operations and the searched students."""
+"""Networks of kdas_tf: CIFAR ResNets, WideResNets, DenseNet, the KDAS add-on operations and the searched students.
 
-from kdas_tf.models.addons import ConvBNReLU, Pool3x3, Skip, addon_module, addon_op
-from kdas_tf.models.architecture import ADDON_OPS, Architecture, as_architecture
-from kdas_tf.models.layers import sync_batchnorm
-from kdas_tf.models.networks import (SHORTCUT_BEFORE_THE_FLAG, SHORTCUTS, NetworkSpec, check_shortcut, num_stages,
-                                     parse_network, same_family, stage_channels)
-from kdas_tf.models.param_count import count_parameters, nearest_network
-from kdas_tf.models.resnet import ZeroPadShortcut
-from kdas_tf.models.search_space import Reach, budget_warning, describe_reach, reachable_sizes, uniform_samples
-from kdas_tf.models.student import build_network, build_student
+The names below are imported from their modules on first use, so that config.py reads the grammars (networks,
+architecture) and --help answers without importing Keras.
+"""
 
-__all__ = [
-    "ADDON_OPS", "Architecture", "ConvBNReLU", "NetworkSpec", "Pool3x3", "Reach", "SHORTCUT_BEFORE_THE_FLAG",
-    "SHORTCUTS", "Skip", "ZeroPadShortcut", "addon_module", "addon_op", "as_architecture", "budget_warning",
-    "build_network", "build_student", "check_shortcut", "count_parameters", "describe_reach", "nearest_network", "num_stages",
-    "parse_network", "reachable_sizes", "same_family", "stage_channels", "sync_batchnorm", "uniform_samples",
-]
+import importlib
+
+_HOMES = {"ConvBNReLU": "addons", "Pool3x3": "addons", "Skip": "addons", "addon_module": "addons",
+          "addon_op": "addons", "ADDON_OPS": "architecture", "Architecture": "architecture",
+          "as_architecture": "architecture", "sync_batchnorm": "layers", "NetworkSpec": "networks",
+          "SHORTCUTS": "networks", "SHORTCUT_BEFORE_THE_FLAG": "networks", "check_shortcut": "networks",
+          "num_stages": "networks", "parse_network": "networks", "same_family": "networks",
+          "stage_channels": "networks", "count_parameters": "param_count", "nearest_network": "param_count",
+          "ZeroPadShortcut": "resnet", "Reach": "search_space", "budget_warning": "search_space",
+          "describe_reach": "search_space", "reachable_sizes": "search_space", "uniform_samples": "search_space",
+          "build_network": "student", "build_student": "student"}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    """A name of __all__, from its module (imported on first use)."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -34,7 +34,6 @@ Design choices:
 """
 
 import base64
-import dataclasses
 import io
 import math
 
@@ -42,10 +41,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kdas_tf.nas.controller_config import ControllerConfig
+
 STATE_FORMAT = "kdas_tf.nas.controller/1"
 INIT_SCALE = 0.1
-# What chooses the add-ons: this LSTM, or uniform choices under the same budget rule (kdas_tf.nas.random_controller).
-KINDS = ("lstm", "random")
 # A masked logit: exp() of it is exactly 0, and 0 * it is 0 (-inf would give nan in the entropy).
 MASKED_LOGIT = -1e9
 
@@ -72,42 +71,6 @@ def feasible_choices(costs, budget, tokens):
     spent_before = np.concatenate([[0], np.cumsum(chosen)[:-1]])
     cheapest_after = np.concatenate([np.cumsum(costs.min(axis=1)[::-1])[::-1][1:], [0]])
     return costs <= (budget - spent_before - cheapest_after)[:, np.newaxis]
-
-
-@dataclasses.dataclass(frozen=True)
-class ControllerConfig:
-    """Controller hyperparameters; defaults are ours (PAPER.md section 4), chosen in docs/controller.md."""
-
-    num_decisions: int
-    num_choices: int
-    units: int = 64
-    # 3.5e-4 and 0.95 barely moved the policy in 100 updates (P(best op) 0.143 -> 0.146 for a
-    # two-point reward): 5e-3 and 0.8 take it to 0.89 (docs/controller.md, tools/controller_learning.py).
-    learning_rate: float = 5e-3
-    baseline_decay: float = 0.8
-    entropy_weight: float = 1e-4
-    seed: int = 0
-    kind: str = "lstm"
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"ControllerConfig.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        for name in ("num_decisions", "num_choices", "units"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"ControllerConfig.{name} must be an integer >= 1, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(
-                f"ControllerConfig.learning_rate must be > 0, got {self.learning_rate!r}"
-            )
-        if not 0 <= self.baseline_decay < 1:
-            raise ValueError(
-                f"ControllerConfig.baseline_decay must be in [0, 1), got {self.baseline_decay!r}"
-            )
-        if not self.entropy_weight >= 0:
-            raise ValueError(
-                f"ControllerConfig.entropy_weight must be >= 0, got {self.entropy_weight!r}"
-            )
 
 
 def _encode_array(array):

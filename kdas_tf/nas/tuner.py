@@ -46,6 +46,7 @@ class KDASTuner(keras_tuner.Tuner):
         self.strategy = strategy
         self.targets = targets
         self.logdir = logdir
+        _internals.quiet_failed_trials()  # a failed trial's reason is logged below in one line, not its traceback
         super().__init__(oracle, hypermodel=None, **kwargs)
         # KerasTuner reloads the oracle only if this tuner id's file exists: a search begun
         # with --parallel_trials (worker ids) and resumed in one process would start over.
@@ -86,6 +87,8 @@ class KDASTuner(keras_tuner.Tuner):
             raise
         except Exception as error:  # the traceback KerasTuner records keeps the original exception too
             reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            logging.warning("trial %s failed: %s; recorded FAILED, without a reward (traceback: %s)", trial.trial_id,
+                            reason, os.path.join(self.get_trial_dir(trial.trial_id), "trial.json"))
             raise keras_tuner.errors.FailedTrialError(reason) from error
 
     def _train_candidate(self, trial):

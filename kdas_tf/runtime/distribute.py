@@ -2,10 +2,9 @@
 
 `default` is TensorFlow's no-op strategy, so single-device runs take the same
 code path (strategy.run, reductions) as MirroredStrategy on GPUs,
-MultiWorkerMirroredStrategy across hosts (TF_CONFIG) and TPUStrategy.
+MultiWorkerMirroredStrategy across hosts (TF_CONFIG) and TPUStrategy. TensorFlow is imported by the functions
+that build, so config.py offers STRATEGIES (and --help answers) without importing it.
 """
-
-import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -15,6 +14,8 @@ def split_cpu(num_devices):
 
     Must run before TensorFlow initialises its devices.
     """
+    import tensorflow as tf
+
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)]
@@ -24,6 +25,8 @@ def split_cpu(num_devices):
 
 def make_strategy(name="default", *, tpu=None, devices=None):
     """Build the tf.distribute strategy called `name` (one of STRATEGIES)."""
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -48,6 +51,8 @@ def is_chief_task(task_type, task_id, cluster_tasks=()):
 def writes_files(strategy):
     """False only on the non-chief workers of MultiWorkerMirroredStrategy, which run every step but must
     not write the checkpoints and results that the chief writes to the same (shared) paths."""
+    import tensorflow as tf
+
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return True

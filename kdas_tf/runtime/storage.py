@@ -19,8 +19,6 @@ import sys
 import tempfile
 import zipfile
 
-import keras
-
 from kdas_tf.errors import UserError
 
 
@@ -36,13 +34,26 @@ def _temporary_path(path, suffix=""):
     return temporary
 
 
+@contextlib.contextmanager
+def writing(path):
+    """An OSError inside that names no file (a full disk met by write or fsync) is about `path`: the one-line
+    error then says which file could not be written."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno is not None and error.filename is None:  # (an OSError of a message alone keeps it)
+            error.filename = str(path)
+        raise
+
+
 def _write_then_rename(path, write, suffix=""):
     """write(temporary) beside `path`, then rename it onto `path`; on any failure `path` is untouched."""
     temporary = _temporary_path(path, suffix=suffix)
     try:
-        write(temporary)
-        os.replace(temporary, path)
-        sync_directory(os.path.dirname(os.path.abspath(path)))
+        with writing(path):
+            write(temporary)
+            os.replace(temporary, path)
+            sync_directory(os.path.dirname(os.path.abspath(path)))
     except BaseException:
         # A failed or interrupted write must not leave its half-written temporary behind either.
         with contextlib.suppress(FileNotFoundError):
@@ -93,7 +104,9 @@ def save_model(model, path):
 
 def load_model(path):
     """Load a .keras model in safe mode: no Python code from the work directory runs."""
-    import kdas_tf.models  # noqa: F401  (registers the add-on layers for deserialisation)
+    import keras  # here, not above: the commands import storage before TensorFlow (cli.run answers --help first)
+
+    from kdas_tf.models import addons, resnet  # noqa: F401  (their layers register for deserialisation)
 
     if not os.path.isfile(path):
         raise UserError(f"{path} does not exist")

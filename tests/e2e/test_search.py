@@ -9,12 +9,15 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_search, tiny_config, TINY_RUN_EXTRA
+from conftest import ROOT, TINY_RUN_EXTRA, TINY_SEARCH, run_search, tiny_config
 
 from kdas_tf import config, data, models, pipeline
 from kdas_tf.deploy import serving
@@ -96,6 +99,23 @@ def test_the_same_run_again_redoes_nothing(tiny_run):
     assert "epoch 1/" not in again.stderr and "already finished" in again.stderr  # no training at all
     results = json.load(open(os.path.join(workdir, "results.json")))
     assert len(results["trials"]) == 2
+
+
+# What a fresh run printed at the default verbosity before the noise was fixed: TensorFlow's retracing warning for
+# every Trainer's first evaluation (twice: TensorFlow's own handler and absl's), its SavedModel INFO line with the
+# export's temporary path, and its C++ start-up lines.
+NOISE = re.compile(r"triggered tf\.function retracing|Assets written to|Traceback|^WARNING:tensorflow|^INFO:tensorflow|"
+                   r"absl::InitializeLog|^[IWEF]\d{4} [\d:. ]+\d+ \w+\.cc:\d+\]", re.M)
+
+
+def test_a_run_at_the_default_verbosity_prints_its_progress_and_no_library_noise(tmp_path):
+    command = [sys.executable, "-m", "kdas_tf.search", "--flagfile=flags/digits.cfg", f"--workdir={tmp_path}",
+               *TINY_SEARCH, "--epochs=1"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert NOISE.findall(run.stderr) == [], run.stderr[-3000:]
+    assert "step 4/4: export" in run.stderr and "trial 1 epoch 1/1" in run.stderr and "kdas od epoch 1/1" in run.stderr
 
 
 def test_a_workdir_of_another_configuration_is_refused_in_one_line(tiny_run):

@@ -109,7 +109,7 @@ def test_a_fault_that_persists_fails_the_trial_after_the_retries_and_teaches_not
     assert oracle.trial_updates == 0 and oracle.known_scores == {}
 
 
-def test_a_nan_loss_fails_the_trial_at_once(digits, tmp_path):
+def test_a_nan_loss_fails_the_trial_at_once_in_one_warning_line_without_a_traceback(digits, tmp_path, capfd, caplog):
     oracle, tuner = one_trial_search(digits, tmp_path, TrainConfig(epochs=1, batch_size=64, learning_rate=1e30,
                                                                    lr_decay_at=()))
     tuner.search()
@@ -117,6 +117,11 @@ def test_a_nan_loss_fails_the_trial_at_once(digits, tmp_path):
     assert tuner.attempts["0"] == 1
     assert trial.status == FAILED and "the training loss became nan" in trial.message
     assert oracle.trial_updates == 0
+    assert "Traceback" not in capfd.readouterr().err  # KerasTuner printed two, chained, before
+    assert [r.getMessage() for r in caplog.records if "the training loss became nan" in r.getMessage()] == [
+        f"trial 0 failed: trial 0: the training loss became nan at epoch 1; lower --learning_rate (now 1e+30) and "
+        f"rerun: training resumes from the last finite checkpoint; recorded FAILED, without a reward (traceback: "
+        f"{tmp_path}/search/trial_0/trial.json)"]
 
 
 DAMAGES = {

@@ -184,7 +184,7 @@ def test_a_full_disk_while_writing_keeps_the_old_file_and_says_what_to_do(tmp_pa
         storage.write_json(path, {"finished": 2})
     assert storage.read_json(path) == {"finished": 1} and os.listdir(tmp_path) == ["results.json"]
     assert storage.fault_message(raised.value) == \
-        "[Errno 28] No space left on device: free space, then rerun the same command to resume"
+        f"{path}: No space left on device: free space, then rerun the same command to resume"  # the file it wrote
 
 
 def test_faults_of_the_machine_are_recognised_and_bugs_are_not():
@@ -209,6 +209,7 @@ def test_a_disk_that_fills_during_training_stops_in_one_line_with_the_last_check
         lines = error_lines(run.stderr)
         assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
         assert "No space left on device" in lines[0] and "free space, then rerun the same command" in lines[0]
+        assert f"{small}/train/resnet8_ce/" in lines[0]  # the file it could not write
         checkpoints = small / "train" / "resnet8_ce" / "checkpoints"
         last = tf.train.latest_checkpoint(str(checkpoints))
         assert last.endswith("ckpt-1")
