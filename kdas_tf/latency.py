@@ -13,10 +13,8 @@ kdas_tf.deploy.latency_table and latency_check do the work.
 
 from absl import flags
 
-from kdas_tf import cli, config, pipeline
-from kdas_tf.deploy import latency_check, latency_table
+from kdas_tf import cli, config
 from kdas_tf.errors import UserError
-from kdas_tf.runtime import storage
 
 FLAGS = flags.FLAGS
 
@@ -33,6 +31,10 @@ def define_flags():
 
 
 def main(_):
+    from kdas_tf import pipeline  # here: --help answers before TensorFlow (kdas_tf.cli)
+    from kdas_tf.deploy import latency_check, latency_table
+    from kdas_tf.runtime import storage
+
     if FLAGS.check < 0:
         raise UserError(f"--check={FLAGS.check}: give the number of networks to measure, 0 or more")
     # The table prices the search's networks, whatever its flagfile's budget bounds.
