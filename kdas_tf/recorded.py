@@ -81,7 +81,8 @@ def recorded_config(root):
         raise UserError(f"{root!r} has no settings.json: give the --workdir of a python -m kdas_tf.search run")
     unrecorded = config.Config(run=config.RunConfig(workdir=root)).unrecorded_settings()
     settings = {**unrecorded, **storage.read_json(path)}
-    arguments = [config.flag_argument(flag, value) for flag, value in settings.items() if value is not None]
+    arguments = [config.flag_argument(flag, value) for flag, value in settings.items()
+                 if value is not None and flag != storage.DATA_SETTING]  # the data's record is no flag
     return config.from_args([f"--workdir={root}", *arguments], sections=config.SEARCH_SECTIONS)
 
 

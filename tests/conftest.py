@@ -14,6 +14,7 @@ tf.config.experimental.enable_op_determinism()
 
 
 import fcntl  # noqa: E402
+import hashlib  # noqa: E402
 import pickle  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -37,6 +38,20 @@ def run_search(workdir, *extra, timeout=400):
     command = [sys.executable, "-m", "kdas_tf.search", "--flagfile=flags/digits.cfg", f"--workdir={workdir}",
                *TINY_SEARCH, "--verbosity=0", *extra]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def fingerprint(root, *, skip=(), mtimes=False):
+    """{path under `root`: 'folder', or its content's sha256 (as (mtime_ns, sha256) with `mtimes`)} of everything
+    there but the files named in `skip`: equal fingerprints mean nothing was written, added or removed."""
+    found = {}
+    for parent, folders, files in os.walk(root):
+        for name in folders:
+            found[os.path.relpath(os.path.join(parent, name), root)] = "folder"
+        for name in (name for name in files if name not in skip):
+            path = os.path.join(parent, name)
+            digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            found[os.path.relpath(path, root)] = (os.stat(path).st_mtime_ns, digest) if mtimes else digest
+    return found
 
 
 def tiny_config(workdir, *extra):

@@ -13,11 +13,11 @@ import numpy as np
 from kdas_tf.data import references, sources
 from kdas_tf.data.catalog import (DATASETS, FLIP, IMAGE_SHAPES, NUM_CLASSES, TRAIN_SIZES, check_name,
                                   check_val_fraction)
-from kdas_tf.data.dataset import Dataset, DatasetInfo, from_arrays, split_sizes
+from kdas_tf.data.dataset import Dataset, DatasetInfo, content_identity, from_arrays, split_sizes
 from kdas_tf.data.sources import DataNotFoundError
 
 __all__ = ["DATASETS", "IMAGE_SHAPES", "NUM_CLASSES", "TRAIN_SIZES", "DataNotFoundError", "Dataset", "DatasetInfo",
-           "from_arrays", "from_numpy", "load", "metadata", "split_sizes"]
+           "content_identity", "from_arrays", "from_numpy", "load", "metadata", "split_sizes"]
 
 
 def metadata(name, *, data_dir=None, image_size=None, tfds_splits=("train", "test")):
