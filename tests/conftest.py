@@ -74,6 +74,7 @@ LONGEST_FIRST = (
     "nas/test_trial_retry.py",  # 118
     "nas/test_controller.py",  # 115
     "e2e/test_bad_input.py",  # 108
+    "e2e/test_refused_rerun.py",  # ~100 estimated: 145 alone on the 2 cores under a load of 7 (2026-12-03)
     "runtime/test_schema.py",  # 103
     "nas/test_tuner.py",  # 101
     "runtime/test_reliability.py",  # 98

@@ -18,6 +18,7 @@ import re
 import sys
 import tempfile
 import zipfile
+import zlib
 
 import keras
 
@@ -109,7 +110,7 @@ def check_model_file(path):
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # zlib: a damaged deflated member
         raise _unreadable_model(path, error) from None
     if damaged is not None:
         raise _unreadable_model(path, zipfile.BadZipFile(f"{damaged} fails its CRC"))

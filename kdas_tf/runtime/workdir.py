@@ -177,7 +177,7 @@ class Workdir:
     def search_results(self):
         """What only a search run makes here: its state and trials, final rows, results. A teachers or train job's
         files keep records of their own (teachers/settings.json, each training's results.json)."""
-        return [self.search_state, *glob.glob(self.trial("*")), self.path("final"), self.results]
+        return [self.search_state, self.path("final"), self.results, *sorted(glob.glob(self.trial("*")))]
 
     def claim_teachers(self):
         """Before training teachers: hold their directory alone (the run's own, or --teacher_workdir)."""

@@ -94,7 +94,8 @@ CASES = [
     Case("other_data_at_the_same_path", "was made from other data", "other_data"),
     Case("results_without_settings", "holds results but no settings.json", "settings_deleted",
          args=("--search_epochs=2",)),
-    Case("settings_that_predate_the_data_record", "run/settings.json does not record the data", "settings_without_data"),
+    Case("settings_that_predate_the_data_record", 'run/settings.json does not record the data the run was made from '
+         '(it predates that record): if that was this data, add "data": "sha256:', "settings_without_data"),
     Case("batch_larger_than_the_training_set", "--batch_size=2000 is larger than the 1347", args=("--batch_size=2000",),
          fresh=True),
     Case("train_examples_below_a_batch", "larger than the 10 training examples", args=("--train_examples=10",),
