@@ -10,10 +10,12 @@ of which builds the same tuner around KerasTuner's client.
 """
 
 import contextlib
+import glob
+import os
 
 import keras
 
-from kdas_tf import data, models
+from kdas_tf import _internals, data, models
 from kdas_tf.data import label_checks
 from kdas_tf.deploy import latency_table
 from kdas_tf.distill import ensemble, given_teachers, teacher_outputs
@@ -21,8 +23,9 @@ from kdas_tf.errors import as_user_error
 from kdas_tf.nas import summaries
 from kdas_tf.nas.budget import analytic_cost, resolve_budget
 from kdas_tf.nas.oracle import KDASOracle
-from kdas_tf.nas.tuner import KDASTuner
-from kdas_tf.runtime.workdir import SEARCH_PROJECT, Workdir
+from kdas_tf.nas.tuner import KDASTuner, read_tuner_file
+from kdas_tf.runtime import storage
+from kdas_tf.runtime.workdir import SEARCH_PROJECT, Workdir, finished_rows
 
 
 def data_metadata(config):
@@ -127,13 +130,35 @@ def member_paths(config, workdir):
     return teacher_model_files(config) or workdir.member_models(config.teachers.num_teachers)
 
 
-def run_settings(config):
-    """What a work directory records of this run (settings.json): the config's settings, and given teachers
-    by their files' content hashes, so other teachers at the same paths are refused on a rerun."""
+def run_settings(config, dataset=None):
+    """What a work directory records of this run (settings.json): the config's settings, the loaded `dataset` by
+    its content (data.content_identity) and given teachers by their files' content hashes, so other data or
+    teachers at the same paths are refused on a rerun."""
     settings = config.settings()
+    if dataset is not None and dataset.info.identity:  # every dataset made by kdas_tf.data has one
+        settings[storage.DATA_SETTING] = dataset.info.identity
     if config.teachers.models:
         settings["teacher_models"] = given_teachers.model_identity(teacher_model_files(config))
     return settings
+
+
+def check_state(config, dataset, workdir):
+    """Read back, and check, every state file a search run resumes from, writing nothing: its own teachers'
+    settings and files, each finished final row, the search's state and trials. Workdir.claim calls it under
+    the lock and before anything is written, so a refused run leaves the directory as it was."""
+    if not config.teachers.models:
+        ensemble.check_teachers(dataset, network=config.teachers.network, num_teachers=config.teachers.num_teachers,
+                                config=config.teacher_train_config(), workdir=workdir, shortcut=config.model.shortcut)
+    finished_rows(workdir)
+    if os.path.exists(workdir.search_state):
+        info = dataset.info
+        oracle = make_oracle(config, info.num_classes, info.image_shape,  # no logdir: it writes nothing
+                             budget(config, info.num_classes, info.image_shape)[0])
+        _internals.set_project_dir(oracle, workdir.root, SEARCH_PROJECT)
+        oracle.reload()
+        for path in glob.glob(os.path.join(workdir.search, "*.json")):
+            if path != workdir.search_state:
+                read_tuner_file(path)
 
 
 @contextlib.contextmanager
@@ -206,10 +231,12 @@ def make_oracle(config, num_classes, image_shape, memory_budget, *, logdir=None,
 
 
 def build_oracle(config, info, workdir, memory_budget):
-    """The search's KDASOracle; its search space goes to the HParams dashboard of the trials' logs."""
+    """The search's KDASOracle; a new search's space goes to the HParams dashboard of the trials' logs (a search
+    begun wrote it when it began: its state is read, and checked, after this)."""
     oracle = make_oracle(config, info.num_classes, info.image_shape, memory_budget, logdir=workdir.tb("controller"))
-    summaries.write_search_space(workdir.tb("trials"), num_stages=oracle.num_stages,
-                                 ops_per_addon=oracle.ops_per_addon)
+    if not os.path.exists(workdir.search_state):
+        summaries.write_search_space(workdir.tb("trials"), num_stages=oracle.num_stages,
+                                     ops_per_addon=oracle.ops_per_addon)
     return oracle
 
 

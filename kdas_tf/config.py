@@ -13,9 +13,9 @@ what needs the data's metadata, the teachers' files or a network's size (the bud
 reference's classes, the given teachers' hashes) is resolved once by kdas_tf.assembly when a job starts,
 before its work directory is claimed.
 
-A work directory's settings.json is `Config.settings()` (with the given teachers' hashes added by
-assembly.run_settings): every field of every section except those marked `setting=False`, each with the
-reason a rerun may change it. A new field is a setting unless it says why not.
+A work directory's settings.json is `Config.settings()` (with the data's content identity and the given
+teachers' hashes added by assembly.run_settings): every field of every section except those marked
+`setting=False`, each with the reason a rerun may change it. A new field is a setting unless it says why not.
 """
 
 import dataclasses

@@ -22,6 +22,7 @@ from kdas_tf import assembly, models, parallel
 from kdas_tf.benchmarking import estimate
 from kdas_tf.deploy import latency_check, latency_table, serving
 from kdas_tf.distill import ensemble, finals, given_teachers
+from kdas_tf.distill.trainer import check_batch_size
 from kdas_tf.errors import UserError, as_user_error
 from kdas_tf.nas import summaries
 from kdas_tf.parallel import chief, launcher
@@ -36,21 +37,25 @@ def _start(config, dataset, *, claim, teachers=None):
     claim: record the config's settings (a search); a teachers or train job only adds to a directory, whose
     teachers/ keeps its own settings (ensemble.ensemble_settings) and whose trainings are checked one by one.
     A dataset or teachers given from Python are recorded by what they are: its name, their weights' hashes.
-    Missing data and given teachers that do not fit it are refused before the work directory is claimed.
+    What the flags, the data and given teachers can refuse is refused before the work directory is claimed; a
+    search's state is checked once it is held, before anything is written (assembly.check_state).
     """
-    settings = assembly.run_settings(config) if claim else {}
-    if claim and dataset is not None:
-        settings["dataset"] = dataset.info.name
-    if claim and teachers:
-        settings["teacher_models"] = given_teachers.weights_identity(teachers)
     workdir = Workdir(config.workdir, config.teacher_workdir)
     workdir.check_writable()  # in a second: an unwritable directory is not found after minutes of loading data
+    data_given = dataset is not None
     dataset = assembly.start_data(config, dataset)  # missing or unfit data is refused before the directory is claimed
     strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
     members = teachers or assembly.teacher_model_files(config)
     given = members and given_teachers.load_given(dataset, members, input_scale=config.teachers.input_scale,
                                                   batch_size=config.recipe.batch_size, strategy=strategy)
-    workdir.claim(settings, config.unrecorded_settings(), owner=_owns_workdir(config))
+    check_batch_size(config.recipe.batch_size, dataset.info.num_train)
+    settings = assembly.run_settings(config, dataset) if claim else {}
+    if claim and data_given:
+        settings["dataset"] = dataset.info.name
+    if claim and teachers:
+        settings["teacher_models"] = given_teachers.weights_identity(teachers)
+    workdir.claim(settings, config.unrecorded_settings(), owner=_owns_workdir(config),
+                  check_state=(lambda: assembly.check_state(config, dataset, workdir)) if claim else None)
     return dataset, workdir, strategy, given or None
 
 

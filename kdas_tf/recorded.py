@@ -82,7 +82,8 @@ def recorded_config(root):
     unrecorded = config.Config(run=config.RunConfig(workdir=root)).unrecorded_settings()
     del unrecorded["search_seed"]  # absent: the directory's own --seed, which its settings.json holds
     settings = {**unrecorded, **storage.read_json(path)}
-    arguments = [config.flag_argument(flag, value) for flag, value in settings.items() if value is not None]
+    arguments = [config.flag_argument(flag, value) for flag, value in settings.items()
+                 if value is not None and flag != storage.DATA_SETTING]  # the data's record is no flag
     return config.from_args([f"--workdir={root}", *arguments], sections=config.SEARCH_SECTIONS)
 
 

@@ -14,6 +14,7 @@ tf.config.experimental.enable_op_determinism()
 
 
 import fcntl  # noqa: E402
+import hashlib  # noqa: E402
 import pickle  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -39,6 +40,20 @@ def run_search(workdir, *extra, timeout=400):
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def fingerprint(root, *, skip=(), mtimes=False):
+    """{path under `root`: 'folder', or its content's sha256 (as (mtime_ns, sha256) with `mtimes`)} of everything
+    there but the files named in `skip`: equal fingerprints mean nothing was written, added or removed."""
+    found = {}
+    for parent, folders, files in os.walk(root):
+        for name in folders:
+            found[os.path.relpath(os.path.join(parent, name), root)] = "folder"
+        for name in (name for name in files if name not in skip):
+            path = os.path.join(parent, name)
+            digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            found[os.path.relpath(path, root)] = (os.stat(path).st_mtime_ns, digest) if mtimes else digest
+    return found
+
+
 def tiny_config(workdir, *extra):
     """The Config of run_search's command, for the Python API."""
     return config.from_args([f"--flagfile={os.path.join(ROOT, 'flags', 'digits.cfg')}", f"--workdir={workdir}",
@@ -59,6 +74,7 @@ LONGEST_FIRST = (
     "nas/test_trial_retry.py",  # 118
     "nas/test_controller.py",  # 115
     "e2e/test_bad_input.py",  # 108
+    "e2e/test_refused_rerun.py",  # ~100 estimated: 145 alone on the 2 cores under a load of 7 (2026-12-03)
     "runtime/test_schema.py",  # 103
     "nas/test_tuner.py",  # 101
     "runtime/test_reliability.py",  # 98

@@ -9,7 +9,6 @@ tuner0.json; the copy without it stands for one, and a chief's oracle with tied 
 chief's own open_oracle, no training) checks the ranking rule.
 """
 
-import hashlib
 import os
 import shutil
 
@@ -25,22 +24,14 @@ from kdas_tf.errors import UserError
 from kdas_tf.recorded import RecordedOracle, recorded_config
 from kdas_tf.nas.oracle import KDASOracle
 from kdas_tf.parallel import chief
-from conftest import tiny_config
+from conftest import fingerprint, tiny_config
 
 pytestmark = pytest.mark.slow
 
 
 def snapshot(root):
-    """{relative path: 'dir' or (mtime_ns, sha256)} of everything under `root`."""
-    entries = {}
-    for directory, subdirectories, files in os.walk(root):
-        for name in subdirectories:
-            entries[os.path.relpath(os.path.join(directory, name), root)] = "dir"
-        for name in files:
-            path = os.path.join(directory, name)
-            entries[os.path.relpath(path, root)] = (os.stat(path).st_mtime_ns,
-                                                    hashlib.sha256(open(path, "rb").read()).hexdigest())
-    return entries
+    """{relative path: 'folder' or (mtime_ns, sha256)} of everything under `root`."""
+    return fingerprint(root, mtimes=True)
 
 
 @pytest.fixture(scope="module")

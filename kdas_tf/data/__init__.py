@@ -15,7 +15,7 @@ import importlib
 
 _HOMES = {"DATASETS": "catalog", "IMAGE_SHAPES": "catalog", "NUM_CLASSES": "catalog", "TRAIN_SIZES": "catalog",
           "DataNotFoundError": "sources", "Dataset": "dataset", "DatasetInfo": "dataset", "from_arrays": "dataset",
-          "split_sizes": "dataset", "from_numpy": "loader", "load": "loader", "metadata": "loader",
+          "split_sizes": "dataset", "content_identity": "dataset", "from_numpy": "loader", "load": "loader", "metadata": "loader",
           "train_label_counts": "loader"}
 __all__ = sorted(_HOMES)
 

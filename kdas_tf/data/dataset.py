@@ -8,6 +8,7 @@ statistics come from the train split only.
 """
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +31,7 @@ class DatasetInfo:
     num_test: int
     mean: tuple
     std: tuple
+    identity: str = ""  # the source arrays' content_identity: what a work directory records of its data
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -138,6 +140,29 @@ def channel_stats(images, chunk=2048):
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
+HASHED_BYTES = 256 * 2**20  # of one image array: hashed whole up to this size, else every k-th row to stay under it
+
+
+def content_identity(train_images, train_labels, test_images, test_labels):
+    """'sha256:<16 hex> of N+M images HxWxC': the source arrays as a work directory records them (settings.json).
+
+    Shapes and labels are hashed whole, and so is an image array of up to HASHED_BYTES (every built-in
+    dataset's but Tiny ImageNet's training images, 1.2 GB); a larger one by every k-th row from the first, the
+    smallest k that keeps it under HASHED_BYTES, so any set costs about a second. Changed rows between the hashed
+    ones of such a set go unseen; a change of size, labels or of any row of a smaller set does not.
+    """
+    digest = hashlib.sha256()
+    for images, labels in ((train_images, train_labels), (test_images, test_labels)):
+        labels = np.asarray(labels, np.int64)  # the same labels saved as int32 or int64 are the same data
+        digest.update(f"{images.dtype.str}{images.shape}".encode())
+        digest.update(labels.tobytes())
+        rows = images[::max(1, -(-images.nbytes // HASHED_BYTES))]
+        for start in range(0, len(rows), 4096):
+            digest.update(np.ascontiguousarray(rows[start:start + 4096]).tobytes())
+    shape = "x".join(str(d) for d in np.shape(train_images)[1:])
+    return f"sha256:{digest.hexdigest()[:16]} of {len(train_labels)}+{len(test_labels)} images {shape}"
+
+
 def split_sizes(num_examples, val_fraction, train_examples=None):
     """(train, val) sizes of an official training set of `num_examples` (holdout, then --train_examples)."""
     num_val = min(max(1, round(num_examples * val_fraction)), num_examples - 1)
@@ -184,6 +209,7 @@ def from_arrays(name, num_classes, train_images, train_labels, test_images, test
     info = DatasetInfo(
         name=name, num_classes=num_classes, image_shape=image_shape,
         num_train=len(train), num_val=len(val), num_test=len(test), mean=mean, std=std,
+        identity=content_identity(train_images, train_labels, test_images, test_labels),
     )
     augmentation = transforms.Augmentation(pad=transforms.padding_for(image_shape[0]), flip=flip)
     logging.info(

@@ -46,8 +46,10 @@ def train_member(dataset, *, network, index, config, workdir, strategy, shortcut
 def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy, shortcut="zero_pad",
                    run_progress=None):
     """Train (or reuse) every member, then return (the ensemble, its report)."""
-    storage.claim_workdir(workdir.teachers, ensemble_settings(dataset, network, config, shortcut),
-                          unrecorded={"shortcut": models.SHORTCUT_BEFORE_THE_FLAG})
+    settings = ensemble_settings(dataset, network, config, shortcut)
+    written = check_teachers(dataset, network=network, num_teachers=num_teachers, config=config, workdir=workdir,
+                             shortcut=shortcut)
+    storage.record_settings(workdir.teachers, settings, written)
     for index in range(num_teachers):
         train_member(dataset, network=network, index=index, config=config, workdir=workdir, strategy=strategy,
                      shortcut=shortcut, run_progress=run_progress)
@@ -61,6 +63,17 @@ def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy,
     )
     storage.write_json(workdir.teachers_results, report)
     return ensemble, report
+
+
+def check_teachers(dataset, *, network, num_teachers, config, workdir, shortcut="zero_pad"):
+    """What train_teachers reads back, checked, writing nothing: teachers/settings.json against this run's and each
+    finished member's file; returns what settings.json holds. A run calls it before it writes anything."""
+    written = storage.check_settings(workdir.teachers, ensemble_settings(dataset, network, config, shortcut),
+                                     unrecorded={"shortcut": models.SHORTCUT_BEFORE_THE_FLAG})
+    for path in workdir.member_models(num_teachers):
+        if os.path.exists(path):
+            storage.check_model_file(path)
+    return written
 
 
 def ensemble_settings(dataset, network, config, shortcut):

@@ -57,6 +57,13 @@ class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"initial": self.initial, "boundaries": self.boundaries, "factor": self.factor}
 
 
+def check_batch_size(batch_size, num_train):
+    """Whole batches only: a training split smaller than a batch would give no step at all, a silent no-op."""
+    if num_train < batch_size:
+        raise UserError(f"--batch_size={batch_size} is larger than the {num_train} training examples: lower "
+                        "--batch_size (or raise --train_examples)")
+
+
 def learning_rate_schedule(config, steps_per_epoch):
     """Step schedule: the rate multiplied by lr_decay_factor at each fraction of training."""
     total = config.epochs * steps_per_epoch
@@ -110,10 +117,7 @@ class Trainer:
         self.targets = targets if config.loss != "ce" else None
         self.name = name
         self.run_progress = run_progress
-        if dataset.info.num_train < config.batch_size:
-            # Whole batches only: a smaller split would give no step at all, and a silent no-op training.
-            raise UserError(f"--batch_size={config.batch_size} is larger than the {dataset.info.num_train} "
-                             "training examples: lower --batch_size")
+        check_batch_size(config.batch_size, dataset.info.num_train)
         self.steps_per_epoch = dataset.info.num_train // config.batch_size
         with self.strategy.scope():
             self.optimizer = keras.optimizers.SGD(

@@ -100,7 +100,8 @@ class Rounds:
         self.trial_updates = 0
         self.repeated_samples = 0
         self.repeat_updates = 0
-        self._writer = tf.summary.create_file_writer(logdir) if logdir else None
+        self._logdir = logdir
+        self._writer = None  # opened at the first update: a run refused while it reads the state writes no log
 
     def backbone(self):
         """The running round's backbone."""
@@ -191,7 +192,8 @@ class Rounds:
         else:
             self.repeat_updates += 1
         stats = self.controller.update(tokens, reward)
-        if self._writer:
+        if self._logdir:
+            self._writer = self._writer or tf.summary.create_file_writer(self._logdir)
             step = self.controller.update_count  # one policy, carried across the rounds
             probabilities = self.controller.probabilities(tokens)
             with self._writer.as_default(step=step):

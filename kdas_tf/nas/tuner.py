@@ -60,8 +60,7 @@ class KDASTuner(keras_tuner.Tuner):
 
     def reload(self):
         """KerasTuner's reload, with the tuner's own file checked first: it holds nothing of the search's."""
-        schema.read(_internals.tuner_file(self), schema.OBJECT, "delete it and rerun the same command (it holds "
-                    "no results; KerasTuner writes it again)")
+        read_tuner_file(_internals.tuner_file(self))
         super().reload()
 
     def run_trial(self, trial, *args, **kwargs):
@@ -145,6 +144,12 @@ class KDASTuner(keras_tuner.Tuner):
         raise NotImplementedError(
             f"trials keep checkpoints, not models: python -m kdas_tf.export --workdir=WORKDIR "
             f"--model=search/trial_{trial.trial_id} writes trial {trial.trial_id} as a SavedModel")
+
+
+def read_tuner_file(path):
+    """A tuner's file in the search's project (KerasTuner's, `{}` for ours), checked: one line if it is not valid."""
+    return schema.read(path, schema.OBJECT, "delete it and rerun the same command (it holds no results; KerasTuner "
+                       "writes it again)")
 
 
 def move_aside(directory):

@@ -119,7 +119,7 @@ def _train_trials(config):
     workdir = Workdir(config.workdir, config.teacher_workdir)
     # Under its chief's claim (the chief holds the directory; see Workdir.claim): refuses a worker started with
     # other settings than its chief's, and writes nothing the chief owns.
-    workdir.claim(assembly.run_settings(config), config.unrecorded_settings(), owner=False)
+    workdir.claim(assembly.run_settings(config, dataset), config.unrecorded_settings(), owner=False)
     strategy = distribute.make_strategy(config.run.strategy, tpu=config.run.tpu)
     wait_for_chief(_internals.CHIEF_WAIT_SECONDS)  # the chief serves once the teachers exist
     teacher = None

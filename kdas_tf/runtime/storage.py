@@ -18,6 +18,7 @@ import re
 import sys
 import tempfile
 import zipfile
+import zlib
 
 from kdas_tf.errors import UserError
 
@@ -113,31 +114,80 @@ def load_model(path):
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
-        # Keras calls an unreadable file "File not found"; say what it is and how to recover.
-        raise UserError(
-            f"{path} is not a readable Keras model ({type(error).__name__}): it may be corrupt; "
-            "delete it and rerun the same command to rebuild it from its checkpoints"
-        ) from None
+        raise _unreadable_model(path, error) from None
 
 
-def claim_workdir(workdir, settings, unrecorded=None, *, record=True):
-    """Record the settings a work directory is made with; refuse a rerun with other ones.
+def check_model_file(path):
+    """Refuse a .keras file whose archive is damaged (truncated, or a member failing its CRC), reading it once:
+    what load_model would find, at a fraction of its cost, before a run writes anything."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # zlib: a damaged deflated member
+        raise _unreadable_model(path, error) from None
+    if damaged is not None:
+        raise _unreadable_model(path, zipfile.BadZipFile(f"{damaged} fails its CRC"))
 
-    Results in one directory must come from one configuration, or resuming
-    would silently mix them. unrecorded: {setting: value} for settings added
-    later, as a directory whose settings.json lacks them was made. record=False: only check (a parallel
-    search's worker, which writes nothing its chief owns).
+
+def _unreadable_model(path, error):
+    # Keras calls an unreadable file "File not found"; say what it is and how to recover.
+    return UserError(f"{path} is not a readable Keras model ({type(error).__name__}): it may be corrupt; "
+                     "delete it and rerun the same command to rebuild it from its checkpoints")
+
+
+DATA_SETTING = "data"  # settings.json's record of the data a run was made from (data.content_identity), no flag
+
+
+def read_settings(path):
+    """A settings.json's content, {} where there is none; a file that is not a JSON object is refused in one line."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        written = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise UserError(f"{path} is not readable JSON ({str(error).splitlines()[0]}): restore it from a backup, "
+                        "or use another --workdir") from None
+    if not isinstance(written, dict):
+        raise UserError(f"{path} is not a JSON object of settings: restore it from a backup, or use another --workdir")
+    return written
+
+
+def check_settings(workdir, settings, unrecorded=None, *, results=()):
+    """Refuse a rerun of `workdir` with other settings than it was made with; returns what settings.json holds.
+
+    Results in one directory must come from one configuration, or resuming would silently mix them.
+    unrecorded: {setting: value} for settings added later, as a directory whose settings.json lacks them was
+    made. results: paths that only a run with these settings makes; where one exists without settings.json,
+    what it was made with is unknown, and it is refused. A settings.json made before DATA_SETTING was recorded
+    is refused when the run has one: the line says how to add it. Reads only.
     """
     path = os.path.join(workdir, "settings.json")
-    written = read_json(path) if os.path.exists(path) else {}
+    written = read_settings(path)
+    made = [os.path.relpath(p, workdir) for p in results if os.path.exists(p)]
+    if not written and made:
+        raise UserError(f"{workdir} holds results but no settings.json ({', '.join(made[:3])}), so what they were made "
+                        "with is unknown: restore its settings.json from a backup, or use another --workdir")
     recorded = {**(unrecorded or {}), **written} if written else {}
     changed = {k: (recorded[k], v) for k, v in settings.items() if k in recorded and recorded[k] != v}
     if changed:
-        detail = ", ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in sorted(changed.items()))
+        detail = ", ".join(f"the data was {old}, now {new}" if k == DATA_SETTING else f"--{k} was {old!r}, now {new!r}"
+                           for k, (old, new) in sorted(changed.items()))
+        if changed.keys() == {DATA_SETTING}:
+            raise UserError(f"{workdir} was made from other data ({detail}): rerun on the data it was made from, "
+                            "or use another --workdir")
         raise UserError(f"{workdir} was made with other settings ({detail}): rerun with those or use another --workdir")
-    if record and not settings.keys() <= written.keys():
-        # A directory made before a setting was recorded takes the value it is resumed with (or `unrecorded`'s).
-        write_json(path, {**settings, **written})
+    if written and DATA_SETTING in settings and DATA_SETTING not in written:
+        value = json.dumps(settings[DATA_SETTING])
+        raise UserError(f"{path} does not record the data the run was made from (it predates that record): if that "
+                        f"was this data, add \"{DATA_SETTING}\": {value} to it and rerun; else use another --workdir")
+    return written
+
+
+def record_settings(workdir, settings, written):
+    """Write settings.json where it lacks some of `settings` (check_settings' `written`): a directory made before a
+    setting was recorded takes the value it is resumed with (or `unrecorded`'s); nothing is written otherwise."""
+    if not settings.keys() <= written.keys():
+        write_json(os.path.join(workdir, "settings.json"), {**settings, **written})
 
 
 # What a user does about each fault of the machine; the errno's own text says what happened.

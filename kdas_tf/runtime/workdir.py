@@ -1,7 +1,8 @@
 """The layout of a work directory, in one place: every path, who holds it, and what it has finished.
 
     WORKDIR/
-      settings.json            what the results depend on (config.Config.settings); a rerun must agree
+      settings.json            what the results depend on (config.Config.settings) and the data's content
+                               (data.content_identity); a rerun must agree
       teachers/member_i/       each member's checkpoints and model.keras; teachers/results.json, settings.json
                                (under --teacher_workdir when runs share one ensemble)
       teacher_outputs/{kd,od}/ the cached distillation targets, one folder per (seed, epoch) and loss
@@ -115,6 +116,11 @@ class Workdir:
     def search(self):
         return self.path(SEARCH_PROJECT)
 
+    @property
+    def search_state(self):
+        """KerasTuner's oracle file: it exists once a search has begun."""
+        return self.path(SEARCH_PROJECT, "oracle.json")
+
     def trial(self, trial_id):
         return self.path(SEARCH_PROJECT, f"trial_{trial_id}")
 
@@ -140,28 +146,44 @@ class Workdir:
         if self.teacher_root != self.root:
             check_writable(self.teacher_root, "teacher_workdir")
 
-    def claim(self, settings, unrecorded=None, *, owner=True):
-        """Make the directory, hold it for this process, remove dead processes' temporaries, record `settings`.
+    def claim(self, settings, unrecorded=None, *, owner=True, check_state=None):
+        """Make the directory, hold it for this process, check what it holds, remove dead processes' temporaries,
+        record `settings`.
 
-        A directory made with other settings, or held by another process, is refused. unrecorded: values of
-        settings added later, as directories made before them hold them. owner=False: a parallel search's
-        worker, under its chief's claim; it writes nothing here (the settings are checked, not recorded) and
-        removes nothing, since its chief and the other workers are writing.
+        A directory made with other settings, or from other data, or held by another process, is refused; so is
+        one holding a search's results without its settings.json. unrecorded: values of settings added later,
+        as directories made before them hold them. check_state(): reads the state files the job resumes from
+        and refuses one that is not valid; it runs under the lock, once the settings agree, before anything
+        else in the directory is written: a refused job leaves it as it was, its lock file's record of its
+        holder aside. owner=False: a parallel search's worker, under its chief's claim; it writes nothing here
+        (the settings are checked, not recorded) and removes nothing, since its chief and the other workers
+        are writing.
         """
         self.check_writable()
         os.makedirs(self.root, exist_ok=True)
         if owner:
             lock.hold(self.root)
-            if lock.workers_alive(self.root):
-                logging.info("%s: workers of a parallel search are running: their temporaries are kept", self.root)
-            else:
-                remove_leftovers(self.root)
         else:
             lock.hold_as_worker(self.root)
         if os.path.abspath(self.teacher_root) != os.path.abspath(self.root):
             os.makedirs(self.teacher_root, exist_ok=True)
             lock.hold_teachers(self.teacher_root, train=False)
-        storage.claim_workdir(self.root, settings, unrecorded, record=owner)
+        written = storage.check_settings(self.root, settings, unrecorded,
+                                         results=self.search_results() if settings else ())
+        if check_state:
+            check_state()
+        if not owner:
+            return
+        if lock.workers_alive(self.root):
+            logging.info("%s: workers of a parallel search are running: their temporaries are kept", self.root)
+        else:
+            remove_leftovers(self.root)
+        storage.record_settings(self.root, settings, written)
+
+    def search_results(self):
+        """What only a search run makes here: its state and trials, final rows, results. A teachers or train job's
+        files keep records of their own (teachers/settings.json, each training's results.json)."""
+        return [self.search_state, self.path("final"), self.results, *sorted(glob.glob(self.trial("*")))]
 
     def claim_teachers(self):
         """Before training teachers: hold their directory alone (the run's own, or --teacher_workdir)."""

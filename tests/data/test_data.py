@@ -123,6 +123,32 @@ def test_train_examples_is_a_seeded_random_draw_that_covers_a_class_ordered_sour
     assert not np.array_equal(subset(split_seed=4)["train"].source_index, chosen)
 
 
+def test_the_data_identity_changes_with_any_row_or_label_of_a_small_set_and_not_with_the_label_dtype():
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, size=(40, 4, 4, 1), dtype=np.uint8), rng.integers(0, 3, size=40)
+    identity = data.content_identity(images[:30], labels[:30], images[30:], labels[30:])
+    assert identity.endswith(" of 30+10 images 4x4x1")
+    assert data.content_identity(images[:30], labels[:30].astype(np.int32), images[30:], labels[30:]) == identity
+    changed = images.copy()
+    changed[29, 3, 3, 0] ^= 1  # one bit of the last training image
+    assert data.content_identity(changed[:30], labels[:30], changed[30:], labels[30:]) != identity
+    relabelled = labels.copy()
+    relabelled[35] = (relabelled[35] + 1) % 3  # one test label
+    assert data.content_identity(images[:30], labels[:30], images[30:], relabelled[30:]) != identity
+    assert data.load("digits").info.identity == data.load("digits", val_fraction=0.2).info.identity  # the source's
+
+
+def test_a_set_larger_than_the_hashed_bytes_is_hashed_by_every_kth_row(monkeypatch):
+    monkeypatch.setattr(data.dataset, "HASHED_BYTES", 10 * 16)  # 10 rows of 4x4x1: 30 rows hashed every 3rd
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, size=(40, 4, 4, 1), dtype=np.uint8), rng.integers(0, 3, size=40)
+    identity = data.content_identity(images[:30], labels[:30], images[30:], labels[30:])
+    for row, seen in ((0, True), (1, False), (3, True), (28, False), (27, True)):
+        changed = images.copy()
+        changed[row] ^= 1
+        assert (data.content_identity(changed[:30], labels[:30], changed[30:], labels[30:]) != identity) == seen, row
+
+
 @pytest.mark.parametrize("val_fraction", [0.0, 1.0, -0.1, 1.5])
 def test_val_fraction_outside_open_unit_interval_raises(val_fraction):
     with pytest.raises(ValueError, match="val_fraction"):

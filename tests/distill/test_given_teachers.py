@@ -348,7 +348,7 @@ def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weight
         images, labels = arrays["x_train"], arrays["y_train"]
     arrays = data.from_numpy((images, labels), (images[:9], labels[:9]), name="mine")
     run = config.Config(run=config.RunConfig(workdir=str(tmp_path / "w")),
-                        teachers=config.TeacherConfig(input_scale="unit"),
+                        teachers=config.TeacherConfig(input_scale="unit"), recipe=config.RecipeConfig(batch_size=32),
                         search=config.SearchConfig(backbone="resnet8", trials_per_round=1, search_epochs=1))
     with pytest.raises(UserError, match=r"user_model_4 outputs \(5,\) per image; the data has 3 classes"):
         pipeline.run(run, dataset=arrays, teachers=[tiny_model(4, classes=5)])

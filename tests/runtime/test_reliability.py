@@ -7,6 +7,7 @@ read-only bind mount, a tiny tmpfs) need root and are skipped without it.
 
 import contextlib
 import errno
+import json
 import os
 import signal
 import socket
@@ -243,6 +244,23 @@ def test_temporaries_of_dead_processes_are_removed_at_the_next_claim(tmp_path):
     assert all(os.path.exists(path) for path in finished)  # a nested work directory cleans its own
 
 
+def test_a_claim_refused_by_its_state_check_removes_nothing_and_records_no_settings(tmp_path):
+    temporaries, _ = leftovers_and_work(tmp_path)
+    (tmp_path / "settings.json").write_text('{"dataset": "digits"}')  # made before --epochs was recorded
+    before = {str(path): path.read_bytes() if path.is_file() else None for path in tmp_path.rglob("*")}
+
+    def refuse():
+        raise UserError("a state file is invalid")
+
+    with pytest.raises(UserError, match="a state file is invalid"):
+        Workdir(str(tmp_path)).claim({"dataset": "digits", "epochs": 1}, check_state=refuse)
+    after = {str(path): path.read_bytes() if path.is_file() else None for path in tmp_path.rglob("*")}
+    assert after.pop(str(tmp_path / ".lock")) and after == before
+    Workdir(str(tmp_path)).claim({"dataset": "digits", "epochs": 1}, check_state=lambda: None)  # held already
+    assert not any(os.path.exists(path) for path in temporaries)
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"dataset": "digits", "epochs": 1}
+
+
 def test_a_chief_keeps_temporaries_while_workers_of_its_search_run(tmp_path):
     temporaries, _ = leftovers_and_work(tmp_path)
     worker = hold_in_child(tmp_path, "hold_as_worker(sys.argv[1])")  # e.g. on another host, still writing its trial
@@ -259,15 +277,17 @@ def test_a_chief_keeps_temporaries_while_workers_of_its_search_run(tmp_path):
 
 def test_a_worker_claim_writes_nothing_and_holds_only_the_workers_lock(tmp_path):
     leftovers_and_work(tmp_path)
+    (tmp_path / "settings.json").write_text('{"dataset": "digits"}')  # as its chief recorded them
     chief = hold_in_child(tmp_path)  # its chief holds the directory
     before = sorted(str(path) for path in tmp_path.rglob("*"))
     try:
-        Workdir(str(tmp_path)).claim({"dataset": "digits"}, owner=False)  # not refused, and ...
+        Workdir(str(tmp_path)).claim({"dataset": "digits", "epochs": 1}, owner=False)  # not refused, and ...
     finally:
         chief.kill()
         chief.wait()
-    # ... no settings.json (the chief records them) and no temporary removed (the others are writing)
+    # ... settings.json as it was (the chief records them) and no temporary removed (the others are writing)
     assert sorted(str(path) for path in tmp_path.rglob("*")) == sorted(before + [str(tmp_path / ".lock-workers")])
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"dataset": "digits"}
     assert lock.workers_alive(str(tmp_path))  # this process, until it lets go
 
 

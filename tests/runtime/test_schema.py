@@ -1,15 +1,15 @@
 """Every state file a run reads back is checked before use: the tiny run's own files pass, and each hostile edit
 (a wrong type, inf or NaN, a value out of range, an unknown status) is refused in one line that names the file,
-the field and how to rebuild it, with nothing on disk changed."""
+the field and how to rebuild it, with nothing on disk changed. The search command's refusals of such files, each
+leaving the work directory as it was, are e2e/test_refused_rerun.py's."""
 
-import hashlib
 import json
 import os
 import shutil
 import types
 
 import pytest
-from conftest import TINY_RUN_EXTRA, run_search, tiny_config
+from conftest import TINY_RUN_EXTRA, fingerprint, tiny_config
 
 from kdas_tf import _internals, assembly
 from kdas_tf.distill import finals
@@ -31,12 +31,6 @@ def copy_of(tiny_run, tmp_path, *parts):
     for part in parts:
         shutil.copytree(os.path.join(tiny_run[0], part), os.path.join(workdir, part))
     return workdir
-
-
-def fingerprint(directory):
-    """{relative path: sha256} of every file under `directory`."""
-    files = [os.path.join(parent, name) for parent, _, names in os.walk(directory) for name in names]
-    return {os.path.relpath(p, directory): hashlib.sha256(open(p, "rb").read()).hexdigest() for p in files}
 
 
 def edit(path, change):
@@ -205,16 +199,3 @@ def test_an_invalid_run_results_file_is_refused_by_the_report_and_the_export(tin
     refused_in_one_line(lambda: served_model_path(Workdir(workdir)), path, field)
     assert fingerprint(workdir) == before  # no report/ written either
 
-
-@pytest.mark.slow
-def test_the_search_command_names_an_invalid_trial_in_one_error_line_and_exit_code_2(tiny_run, tmp_path):
-    workdir = copy_of(tiny_run, tmp_path)
-    path = os.path.join(workdir, "search", "trial_0", "trial.json")
-    edit(path, lambda t: t.update(score=float("inf")))
-    before = {part: fingerprint(os.path.join(workdir, part)) for part in ("search", "final")}
-    resumed = run_search(workdir, *TINY_RUN_EXTRA)
-    assert resumed.returncode == 2, resumed.stderr[-3000:]
-    errors = [line for line in resumed.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and path in errors[0] and "score is inf" in errors[0], resumed.stderr[-3000:]
-    assert "Traceback" not in resumed.stderr
-    assert {part: fingerprint(os.path.join(workdir, part)) for part in ("search", "final")} == before

@@ -71,3 +71,17 @@ def test_a_failed_save_model_keeps_the_old_model_and_no_temporary(tmp_path, monk
     assert names(tmp_path) == ["teacher.keras"]
     x = np.ones((1, 3), np.float32)
     np.testing.assert_array_equal(np.asarray(storage.load_model(path)(x)), np.asarray(old(x)))
+
+
+def test_a_damaged_model_file_is_refused_in_one_line_before_it_is_loaded(tmp_path):
+    path = str(tmp_path / "model.keras")
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(400)]).save(path)
+    storage.check_model_file(path)  # a good file passes
+    content = open(path, "rb").read()
+    for name, damaged in (("flipped", content[:len(content) // 2] + bytes([content[len(content) // 2] ^ 1])
+                           + content[len(content) // 2 + 1:]), ("truncated", content[:-100])):
+        open(tmp_path / name, "wb").write(damaged)
+        with pytest.raises(storage.UserError, match=f"{name} is not a readable Keras model .*: it may be corrupt"):
+            storage.check_model_file(str(tmp_path / name))
+        with pytest.raises(storage.UserError, match=f"{name} is not a readable Keras model"):
+            storage.load_model(str(tmp_path / name))  # what the check spares a run from finding later
