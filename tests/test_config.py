@@ -156,7 +156,8 @@ def test_every_command_answers_help_with_exit_0_before_importing_tensorflow_and_
                 "teachers": ["--workdir", "--dataset", "--epochs", "--num_teachers"],
                 "train": ["--workdir", "--dataset", "--epochs", "--architecture", "--loss"],
                 "export": ["--workdir", "--dataset", "--model"], "report": ["--workdir", "--compare"],
-                "bench": ["--network", "--steps"], "sweep": ["--budgets", "--budget"]}
+                "bench": ["--network", "--turns", "--[no]quick"], "sweep": ["--budgets", "--budget"],
+                "latency": ["--export_table", "--check", "--latency_format"]}
     asked = [(entry, "--help") for entry in ENTRY_POINTS] + [("search", "-h"), ("train", "--helpfull")]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda ask: answer_help(*ask), asked))
