@@ -69,6 +69,7 @@ LONGEST_FIRST = (
     "parallel/test_parallel.py",  # 190
     "test_budget_curve.py",  # 143
     "e2e/test_kill_resume.py",  # 140
+    "e2e/test_refused_rerun.py",  # 145 at load 6-8 (2026-12-03): a tiny run, then 13 reruns two at a time
     "nas/test_oracle.py",  # 118
     "e2e/test_search.py",  # 121, the first to need tiny_run makes it (90)
     "nas/test_trial_retry.py",  # 118
