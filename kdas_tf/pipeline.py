@@ -131,8 +131,10 @@ def run(config, *, dataset=None, teachers=None, role=None):
     """
     config.refuse_multi_worker("search")
     info = (dataset.info.num_classes, dataset.info.image_shape) if dataset is not None else None
-    # M, resolved once for the whole run; with --budget_metric=latency its table is measured here once and kept
-    budget, backbone_cost = assembly.budget(config, *(info or ()))
+    # M, resolved once for the whole run. Nothing is written before the claim: a latency table is measured (or
+    # read) here and kept, the same table, once the directory is held (assembly.make_oracle's cost_model).
+    cost = assembly.cost_model(config, *(info or ()), missing="measure")
+    budget, backbone_cost = assembly.budget(config, *(info or ()), cost=cost)
     if role is None:
         role = parallel.role(os.environ, worker=False, parallel_trials=config.parallel.parallel_trials)
     if role not in ("single", "chief"):

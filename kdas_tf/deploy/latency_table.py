@@ -260,6 +260,9 @@ def check_machine(table, where):
     return table
 
 
+_MEASURED = {}  # Target -> the table measured for it in this process
+
+
 def resolve(target, kept_path, given=None, *, missing="keep", measure=None):
     """The table a run prices its networks with: `given` (--latency_table), else the one kept at `kept_path`, else
     measured here now. Each is checked against `target`; one measured here, against this machine. The table used
@@ -284,7 +287,10 @@ def resolve(target, kept_path, given=None, *, missing="keep", measure=None):
         raise UserError(f"{kept_path} is missing: this search's latency table was not kept; pass it as "
                         "--latency_table=FILE")
     else:
-        table = measure_table(target, measure=measure)
+        # Measured once per process: a search resolves its budget before it claims its work directory (keeping
+        # nothing there) and keeps this same table once it holds the directory.
+        table = _MEASURED.get(target) or measure_table(target, measure=measure)
+        _MEASURED[target] = table
     if kept_path and missing == "keep" and kept is None:
         storage.write_json(kept_path, table)
     return table

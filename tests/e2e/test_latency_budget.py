@@ -7,6 +7,7 @@ import pytest
 from conftest import tiny_config
 from kdas_tf import pipeline
 from kdas_tf.deploy import latency_table
+from kdas_tf.errors import UserError
 from kdas_tf.reporting import results
 from kdas_tf.runtime import storage
 from kdas_tf.runtime.workdir import Workdir
@@ -14,13 +15,30 @@ from kdas_tf.runtime.workdir import Workdir
 pytestmark = pytest.mark.slow
 
 
-def test_a_latency_budgeted_search_keeps_every_trial_within_the_tables_prediction(tmp_path):
-    def measure(described):  # 1 us per op and area unit over a 20 us backbone
-        return {key: 0.02 if d[0] == "network" else 0.01 + 0.001 * d[1][0] * d[1][1] / 16 * (d[2] not in
-                ("no_op", "one_add")) + 0.002 * (d[2] == "one_add") for key, d in described.items()}
+def measure(described):  # 1 us per op and area unit over a 20 us backbone
+    return {key: 0.02 if d[0] == "network" else 0.01 + 0.001 * d[1][0] * d[1][1] / 16 * (d[2] not in
+            ("no_op", "one_add")) + 0.002 * (d[2] == "one_add") for key, d in described.items()}
 
+
+def given_table(folder):
     table = latency_table.measure_table(latency_table.Target("resnet8", 10, (8, 8, 1)), measure=measure)
-    storage.write_json(str(tmp_path / "phone.json"), table)
+    storage.write_json(str(folder / "phone.json"), table)
+    return table
+
+
+def test_a_latency_search_refused_before_its_claim_leaves_no_work_directory(tmp_path):
+    """The budget is resolved, its table read, before the claim; the table is kept only once the run holds the
+    directory, so a run refused before that (a batch larger than the data) creates nothing."""
+    given_table(tmp_path)
+    workdir = tmp_path / "run"
+    with pytest.raises(UserError, match="batch"):
+        pipeline.run(tiny_config(str(workdir), "--budget_metric=latency", "--budget=0.03ms", "--batch_size=5000",
+                                 f"--latency_table={tmp_path / 'phone.json'}"))
+    assert not workdir.exists()
+
+
+def test_a_latency_budgeted_search_keeps_every_trial_within_the_tables_prediction(tmp_path):
+    table = given_table(tmp_path)
     workdir = str(tmp_path / "run")
     summary = pipeline.run(tiny_config(workdir, "--budget_metric=latency", "--budget=0.03ms", "--trials_per_round=3",
                                        f"--latency_table={tmp_path / 'phone.json'}"))
