@@ -370,6 +370,22 @@ def regimes_markdown(reports):
     return "\n".join(lines) + "\n"
 
 
+def reward_markdown(kept, decision, searching):
+    """Step 2's table: each candidate's rewards at the search lengths and its final validation top-1 (what the
+    rule reads), its final test top-1 after (what it does not)."""
+    lengths, epochs = reward_lengths(decision["epochs"]), decision["epochs"]
+    lines = ["| candidate | parameters | " + " | ".join(f"reward, {n} epoch(s) %" for n in lengths)
+             + f" | final val top-1 % ({epochs} epochs) | final test top-1 % |", "|---" * (len(lengths) + 4) + "|"]
+    for index, arch in enumerate(reward_candidates()):
+        final = kept[f"e{epochs}_c{index}"]
+        lines.append(f"| `{arch}` | {final['parameters']:,} | "
+                     + " | ".join(f"{100 * kept[f'e{n}_c{index}']['val']['top1']:.2f}" for n in lengths)
+                     + f" | {100 * final['val']['top1']:.2f} | {100 * final['test']['top1']:.2f} |")
+    lines.append("| Spearman's rho with the final val top-1 | | "
+                 + " | ".join(f"{searching['spearman'][str(n)]:.3f}" for n in lengths) + " | | |")
+    return "\n".join(lines) + "\n"
+
+
 def write_json(path, value):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as file:
