@@ -51,10 +51,15 @@ def verdict(t, p, alpha=ALPHA):
 def judge(claim, a, b):
     """One row of a claims table: {claim, a: (mean, low, high, n), b: ..., difference, t, p, verdict}."""
     t, p = compare(a, b)
+
+    def side(values):
+        mean, low, high = interval(values)
+        return {"mean": mean, "interval": [low, high], "n": len(values)}
+
     return {
         "claim": claim,
-        "a": {"mean": interval(a)[0], "interval": list(interval(a)[1:]), "n": len(a)},
-        "b": {"mean": interval(b)[0], "interval": list(interval(b)[1:]), "n": len(b)},
+        "a": side(a),
+        "b": side(b),
         "difference": float(np.mean(a) - np.mean(b)),
         "t": t, "p": p, "verdict": verdict(t, p),
     }
