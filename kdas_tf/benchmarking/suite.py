@@ -8,7 +8,7 @@ float32, the input pipeline against the step, and a search's wall time per candi
 training of the same candidate, with resident memory after every trial. Each measurement is warmed up and
 its chunk calibrated to last --chunk_seconds; then, turn after turn, each group of measurements is timed
 back to back in alternating order (benchmarking.turns) and every row gets one ratio per turn; a row
-reports the median ratio, its 95% interval and its verdict (benchmarking.stats, benchmarking.table). Data
+reports the median ratio, its 95% interval and its verdict (reporting.stats, benchmarking.table). Data
 are random images of the asked shape: speed does not depend on the pixels. The output is one table and,
 with --json, every number and every turn.
 """
@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kdas_tf.benchmarking import search_cost, stats, table, turns
+from kdas_tf.benchmarking import search_cost, table, turns
+from kdas_tf.reporting import stats
 from kdas_tf import data, models
 from kdas_tf.distill import ensemble, teacher_outputs
 from kdas_tf.runtime import storage

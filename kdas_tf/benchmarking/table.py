@@ -7,7 +7,7 @@ turn's rates too, never from rates of different moments.
 
 import typing
 
-from kdas_tf.benchmarking import stats
+from kdas_tf.reporting import stats
 
 
 class Row(typing.NamedTuple):

@@ -4,11 +4,13 @@ Networks are drawn across the search's range: CANDIDATES sequences of 1..rounds 
 (the controller's prior), every round's network pooled, sorted by predicted latency, and `count` taken at evenly
 spaced ranks, so that the cheap and the costly ends count as much as the crowded middle. The backbone is measured
 again beside them (how far the machine drifted since the table). Each network is measured as the table's backbone
-was (latency_table.measure_models: the served network in the table's format, the same timing, all of them in
-turns). Reported: Spearman's rank correlation of predicted against measured latency, the median and the worst
-relative error |predicted - measured| / measured, and the median signed error (the table's bias: positive when it
-over-predicts).
+was (latency_table.measure_turns: the served network in the table's format, the same timing, all of them in
+turns); a network's measured latency is the median over turns, with its order-statistic interval. Reported:
+Spearman's rank correlation of predicted against measured latency, the median and the worst relative error
+|predicted - measured| / measured, and the median signed error (the table's bias: positive when it over-predicts).
 """
+
+import functools
 
 import numpy as np
 from scipy import stats
@@ -30,17 +32,20 @@ def sample_architectures(table, count, *, rounds, ops_per_addon, seed=0):
 
 
 def check_table(table, target, architectures, *, measure=None):
-    """{"rows": one per network (predicted and measured ms, relative error), "summary": summarise(rows)}.
+    """{"rows": one per network (predicted ms, measured ms with its interval, relative error), "summary":
+    summarise(rows)}.
 
     measure: as latency_table.measure_table takes it (default: convert and time here, in target's format)."""
-    measure = measure or (lambda described: latency_table.measure_models(described, target=target))
+    measure = measure or functools.partial(latency_table.measure_turns, target=target)
     networks = [table["backbone"], *architectures]
     measured = measure({f"network{i}": ("network", arch) for i, arch in enumerate(networks)})
     rows = []
     for i, arch in enumerate(networks):
-        predicted, actual = latency_table.predict_ms(table, arch), measured[f"network{i}"]
-        rows.append({"architecture": arch, "predicted_ms": predicted, "measured_ms": actual,
-                     "relative_error": (predicted - actual) / actual, "backbone": i == 0})
+        predicted = latency_table.predict_ms(table, arch)
+        actual = latency_table.summarise(latency_table.as_turns(measured[f"network{i}"]))
+        rows.append({"architecture": arch, "predicted_ms": predicted, "measured_ms": actual["ms"],
+                     "measured_interval_ms": actual["interval_ms"],
+                     "relative_error": (predicted - actual["ms"]) / actual["ms"], "backbone": i == 0})
     return {"rows": rows, "summary": summarise(rows), "format": table["format"], "threads": table["threads"],
             "machine": latency_table.machine(), "table_machine": table["machine"]}
 
@@ -58,10 +63,11 @@ def summarise(rows):
 
 def markdown(result):
     """The check as a table of its networks and a line of its summary."""
-    lines = ["| network | predicted ms | measured ms | error % |", "|---|---|---|---|"]
+    lines = ["| network | predicted ms | measured ms | 95% interval | error % |", "|---|---|---|---|---|"]
     for row in result["rows"]:
         name = row["architecture"] + (" (backbone)" if row["backbone"] else "")
-        lines.append(f"| {name} | {row['predicted_ms']:.4f} | {row['measured_ms']:.4f} | "
+        low, high = row.get("measured_interval_ms") or (float("nan"),) * 2
+        lines.append(f"| {name} | {row['predicted_ms']:.4f} | {row['measured_ms']:.4f} | {low:.4f}-{high:.4f} | "
                      f"{100 * row['relative_error']:+.1f} |")
     summary = result["summary"]
     lines.append("")

@@ -12,9 +12,12 @@ A network's prediction is the backbone's latency plus its ops'; the add-ons keep
 table is additive as the parameter count is (models.costs.AdditiveCost, in nanoseconds).
 
 Timing (`time_models`, the one place a clock is read): every model of a group gets its interpreter with
---latency_threads threads, then the group takes TURNS turns, each model per turn the median of RUNS invokes after
-WARMUP untimed ones (litert.latency_ms); a model's latency is the median of its turns. Turns let a load that comes
-and goes hit every model of the group alike, as the bench's turns do.
+--latency_threads threads, then the group takes TURNS turns, in its order on even turns and reversed on odd ones
+(as the bench's turns), each model per turn giving the median of RUNS invokes after WARMUP untimed ones
+(litert.latency_ms). An op's entry is computed turn by turn from that turn's three timings (its module, the empty
+module, the one-add module), so a load that comes and goes hits an op and its references alike; the entry is the
+median over turns and carries the order-statistic interval of that median (reporting.stats, as the bench's
+ratios: with 7 turns the min-max, 98% coverage).
 
 The table is kept in the work directory (Workdir.latency_table) with the machine, format and threads it was
 measured with, and what network and image shape it prices. `resolve` reuses it only for the same of all of these:
@@ -30,7 +33,6 @@ import importlib.metadata
 import io
 import os
 import platform
-import statistics
 import tempfile
 import warnings
 
@@ -44,6 +46,7 @@ from kdas_tf.deploy import litert, serving
 from kdas_tf.errors import UserError
 from kdas_tf.models.costs import AdditiveCost
 from kdas_tf.models.mac_count import stage_shapes
+from kdas_tf.reporting import stats
 from kdas_tf.runtime import schema, storage
 
 TURNS, RUNS, WARMUP = 7, 100, 20
@@ -53,7 +56,9 @@ SPEC = {
     "format": schema.one_of(*litert.FILES), "threads": schema.POSITIVE, "machine": schema.OBJECT,
     "backbone": schema.TEXT, "shortcut": schema.TEXT, "num_classes": schema.POSITIVE,
     "input_shape": schema.list_of(schema.POSITIVE), "ops": schema.list_of(schema.TEXT), "backbone_ms": schema.NUMBER,
+    "backbone_interval_ms": schema.may_lack(schema.list_of(schema.NUMBER)),  # tables measured before intervals
     "stages": schema.list_of({"shape": schema.list_of(schema.POSITIVE), "ops_ms": schema.each_value(schema.NUMBER),
+                              "ops_interval_ms": schema.may_lack(schema.each_value(schema.list_of(schema.NUMBER))),
                               "measured_ms": schema.each_value(schema.NUMBER)}),
     "method": schema.OBJECT, "source": schema.TEXT,
 }
@@ -97,41 +102,66 @@ def _cpu_name():
 
 
 def measure_table(target, *, measure=None):
-    """The table of `target`, measured here. measure({key: model description}) -> {key: ms} times the models
-    (default: measure_models); a description is ('network', architecture) or ('module', shape, op or MODULE_KINDS)."""
-    measure = measure or functools.partial(measure_models, target=target)
-    backbone_ms = measure({"backbone": ("network", target.backbone)})["backbone"]
+    """The table of `target`, measured here. measure({key: model description}) -> {key: ms of each turn} times the
+    models (default: measure_turns; a single number is one turn); a description is ('network', architecture),
+    ('module', shape, op or MODULE_KINDS) or ('file', path of a .tflite file)."""
+    measure = measure or functools.partial(measure_turns, target=target)
+    backbone = summarise(as_turns(measure({"backbone": ("network", target.backbone)})["backbone"]))
     stages = []
     for shape in stage_shapes(target.backbone, target.input_shape, shortcut=target.shortcut):
         kinds = [*MODULE_KINDS, *(op for op in models.ADDON_OPS if op != "skip")]
-        measured = measure({kind: ("module", tuple(shape), kind) for kind in kinds})
-        add = measured["one_add"] - measured["no_op"]
-        ops_ms = {op: 0.0 if op == "skip" else max(0.0, measured[op] - measured["no_op"] + add)
-                  for op in models.ADDON_OPS}
-        stages.append({"shape": list(shape), "ops_ms": ops_ms, "measured_ms": measured})
+        measured = {key: as_turns(ms) for key, ms in measure({kind: ("module", tuple(shape), kind)
+                                                            for kind in kinds}).items()}
+        add = measured["one_add"] - measured["no_op"]  # turn by turn
+        costs = {op: summarise(measured[op] - measured["no_op"] + add) for op in models.ADDON_OPS if op != "skip"}
+        stages.append({"shape": list(shape),
+                       "ops_ms": {op: max(0.0, costs[op]["ms"]) if op in costs else 0.0 for op in models.ADDON_OPS},
+                       "ops_interval_ms": {op: costs[op]["interval_ms"] if op in costs else [0.0, 0.0]
+                                           for op in models.ADDON_OPS},
+                       "measured_ms": {key: float(np.median(values)) for key, values in measured.items()}})
     logging.info("latency table of %s (%s, %d thread(s)): backbone %.3f ms", target.backbone, target.format,
-                 target.threads, backbone_ms)
-    return {**target.record(), "machine": machine(), "backbone_ms": backbone_ms, "stages": stages,
-            "method": {"statistic": "median of turns' medians", "turns": TURNS, "runs": RUNS, "warmup": WARMUP,
-                       "batch": 1}, "source": "measured"}
+                 target.threads, backbone["ms"])
+    return {**target.record(), "machine": machine(), "backbone_ms": backbone["ms"],
+            "backbone_interval_ms": backbone["interval_ms"], "stages": stages,
+            "method": {"statistic": "median over turns of each turn's difference (an op's module less the empty "
+                                    "one, plus one add); interval: the order-statistic interval of that median",
+                       "confidence": stats.CONFIDENCE, "turns": TURNS, "runs": RUNS, "warmup": WARMUP, "batch": 1},
+            "source": "measured"}
 
 
-def measure_models(described, *, target):
-    """{key: median ms of one invoke} of the models `described` ({key: description}), converted to target.format."""
+def as_turns(measured):
+    """A measurement's turns as an array: a list of each turn's ms, or one number (one turn)."""
+    return np.atleast_1d(np.asarray(measured, dtype=float))
+
+
+def summarise(per_turn):
+    """{"ms": the median over turns, "interval_ms": its order-statistic interval, "coverage", "turns"}."""
+    median, low, high, covered = stats.median_interval(per_turn)
+    return {"ms": median, "interval_ms": [low, high], "coverage": covered, "turns": len(per_turn)}
+
+
+def measure_turns(described, *, target):
+    """{key: [ms of each turn]} of the models `described` ({key: description}), converted to target.format."""
     calls = {key: invoker(convert_model(description, target), target.threads)
              for key, description in described.items()}
     return time_models(calls)
 
 
+def measure_models(described, *, target, summary=False):
+    """{key: median ms of one invoke} of the models `described`; summary: {key: summarise()} (median, interval)."""
+    summaries = {key: summarise(as_turns(turns)) for key, turns in measure_turns(described, target=target).items()}
+    return summaries if summary else {key: value["ms"] for key, value in summaries.items()}
+
+
 def time_models(calls, *, turns=TURNS, runs=RUNS, warmup=WARMUP):
-    """{key: ms} of calls {key: () -> None}: the median over `turns` turns, taken by every call in turn, of each
-    turn's median of `runs` timed calls after `warmup` untimed ones. The only clock of the table (issue 31's bench
-    statistics may replace it)."""
+    """{key: [ms of each turn]} of calls {key: () -> None}: in each of `turns` turns every call, in the given order
+    on even turns and reversed on odd ones, gives the median of `runs` timed calls after `warmup` untimed ones."""
     per_turn = {key: [] for key in calls}
-    for _ in range(turns):
-        for key, call in calls.items():
-            per_turn[key].append(litert.latency_ms(lambda _: call(), None, runs=runs, warmup=warmup))
-    return {key: statistics.median(values) for key, values in per_turn.items()}
+    keys = list(calls)
+    for turn in range(turns):
+        for key in keys if turn % 2 == 0 else reversed(keys):
+            per_turn[key].append(litert.latency_ms(lambda _, call=calls[key]: call(), None, runs=runs, warmup=warmup))
+    return per_turn
 
 
 def invoker(content, threads):
@@ -149,7 +179,10 @@ def invoker(content, threads):
 
 
 def convert_model(description, target):
-    """The .tflite flatbuffer (bytes) of a model description, in target.format."""
+    """The .tflite flatbuffer (bytes) of a model description, in target.format (a file's: as it is)."""
+    if description[0] == "file":
+        with open(description[1], "rb") as f:
+            return f.read()
     if description[0] == "network":
         return served_network(description[1], target)
     _, shape, kind = description
@@ -219,14 +252,22 @@ def as_cost(table):
 
 
 def markdown(table):
-    """The table as Markdown: each op's latency at each stage, and the backbone's."""
+    """The table as Markdown: each op's latency at each stage with the interval of its median, and the backbone's."""
     stages = table["stages"]
     header = " | ".join(f"stage {i + 1} ({'x'.join(map(str, stage['shape']))})" for i, stage in enumerate(stages))
     lines = [f"| op | {header} |", "|---" * (len(stages) + 1) + "|"]
+
+    def entry(stage, op):
+        low, high = stage.get("ops_interval_ms", {}).get(op) or (None, None)  # tables measured before intervals
+        interval = "" if low is None or op == "skip" else f" ({1000 * low:.1f} to {1000 * high:.1f})"
+        return f"{1000 * stage['ops_ms'][op]:.1f} us{interval}"
+
     for op in models.ADDON_OPS:
-        lines.append(f"| {op} | " + " | ".join(f"{1000 * stage['ops_ms'][op]:.1f} us" for stage in stages) + " |")
-    return ("\n".join(lines) + f"\n\n{table['backbone']} alone: {table['backbone_ms']:.4f} ms ({table['format']}, "
-            f"{table['threads']} thread(s), {table['machine'].get('cpu')}, {table['machine'].get('cores')} cores)\n")
+        lines.append(f"| {op} | " + " | ".join(entry(stage, op) for stage in stages) + " |")
+    low, high = table.get("backbone_interval_ms") or (table["backbone_ms"],) * 2
+    return ("\n".join(lines) + f"\n\n{table['backbone']} alone: {table['backbone_ms']:.4f} ms ({low:.4f} to "
+            f"{high:.4f}; {table['format']}, {table['threads']} thread(s), {table['machine'].get('cpu')}, "
+            f"{table['machine'].get('cores')} cores)\n")
 
 
 def load(path):

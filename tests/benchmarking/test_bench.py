@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from kdas_tf.benchmarking import stats, table
+from kdas_tf.benchmarking import table
+from kdas_tf.reporting import stats
 
 COMPARISONS = {
     ("custom_step_ce", "keras_fit_ce"), ("online_kd", "custom_step_ce"), ("online_od", "custom_step_ce"),

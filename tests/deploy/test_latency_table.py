@@ -161,4 +161,50 @@ def test_one_real_model_of_each_kind_converts_and_times():
                 "module": latency_table.convert_model(("module", (4, 4, 8), "conv3x3"), small)}
     calls = {key: latency_table.invoker(content, small.threads) for key, content in contents.items()}
     timed = latency_table.time_models(calls, turns=2, runs=3, warmup=1)
-    assert set(timed) == {"network", "module"} and all(math.isfinite(ms) and ms > 0 for ms in timed.values())
+    assert set(timed) == {"network", "module"}
+    assert all(len(turns) == 2 and all(math.isfinite(ms) and ms > 0 for ms in turns) for turns in timed.values())
+
+
+def test_the_models_of_a_group_take_turns_in_alternating_order():
+    """Each turn times every model once, in the group's order on even turns and reversed on odd ones."""
+    order = []
+    calls = {key: (lambda key=key: order.append(key)) for key in ("a", "b", "c")}
+    timed = latency_table.time_models(calls, turns=3, runs=1, warmup=0)
+    assert order == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert {key: len(turns) for key, turns in timed.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+LOAD_MS = [0.0, 0.3, 0.0, 0.05, 0.0, 0.9, 0.0]  # what another process adds to every invoke of a turn
+
+
+def loaded_turns(described):
+    """made_up_measure in seven turns, each turn's models slowed alike by that turn's load."""
+    return {key: [ms + load for load in LOAD_MS] for key, ms in made_up_measure(described).items()}
+
+
+def test_an_op_is_priced_turn_by_turn_so_a_load_that_hits_a_whole_turn_cancels():
+    """An op's entry is computed within each turn (its module less the empty one, plus one add) before the median
+    over turns: a load that slows a whole turn leaves every turn's difference, hence the interval, exact. Computed
+    from each model's median over turns instead, the interval would not exist and the difference would still hold
+    only because the medians fall in the same unloaded turns. Tolerance: float rounding (1e-9 ms)."""
+    table = latency_table.measure_table(TARGET, measure=loaded_turns)
+    assert table["backbone_ms"] == pytest.approx(BACKBONE_MS + 0.0)  # the median turn is unloaded
+    assert table["backbone_interval_ms"] == pytest.approx([BACKBONE_MS, BACKBONE_MS + 0.9])  # 7 turns: min-max
+    for (height, width, _), stage in zip(stage_shapes("resnet8", (8, 8, 1)), table["stages"]):
+        for op, ms in OP_MS.items():
+            cost = ms * height * width / 64 + ADD_MS
+            assert stage["ops_ms"][op] == pytest.approx(cost, abs=1e-9)
+            assert stage["ops_interval_ms"][op] == pytest.approx([cost, cost], abs=1e-9)
+    assert table["method"]["turns"] == latency_table.TURNS
+    assert "to" in latency_table.markdown(table)  # each entry printed with its interval
+
+
+def test_the_check_reports_each_networks_interval_over_turns():
+    """A network's measured latency in the check is the median over turns with the order-statistic interval."""
+    table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    result = latency_check.check_table(table, TARGET, ["resnet8:conv3x3/skip/skip"], measure=loaded_turns)
+    for row in result["rows"]:
+        true_ms = BACKBONE_MS + predicted_extra(row["architecture"])
+        assert row["measured_ms"] == pytest.approx(true_ms)
+        assert row["measured_interval_ms"] == pytest.approx([true_ms, true_ms + 0.9])
+        assert row["relative_error"] == pytest.approx(0.0, abs=1e-9)

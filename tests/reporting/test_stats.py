@@ -1,10 +1,10 @@
-"""A row's median, its order-statistic interval and the verdict against a target (kdas_tf.benchmarking.stats)."""
+"""A row's median, its order-statistic interval and the verdict against a target (kdas_tf.reporting.stats)."""
 
 import math
 
 import pytest
 
-from kdas_tf.benchmarking import stats
+from kdas_tf.reporting import stats
 
 
 def test_the_interval_is_the_min_max_up_to_8_turns_and_drops_extremes_beyond():
