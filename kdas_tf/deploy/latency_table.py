@@ -17,7 +17,9 @@ Timing (`time_models`, the one place a clock is read): every model of a group ge
 (litert.latency_ms). An op's entry is computed turn by turn from that turn's three timings (its module, the empty
 module, the one-add module), so a load that comes and goes hits an op and its references alike; the entry is the
 median over turns and carries the order-statistic interval of that median (reporting.stats, as the bench's
-ratios: with 7 turns the min-max, 98% coverage).
+ratios: with 7 turns the min-max, 98% coverage). The backbone, the one absolute number of the table, takes its
+turns in every stage's group: its median is over all of them (21 turns for three stages), so a load during one
+part of the measurement cannot set it (measured alone, before the stages, a load of those seconds did: +56%).
 
 The table is kept in the work directory (Workdir.latency_table) with the machine, format and threads it was
 measured with, and what network and image shape it prices. `resolve` reuses it only for the same of all of these:
@@ -106,12 +108,13 @@ def measure_table(target, *, measure=None):
     models (default: measure_turns; a single number is one turn); a description is ('network', architecture),
     ('module', shape, op or MODULE_KINDS) or ('file', path of a .tflite file)."""
     measure = measure or functools.partial(measure_turns, target=target)
-    backbone = summarise(as_turns(measure({"backbone": ("network", target.backbone)})["backbone"]))
-    stages = []
+    backbone_turns, stages = [], []
     for shape in stage_shapes(target.backbone, target.input_shape, shortcut=target.shortcut):
         kinds = [*MODULE_KINDS, *(op for op in models.ADDON_OPS if op != "skip")]
-        measured = {key: as_turns(ms) for key, ms in measure({kind: ("module", tuple(shape), kind)
-                                                            for kind in kinds}).items()}
+        described = {"backbone": ("network", target.backbone),
+                     **{kind: ("module", tuple(shape), kind) for kind in kinds}}
+        measured = {key: as_turns(ms) for key, ms in measure(described).items()}
+        backbone_turns.extend(measured.pop("backbone"))
         add = measured["one_add"] - measured["no_op"]  # turn by turn
         costs = {op: summarise(measured[op] - measured["no_op"] + add) for op in models.ADDON_OPS if op != "skip"}
         stages.append({"shape": list(shape),
@@ -119,6 +122,7 @@ def measure_table(target, *, measure=None):
                        "ops_interval_ms": {op: costs[op]["interval_ms"] if op in costs else [0.0, 0.0]
                                            for op in models.ADDON_OPS},
                        "measured_ms": {key: float(np.median(values)) for key, values in measured.items()}})
+    backbone = summarise(backbone_turns)
     logging.info("latency table of %s (%s, %d thread(s)): backbone %.3f ms", target.backbone, target.format,
                  target.threads, backbone["ms"])
     return {**target.record(), "machine": machine(), "backbone_ms": backbone["ms"],
