@@ -227,3 +227,67 @@ def test_the_backbone_takes_its_turns_in_every_stages_group_so_a_load_of_one_par
     assert len(calls) == 3 and all("backbone" in keys for keys in calls)
     assert table["backbone_ms"] == pytest.approx(BACKBONE_MS)
     assert table["stages"][0]["ops_ms"]["conv3x3"] == pytest.approx(OP_MS["conv3x3"] + ADD_MS)
+
+
+def test_a_file_is_timed_as_it_is(tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"TFL3 any flatbuffer")
+    assert latency_table.convert_model(("file", str(path)), TARGET) == b"TFL3 any flatbuffer"  # never converted
+
+
+def summary_measure(timings, calls):
+    """A made-up measure_models(summary=True): timings {key: ms} for every key, each call's descriptions recorded."""
+    def measure(described):
+        calls.append(described)
+        return {key: {"ms": timings[key], "interval_ms": [0.9 * timings[key], 1.2 * timings[key]], "coverage": 0.98,
+                      "turns": 7} for key in described}
+    return measure
+
+
+FOUND = "resnet8:conv3x3+sep5x5/maxpool3x3+skip/skip+skip"
+
+
+def test_the_found_network_is_measured_beside_the_backbone_against_its_prediction_and_the_budget(tmp_path):
+    table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    predicted = latency_table.predict_ms(table, FOUND)
+    exported = tmp_path / "model_int8.tflite"
+    exported.write_bytes(b"the served model")
+    calls = []
+    measure = summary_measure({"found": predicted + 0.01, "backbone": BACKBONE_MS + 0.02}, calls)
+    record = latency_check.found_latency(table, TARGET, FOUND, budget_ns=round(1e6 * (predicted + 0.02)),
+                                         exported=str(exported), measure=measure)
+    assert calls == [{"found": ("file", str(exported)), "backbone": ("network", "resnet8")}]  # in the same turns
+    assert record["predicted_ms"] == predicted and record["measured_ms"] == predicted + 0.01
+    assert record["interval_ms"] == [0.9 * (predicted + 0.01), 1.2 * (predicted + 0.01)]
+    assert record["within_budget"] and record["budget_ms"] == pytest.approx(predicted + 0.02)
+    assert (record["backbone_table_ms"], record["backbone_measured_ms"]) == (BACKBONE_MS, BACKBONE_MS + 0.02)
+    assert (record["measured"], record["format"], record["threads"]) == ("exported file", "tflite_int8", 1)
+
+    over = latency_check.found_latency(table, TARGET, FOUND, budget_ns=round(1e6 * predicted), measure=measure)
+    assert calls[-1]["found"] == ("network", FOUND) and over["measured"] == "untrained network"
+    assert not over["within_budget"]  # predicted within, measured 10 us over
+
+
+def test_a_kept_measurement_is_reused_only_for_the_same_file_on_the_same_machine(tmp_path):
+    table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    exported = tmp_path / "model_int8.tflite"
+    exported.write_bytes(b"the served model")
+    calls = []
+    measure = summary_measure({"found": 0.7, "backbone": 0.5}, calls)
+    first = latency_check.found_latency(table, TARGET, FOUND, budget_ns=800_000, exported=str(exported),
+                                        measure=measure)
+    kept = tmp_path / "latency.json"
+    storage.write_json(str(kept), first)
+    again = latency_check.found_latency(table, TARGET, FOUND, budget_ns=600_000, exported=str(exported),
+                                        kept=latency_check.read_kept(str(kept)), measure=measure)
+    assert len(calls) == 1 and again["measured_ms"] == 0.7 and not again["within_budget"]  # the budget is today's
+    exported.write_bytes(b"another served model")
+    latency_check.found_latency(table, TARGET, FOUND, budget_ns=800_000, exported=str(exported), kept=first,
+                                measure=measure)
+    elsewhere = {**first, "machine": {**first["machine"], "cpu": "another processor"}}
+    exported.write_bytes(b"the served model")
+    latency_check.found_latency(table, TARGET, FOUND, budget_ns=800_000, exported=str(exported), kept=elsewhere,
+                                measure=measure)
+    assert len(calls) == 3
+    kept.write_text("{half written")
+    assert latency_check.read_kept(str(kept)) is None and latency_check.read_kept(str(tmp_path / "none")) is None
