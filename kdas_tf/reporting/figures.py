@@ -46,7 +46,7 @@ def _labelled(figure, axes, xlabel, title):
 # integer unit (parameters, MACs, nanoseconds: models.costs) and drawn in millions of it (M, M MACs, ms).
 AXES = {"parameters": ("trainable parameters (M)", "size"),
         "macs": ("multiply-accumulates of one image (M)", "MACs"),
-        "latency": ("latency of one image, as the table predicts it (ms)", "predicted latency")}
+        "latency": ("latency of one image (ms; the trials as the table predicts it)", "predicted latency")}
 
 
 def accuracy_vs_cost_data(trials, *, metric="parameters", budget=None, found=None, measured_ms=None):
