@@ -125,11 +125,14 @@ def latency_line(found):
     """A latency budget's found network: predicted and measured latency against the budget, and the backbone
     measured beside it against the table (results.json's "latency": deploy.latency_check.found_latency)."""
     low, high = found["interval_ms"]
-    return (f"Found network {found['architecture']}: predicted {found['predicted_ms']:.3f} ms, measured "
-            f"{found['measured_ms']:.3f} ms [{low:.3f}, {high:.3f}] ({found['measured']}, {found['format']}, "
-            f"{found['threads']} thread(s)), budget {found['budget_ms']:.3f} ms: "
-            f"{'within' if found['within_budget'] else 'over'} the budget; the backbone measured "
-            f"{found['backbone_measured_ms']:.3f} ms beside it, {found['backbone_table_ms']:.3f} ms in the table.")
+    at_low, at_high = found["at_table_speed_interval_ms"]
+    return (f"Found network {found['architecture']} ({found['measured']}, {found['format']}, {found['threads']} "
+            f"thread(s)): predicted {found['predicted_ms']:.4f} ms; measured {found['measured_ms']:.4f} ms "
+            f"[{low:.4f}, {high:.4f}], {found['times_backbone']:.3f}x the backbone timed beside it "
+            f"({found['backbone_measured_ms']:.4f} ms now, {found['backbone_table_ms']:.4f} ms in the table), so "
+            f"{found['at_table_speed_ms']:.4f} ms [{at_low:.4f}, {at_high:.4f}] at the table's speed; budget "
+            f"{found['budget_ms']:.4f} ms: {'within' if found['within_budget'] else 'over'} it at the table's speed, "
+            f"{'within' if found['within_budget_as_measured'] else 'over'} it as measured now.")
 
 
 def trial_summary(trial, tuner_id=None):

@@ -156,7 +156,8 @@ TRIAL_SUMMARY = {"trial_id": TEXT, "status": TRIAL_STATUS, "architecture": optio
 FOUND_LATENCY = {  # a latency budget's found network, predicted and measured (deploy.latency_check.found_latency)
     "architecture": ARCHITECTURE, "predicted_ms": NUMBER, "measured_ms": NUMBER, "interval_ms": list_of(NUMBER),
     "budget_ms": NUMBER, "within_budget": FLAG, "backbone_table_ms": NUMBER, "backbone_measured_ms": NUMBER,
-    "format": TEXT, "threads": POSITIVE, "measured": TEXT}
+    "format": TEXT, "threads": POSITIVE, "measured": TEXT, "times_backbone": NUMBER, "at_table_speed_ms": NUMBER,
+    "at_table_speed_interval_ms": list_of(NUMBER), "within_budget_as_measured": FLAG}
 SEED_SUMMARY = {"top1": FRACTION, "top1_std": may_lack(FRACTION)}
 RUN_RESULTS = {  # WORKDIR/results.json (kdas_tf.reporting.results.collect): what its readers (report, export) take from it
     "teacher": {key: TEACHER_REPORT[key] for key in (

@@ -61,7 +61,9 @@ def test_a_latency_budgeted_search_keeps_every_trial_within_the_tables_predictio
     assert (found["architecture"], found["measured"], found["format"]) == (
         summary["found_architecture"], "exported file", "tflite_int8")
     assert found["predicted_ms"] == latency_table.predict_ms(table, summary["found_architecture"])
-    assert found["budget_ms"] == 0.03 and found["within_budget"] == (found["measured_ms"] <= 0.03)
+    assert found["budget_ms"] == 0.03 and found["within_budget_as_measured"] == (found["measured_ms"] <= 0.03)
+    assert found["at_table_speed_ms"] == pytest.approx(found["times_backbone"] * 0.02)  # the given table's backbone
+    assert found["within_budget"] == (found["at_table_speed_ms"] <= 0.03)
     low, high = found["interval_ms"]
     assert 0 < low <= found["measured_ms"] <= high and found["backbone_table_ms"] == 0.02
     assert found["backbone_measured_ms"] > 0
@@ -71,5 +73,5 @@ def test_a_latency_budgeted_search_keeps_every_trial_within_the_tables_predictio
     def refuse(*args, **kwargs):
         raise AssertionError("the rerun measured again an export it had measured")
 
-    monkeypatch.setattr(latency_table, "measure_models", refuse)  # a rerun exports the same file again
+    monkeypatch.setattr(latency_table, "measure_turns", refuse)  # a rerun exports the same file again
     assert pipeline.run(flags)["latency"] == found

@@ -200,8 +200,10 @@ def test_the_trials_figure_is_drawn_in_the_budgets_metric():
 def test_a_latency_run_reports_its_figure_in_milliseconds_and_its_found_network_measured(tmp_path):
     trials = latency_trials()
     found = {"architecture": trials[1]["architecture"], "predicted_ms": 0.022, "measured_ms": 0.0312,
-             "interval_ms": [0.0301, 0.0336], "budget_ms": 0.03, "within_budget": False, "backbone_table_ms": 0.02,
-             "backbone_measured_ms": 0.021, "format": "tflite_int8", "threads": 1, "measured": "exported file"}
+             "interval_ms": [0.0301, 0.0336], "budget_ms": 0.03, "within_budget": True, "backbone_table_ms": 0.02,
+             "backbone_measured_ms": 0.021, "format": "tflite_int8", "threads": 1, "measured": "exported file",
+             "times_backbone": 1.45, "at_table_speed_ms": 0.029, "at_table_speed_interval_ms": [0.0288, 0.0292],
+             "within_budget_as_measured": False}
     summary = {**run_with("lstm", [0.5]), "trials": trials, "found_architecture": trials[1]["architecture"],
                "budget_metric": "latency", "budget": 30_000, "backbone_cost": 20_000, "latency": found}
     storage.write_json(str(tmp_path / "latency" / "results.json"), summary)
@@ -209,9 +211,10 @@ def test_a_latency_run_reports_its_figure_in_milliseconds_and_its_found_network_
     names = {os.path.basename(path) for path in written}
     assert {"accuracy_vs_parameters.png", "accuracy_vs_latency.png"} <= names and "accuracy_vs_macs.png" not in names
     index = (tmp_path / "latency" / "report" / "report.md").read_text()
-    assert (f"Found network {trials[1]['architecture']}: predicted 0.022 ms, measured 0.031 ms [0.030, 0.034] "
-            "(exported file, tflite_int8, 1 thread(s)), budget 0.030 ms: over the budget; the backbone measured "
-            "0.021 ms beside it, 0.020 ms in the table.") in index
+    assert (f"Found network {trials[1]['architecture']} (exported file, tflite_int8, 1 thread(s)): predicted "
+            "0.0220 ms; measured 0.0312 ms [0.0301, 0.0336], 1.450x the backbone timed beside it (0.0210 ms now, "
+            "0.0200 ms in the table), so 0.0290 ms [0.0288, 0.0292] at the table's speed; budget 0.0300 ms: within "
+            "it at the table's speed, over it as measured now.") in index
     assert "![accuracy vs latency](accuracy_vs_latency.png)" in index
 
     storage.write_json(str(tmp_path / "size" / "results.json"), run_with("lstm", [0.5]))
