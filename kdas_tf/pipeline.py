@@ -4,12 +4,13 @@
     results = pipeline.run(config.Config(run=config.RunConfig(workdir="runs/x"), ...))
 
 teachers (reused if present) -> architecture search (KerasTuner, resumable) -> final training of the found
-architecture and of the plain student with each L_T -> test evaluation -> export (--formats) ->
-results.json and results.md. Calling it again on the same work directory resumes where it stopped;
-finished steps are read back from disk, never redone. `train_teachers` and `train_one` are the jobs of
-python -m kdas_tf.teachers and kdas_tf.train. Nothing here reads a flag. What every process builds from the
-config (data, budget, teachers, oracle, tuner) comes from kdas_tf.assembly, which the parallel workers share;
-whether the search runs here or is served to them (kdas_tf.parallel) is decided here.
+architecture and of the plain student with each L_T -> test evaluation -> export (--formats; under a latency
+budget, the found network measured: export/latency.json) -> results.json and results.md. Calling it again on the
+same work directory resumes where it stopped; finished steps are read back from disk, never redone.
+`train_teachers` and `train_one` are the jobs of python -m kdas_tf.teachers and kdas_tf.train. Nothing here reads a
+flag. What every process builds from the config (data, budget, teachers, oracle, tuner) comes from kdas_tf.assembly,
+which the parallel workers share; whether the search runs here or is served to them (kdas_tf.parallel) is decided
+here.
 """
 
 import dataclasses
@@ -20,7 +21,7 @@ from absl import logging
 
 from kdas_tf import assembly, models, parallel
 from kdas_tf.benchmarking import estimate
-from kdas_tf.deploy import latency_check, latency_table, serving
+from kdas_tf.deploy import latency_check, latency_table, litert, serving
 from kdas_tf.distill import ensemble, finals, given_teachers
 from kdas_tf.distill.trainer import check_batch_size
 from kdas_tf.errors import UserError, as_user_error
@@ -172,19 +173,40 @@ def run(config, *, dataset=None, teachers=None, role=None):
         served = decision["row"]
         seed = rows.served_seed(finished[served]["seeds"])
         run_progress.start("export")
+        kept = latency_check.read_kept(workdir.found_latency)  # read before the export replaces export/
         serving.export_served(storage.load_model(workdir.final_model(served, seed)), workdir.export,
                               dataset=dataset, formats=config.export.formats, force=config.export.force_export)
+    latency = _found_latency(config, dataset.info, workdir, found, finished[served]["architecture"], budget, kept)
     summary = results.collect(
         teacher_report=teacher_report, oracle=oracle, found=best, rows=finished, budget=budget,
         backbone_parameters=oracle.parameters(oracle.backbone), search_loss=config.search.search_loss,
         exported=served, exported_seed=seed, serving=decision, budget_metric=config.search.budget_metric,
-        backbone_cost=backbone_cost,
+        backbone_cost=backbone_cost, latency=latency,
     )
     storage.write_json(workdir.results, summary)
     table = results.table2_markdown(summary)
     storage.write_text(workdir.results_table, table)
     logging.info("results in %s:\n%s", workdir.root, table)
     return summary
+
+
+def _found_latency(config, info, workdir, found, served_architecture, budget, kept):
+    """--budget_metric=latency: the found network's latency predicted and measured here once it is exported
+    (deploy.latency_check.found_latency), kept in export/latency.json; None under another metric.
+
+    The served model's --latency_format file is timed when the export has it; otherwise the found architecture,
+    converted untrained. kept: the record beside the export this one replaced (reused if it measured the same).
+    """
+    if config.search.budget_metric != "latency":
+        return None
+    target = assembly.latency_target(config, info.num_classes, info.image_shape)
+    exported = os.path.join(workdir.export, litert.FILES[target.format])
+    served_file = served_architecture == str(found) and os.path.exists(exported)
+    record = latency_check.found_latency(latency_table.load(workdir.latency_table), target, found, budget_ns=budget,
+                                         exported=exported if served_file else None, kept=kept)
+    storage.write_json(workdir.found_latency, record)
+    logging.info("%s", results.latency_line(record))
+    return record
 
 
 def _search(config, dataset, strategy, teacher, workdir, budget, *, serve=False, run_progress=None):

@@ -8,17 +8,26 @@ was (latency_table.measure_turns: the served network in the table's format, the 
 turns); a network's measured latency is the median over turns, with its order-statistic interval. Reported:
 Spearman's rank correlation of predicted against measured latency, the median and the worst relative error
 |predicted - measured| / measured, and the median signed error (the table's bias: positive when it over-predicts).
+
+`found_latency` does the same for a search's found network after its export: the served model's LiteRT file as
+exported (or the found architecture converted untrained, when that format was not exported), with the backbone
+beside it, against the table's prediction and the budget.
 """
 
 import functools
+import hashlib
 
 import numpy as np
 from scipy import stats
 
 from kdas_tf import models
 from kdas_tf.deploy import latency_table
+from kdas_tf.runtime import storage
 
 CANDIDATES = 400
+# found_latency's numbers that come from the clock: the rest of its record says what was measured, and where.
+TIMING = ("measured_ms", "interval_ms", "coverage", "turns", "backbone_measured_ms", "backbone_interval_ms",
+          "times_backbone", "times_backbone_interval")
 
 
 def sample_architectures(table, count, *, rounds, ops_per_addon, seed=0):
@@ -77,3 +86,55 @@ def markdown(result):
                  f"{100 * summary['worst_abs_relative_error']:.1f}%; median signed error "
                  f"{100 * summary['median_relative_error']:+.1f}%")
     return "\n".join(lines) + "\n"
+
+
+def found_latency(table, target, architecture, *, budget_ns, exported=None, kept=None, measure=None):
+    """The found network's latency as `table` predicts it and as measured here, against the budget M (ns).
+
+    exported: the served model's .tflite file in target.format, timed as it is; None: `architecture` converted
+    untrained (latency does not depend on the weights). The table's backbone is timed in the same turns, and the
+    budget is judged as the bench judges a ratio: the found network's time over the backbone's, turn by turn, times
+    the table's backbone ("at_table_speed_ms"), since M is in the table's milliseconds and a machine slower or
+    busier now than when the table was measured slows both alike. The raw median is kept beside it
+    ("within_budget_as_measured"). kept: an earlier record (read_kept), whose timing is reused when it measured the
+    same file (by content) or network, in the same format and threads, on this machine. measure: as
+    latency_table.measure_turns(described, target=target) takes it (the default): {key: [ms of each turn]}.
+    """
+    what = {"architecture": str(architecture), "format": target.format, "threads": target.threads,
+            "measured": "exported file" if exported else "untrained network",
+            "file_sha256": _sha256(exported) if exported else None, "machine": latency_table.machine()}
+    if kept and all(key in kept for key in TIMING) and all(kept.get(key) == value for key, value in what.items()):
+        timing = {key: kept[key] for key in TIMING}
+    else:
+        measure = measure or functools.partial(latency_table.measure_turns, target=target)
+        timed = measure({"found": ("file", exported) if exported else ("network", str(architecture)),
+                         "backbone": ("network", table["backbone"])})
+        found_turns, backbone_turns = (latency_table.as_turns(timed[key]) for key in ("found", "backbone"))
+        found, backbone = latency_table.summarise(found_turns), latency_table.summarise(backbone_turns)
+        ratio = latency_table.summarise(found_turns / backbone_turns)
+        timing = {"measured_ms": found["ms"], "interval_ms": list(found["interval_ms"]),
+                  "coverage": found["coverage"], "turns": found["turns"], "backbone_measured_ms": backbone["ms"],
+                  "backbone_interval_ms": list(backbone["interval_ms"]), "times_backbone": ratio["ms"],
+                  "times_backbone_interval": list(ratio["interval_ms"])}
+    budget_ms = budget_ns / 1e6
+    at_table_speed = timing["times_backbone"] * table["backbone_ms"]
+    return {**what, "predicted_ms": latency_table.predict_ms(table, architecture), **timing,
+            "backbone_table_ms": table["backbone_ms"], "at_table_speed_ms": at_table_speed,
+            "at_table_speed_interval_ms": [r * table["backbone_ms"] for r in timing["times_backbone_interval"]],
+            "budget_ms": budget_ms, "within_budget": at_table_speed <= budget_ms,
+            "within_budget_as_measured": timing["measured_ms"] <= budget_ms}
+
+
+def read_kept(path):
+    """The found_latency record kept at `path`, or None (none there, or unreadable: it is measured again)."""
+    try:
+        kept = storage.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) else None
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+

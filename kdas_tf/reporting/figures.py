@@ -1,5 +1,5 @@
-"""The report's figures as PNG bytes: accuracy against parameters (the paper's Figure 3), reward over
-trials, and how many teacher members are right per training example.
+"""The report's figures as PNG bytes: accuracy against parameters (the paper's Figure 3), or against a budget's
+MACs or latency, reward over trials, and how many teacher members are right per training example.
 
 matplotlib runs on its Agg backend: no display is needed, and the bytes go
 through storage.write_bytes, so a figure is never half-written.
@@ -12,13 +12,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from kdas_tf.models.costs import COST_KEYS, format_cost  # noqa: E402
+
 
 def pareto_front(points):
-    """The (parameters, accuracy) points no other point beats with at most as many parameters, by size."""
+    """The (cost, accuracy) points no other point beats at a cost of at most theirs, by cost."""
     front = []
-    for parameters, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+    for cost, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
         if not front or accuracy > front[-1][1]:
-            front.append((parameters, accuracy))
+            front.append((cost, accuracy))
     return front
 
 
@@ -40,34 +42,61 @@ def _labelled(figure, axes, xlabel, title):
     return figure
 
 
-def accuracy_vs_parameters(trials, *, budget, backbone_parameters, found=None):
-    """Every finished trial's validation top-1 against its size, the budget M and the Pareto front.
+# Each budget metric's axis: its label and what the title says the accuracy is against. Costs are in the metric's
+# integer unit (parameters, MACs, nanoseconds: models.costs) and drawn in millions of it (M, M MACs, ms).
+AXES = {"parameters": ("trainable parameters (M)", "size"),
+        "macs": ("multiply-accumulates of one image (M)", "MACs"),
+        "latency": ("latency of one image (ms; the trials as the table predicts it)", "predicted latency")}
 
-    trials: dicts with "parameters", "val_top1" (0..1), "architecture", "round". budget: M in parameters, None for
-    a budget of another metric (not drawn on this axis).
+
+def accuracy_vs_cost_data(trials, *, metric="parameters", budget=None, found=None, measured_ms=None):
+    """What accuracy_vs_cost draws, as (cost in millions of the metric's unit, validation top-1 %) points.
+
+    {"rounds": {round: every finished trial's point}, "front": the Pareto front, drawn out to the budget, "found":
+    the found trial's point, "measured": the found network as measured (measured_ms, its top-1) or None}. A trial
+    without a cost in `metric` (one recorded before its key existed) is left out.
     """
-    done = [t for t in trials if t["val_top1"] is not None]
+    key = COST_KEYS[metric]
+    done = [t for t in trials if t["val_top1"] is not None and t.get(key) is not None]
+    rounds = {r: [(t[key] / 1e6, 100 * t["val_top1"]) for t in done if t["round"] == r]
+              for r in sorted({t["round"] for t in done})}
+    front = [(cost / 1e6, 100 * accuracy) for cost, accuracy in pareto_front([(t[key], t["val_top1"]) for t in done])]
+    if front:  # best accuracy reachable at a cost of at most x, drawn out to the budget
+        front.append((max((budget or 0) / 1e6, front[-1][0]), front[-1][1]))
+    best = next((t for t in done if t["architecture"] == found), None)
+    point = (best[key] / 1e6, 100 * best["val_top1"]) if best else None
+    return {"rounds": rounds, "front": front, "found": point,
+            "measured": (measured_ms, point[1]) if point and measured_ms is not None else None}
+
+
+def accuracy_vs_cost(trials, *, metric="parameters", budget, backbone_cost, found=None, measured_ms=None):
+    """Every finished trial's validation top-1 against its cost in `metric`, the budget M and the Pareto front.
+
+    trials: dicts with "val_top1" (0..1), "architecture", "round" and the metric's cost (models.costs.COST_KEYS).
+    budget, backbone_cost: in the metric's unit; budget None for a budget of another metric (not drawn on this
+    axis). measured_ms: the found network's measured latency (a latency axis), drawn beside its prediction.
+    """
+    data = accuracy_vs_cost_data(trials, metric=metric, budget=budget, found=found, measured_ms=measured_ms)
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    for round_index in sorted({t["round"] for t in done}):
-        in_round = [t for t in done if t["round"] == round_index]
-        axes.scatter([t["parameters"] / 1e6 for t in in_round], [100 * t["val_top1"] for t in in_round],
-                     s=28, alpha=0.8, label=f"trials, round {round_index + 1}" if round_index else "trials")
-    front = pareto_front([(t["parameters"], t["val_top1"]) for t in done])
-    if front:
-        # best accuracy reachable with at most x parameters, drawn out to the budget
-        xs = [p / 1e6 for p, _ in front] + [max(budget or 0, front[-1][0]) / 1e6]
-        ys = [100 * a for _, a in front] + [100 * front[-1][1]]
+    for round_index, points in data["rounds"].items():
+        axes.scatter(*zip(*points), s=28, alpha=0.8,
+                     label=f"trials, round {round_index + 1}" if round_index else "trials")
+    if data["front"]:
+        xs, ys = zip(*data["front"])
         axes.step(xs, ys, where="post", color="black", linewidth=1.2, label="Pareto front")
         axes.scatter(xs[:-1], ys[:-1], s=60, facecolors="none", edgecolors="black")
-    best = [t for t in done if t["architecture"] == found]
-    if best:
-        axes.scatter([best[0]["parameters"] / 1e6], [100 * best[0]["val_top1"]], marker="*", s=220,
-                     color="gold", edgecolors="black", zorder=3, label="found architecture")
+    if data["found"]:
+        axes.scatter(*data["found"], marker="*", s=220, color="gold", edgecolors="black", zorder=3,
+                     label="found architecture")
+    if data["measured"]:
+        axes.scatter(*data["measured"], marker="X", s=90, color="tab:red", edgecolors="black", zorder=3,
+                     label=f"found, measured: {data['measured'][0]:.3f} ms")
     if budget is not None:
-        axes.axvline(budget / 1e6, color="red", linestyle="--", label=f"budget M = {budget / 1e6:.3f}M")
-    axes.axvline(backbone_parameters / 1e6, color="grey", linestyle=":",
-                 label=f"backbone {backbone_parameters / 1e6:.3f}M")
-    return _png(_labelled(figure, axes, "trainable parameters (M)", "Search trials: accuracy against size"))
+        axes.axvline(budget / 1e6, color="red", linestyle="--", label=f"budget M = {format_cost(metric, budget)}")
+    axes.axvline(backbone_cost / 1e6, color="grey", linestyle=":",
+                 label=f"backbone {format_cost(metric, backbone_cost)}")
+    xlabel, against = AXES[metric]
+    return _png(_labelled(figure, axes, xlabel, f"Search trials: accuracy against {against}"))
 
 
 def reward_over_trials(runs):

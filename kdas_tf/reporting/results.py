@@ -12,11 +12,12 @@ FOUND_RULE = ("the best validation top-1 of every round's trials, ties to the sm
 
 
 def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
-            exported_seed=0, serving=None, budget_metric="parameters", backbone_cost=None):
+            exported_seed=0, serving=None, budget_metric="parameters", backbone_cost=None, latency=None):
     """Everything a report needs from one run, in plain values. found: the found trial (KDASOracle.best_trial).
 
     budget is in budget_metric's unit (models.costs); a metric other than parameters is recorded with the
-    backbone's and the found network's cost in it (a parameters run's summary is as it always was).
+    backbone's and the found network's cost in it (a parameters run's summary is as it always was). latency: a
+    latency budget's found network predicted and measured (deploy.latency_check.found_latency), as "latency".
     """
     summary = {
         "teacher": teacher_report,
@@ -46,6 +47,8 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         key = COST_KEYS[budget_metric]
         summary.update(budget_metric=budget_metric, backbone_cost=backbone_cost)
         summary["found"][key] = found.hyperparameters.values.get(key)
+    if latency is not None:
+        summary["latency"] = latency
     return summary
 
 
@@ -116,6 +119,20 @@ def budget_line(summary):
                 f"{millions(summary['backbone_parameters'])}.")
     return (f"Budget M = {budget_text(summary)} ({metric}); backbone {summary['backbone']} = "
             f"{format_cost(metric, summary['backbone_cost'])}, {millions(summary['backbone_parameters'])} parameters.")
+
+
+def latency_line(found):
+    """A latency budget's found network: predicted and measured latency against the budget, and the backbone
+    measured beside it against the table (results.json's "latency": deploy.latency_check.found_latency)."""
+    low, high = found["interval_ms"]
+    at_low, at_high = found["at_table_speed_interval_ms"]
+    return (f"Found network {found['architecture']} ({found['measured']}, {found['format']}, {found['threads']} "
+            f"thread(s)): predicted {found['predicted_ms']:.4f} ms; measured {found['measured_ms']:.4f} ms "
+            f"[{low:.4f}, {high:.4f}], {found['times_backbone']:.3f}x the backbone timed beside it "
+            f"({found['backbone_measured_ms']:.4f} ms now, {found['backbone_table_ms']:.4f} ms in the table), so "
+            f"{found['at_table_speed_ms']:.4f} ms [{at_low:.4f}, {at_high:.4f}] at the table's speed; budget "
+            f"{found['budget_ms']:.4f} ms: {'within' if found['within_budget'] else 'over'} it at the table's speed, "
+            f"{'within' if found['within_budget_as_measured'] else 'over'} it as measured now.")
 
 
 def trial_summary(trial, tuner_id=None):

@@ -7,8 +7,10 @@ Writes under WORKDIR/report/ (or --output):
 - table5.md/.csv: the share of training examples that k members classify correctly (Table 5);
 - final_accuracy_vs_parameters.png: every final row's test top-1 (mean ± std of its seeds) against its size,
   with the found models of the --compare runs;
-- accuracy_vs_parameters.png (every trial's validation top-1, the budget line, the Pareto front),
-  reward_over_trials.png, teacher_agreement.png; and report.md with all of them.
+- accuracy_vs_parameters.png (every trial's validation top-1, the budget line, the Pareto front), and for a
+  MACs or latency budget accuracy_vs_macs.png or accuracy_vs_latency.png (the same in the budget's metric; the
+  found network's measured latency beside its prediction), reward_over_trials.png, teacher_agreement.png; and
+  report.md with all of them (a latency budget's run: the found network's predicted and measured latency).
 - the deployment table of each export made with LiteRT formats (export/deployment.json, exports/NAME/...),
   in report.md;
 - search.md/.csv: which controller searched, its trials and rewards; with --compare=OTHER_WORKDIR,...
@@ -139,20 +141,27 @@ def final_points(runs):
 
 
 def figure_files(summary, runs):
-    """{file name: PNG bytes}; reward over trials shows every run of `runs` [(name, summary)]."""
+    """{file name: PNG bytes}; reward over trials shows every run of `runs` [(name, summary)]. A MACs or latency
+    budget's run has its trials against that cost too (accuracy_vs_macs.png, accuracy_vs_latency.png)."""
     teacher = summary["teacher"]
-    return {
+    metric = summary.get("budget_metric", "parameters")
+    found = summary["found_architecture"]
+    files = {
         "final_accuracy_vs_parameters.png": figures.test_accuracy_vs_parameters(
             final_points(runs), "Final rows: test accuracy against size"),
-        "accuracy_vs_parameters.png": figures.accuracy_vs_parameters(
-            summary["trials"], budget=summary["budget"] if "budget_metric" not in summary else None,
-            backbone_parameters=summary["backbone_parameters"],
-            found=summary["found_architecture"]),
-        "reward_over_trials.png": figures.reward_over_trials(
-            [(f"{name} ({controller_kind(run)})", run["trials"]) for name, run in runs]),
-        "teacher_agreement.png": figures.teacher_agreement(teacher["train_members_correct_histogram"],
-                                                         network=teacher["network"]),
+        "accuracy_vs_parameters.png": figures.accuracy_vs_cost(
+            summary["trials"], budget=summary["budget"] if metric == "parameters" else None,
+            backbone_cost=summary["backbone_parameters"], found=found),
     }
+    if metric != "parameters":
+        files[f"accuracy_vs_{metric}.png"] = figures.accuracy_vs_cost(
+            summary["trials"], metric=metric, budget=summary["budget"], backbone_cost=summary["backbone_cost"],
+            found=found, measured_ms=(summary.get("latency") or {}).get("measured_ms"))
+    files["reward_over_trials.png"] = figures.reward_over_trials(
+        [(f"{name} ({controller_kind(run)})", run["trials"]) for name, run in runs])
+    files["teacher_agreement.png"] = figures.teacher_agreement(teacher["train_members_correct_histogram"],
+                                                              network=teacher["network"])
+    return files
 
 
 def served_because(summary):
@@ -179,6 +188,8 @@ def write_report(workdir, output=None, compare=()):
     sections = [f"# KDAS run report: {os.path.basename(os.path.abspath(workdir))}\n",
                 f"Found architecture `{summary['found_architecture']}`; served model `{summary['exported']}`"
                 f"{served_because(summary)}.\n"]
+    if summary.get("latency"):
+        sections.append(results.latency_line(summary["latency"]) + "\n")
     for name, (title, columns, rows, markdown) in tables(summary, runs).items():
         for path, text in ((f"{name}.md", markdown), (f"{name}.csv", csv_text(columns, rows))):
             storage.write_text(os.path.join(output, path), text)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from keras_tuner.engine import trial as trial_module
 
 from kdas_tf import models
+from kdas_tf.models.costs import METRICS
 from kdas_tf.runtime import rows, storage
 from kdas_tf.errors import UserError
 
@@ -150,7 +151,13 @@ def trial_spec(slot_names):
 
 
 TRIAL_SUMMARY = {"trial_id": TEXT, "status": TRIAL_STATUS, "architecture": optional(ARCHITECTURE),
-                 "parameters": optional(POSITIVE), "val_top1": optional(FRACTION)}
+                 "parameters": optional(POSITIVE), "val_top1": optional(FRACTION),
+                 "macs": may_lack(POSITIVE), "latency_ns": may_lack(POSITIVE)}  # a MACs or latency budget's cost
+FOUND_LATENCY = {  # a latency budget's found network, predicted and measured (deploy.latency_check.found_latency)
+    "architecture": ARCHITECTURE, "predicted_ms": NUMBER, "measured_ms": NUMBER, "interval_ms": list_of(NUMBER),
+    "budget_ms": NUMBER, "within_budget": FLAG, "backbone_table_ms": NUMBER, "backbone_measured_ms": NUMBER,
+    "format": TEXT, "threads": POSITIVE, "measured": TEXT, "times_backbone": NUMBER, "at_table_speed_ms": NUMBER,
+    "at_table_speed_interval_ms": list_of(NUMBER), "within_budget_as_measured": FLAG}
 SEED_SUMMARY = {"top1": FRACTION, "top1_std": may_lack(FRACTION)}
 RUN_RESULTS = {  # WORKDIR/results.json (kdas_tf.reporting.results.collect): what its readers (report, export) take from it
     "teacher": {key: TEACHER_REPORT[key] for key in (
@@ -161,6 +168,8 @@ RUN_RESULTS = {  # WORKDIR/results.json (kdas_tf.reporting.results.collect): wha
     "final": each_value({"architecture": ARCHITECTURE, "parameters": POSITIVE, "val": SEED_SUMMARY,
                          "test": SEED_SUMMARY, "seeds": may_lack(list_of(FINAL_ROW))}),
     "exported": may_lack(optional(TEXT)), "exported_seed": may_lack(COUNT),
+    "budget_metric": may_lack(one_of(*METRICS)), "backbone_cost": may_lack(POSITIVE),
+    "latency": may_lack(FOUND_LATENCY),
 }
 
 

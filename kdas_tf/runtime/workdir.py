@@ -11,8 +11,8 @@
                                final/ROW_seedK/ its training from --seed + K (--seeds)
       train/NAME/              what python -m kdas_tf.train trains
       tb/                      one TensorBoard tree: teachers/, trials/, controller/, search/, final/, train/
-      export/                  the served SavedModel (and --formats' LiteRT files, deployment.json and .md);
-                               exports/NAME/ other exports
+      export/                  the served SavedModel (and --formats' LiteRT files, deployment.json and .md;
+                               latency.json: a latency budget's found network measured); exports/NAME/ other exports
       results.json, results.md the run's numbers and its Table 2
       latency_table.json       --budget_metric=latency: the table the search priced its networks with
       report/                  python -m kdas_tf.report's tables and figures
@@ -60,6 +60,12 @@ class Workdir:
     @property
     def export(self):
         return self.path("export")
+
+    @property
+    def found_latency(self):
+        """--budget_metric=latency: the found network predicted and measured (deploy.latency_check.found_latency),
+        beside the export it measured, so that it goes when the export is replaced."""
+        return os.path.join(self.export, "latency.json")
 
     def other_export(self, name):
         return self.path("exports", name)

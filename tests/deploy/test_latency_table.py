@@ -13,7 +13,7 @@ from kdas_tf import models
 from kdas_tf.deploy import latency_check, latency_table
 from kdas_tf.deploy.latency_table import Target
 from kdas_tf.errors import UserError
-from kdas_tf.reporting import stats
+from kdas_tf.reporting import results, stats
 from kdas_tf.models.mac_count import stage_shapes
 from kdas_tf.runtime import storage
 
@@ -227,3 +227,77 @@ def test_the_backbone_takes_its_turns_in_every_stages_group_so_a_load_of_one_par
     assert len(calls) == 3 and all("backbone" in keys for keys in calls)
     assert table["backbone_ms"] == pytest.approx(BACKBONE_MS)
     assert table["stages"][0]["ops_ms"]["conv3x3"] == pytest.approx(OP_MS["conv3x3"] + ADD_MS)
+
+
+def test_a_file_is_timed_as_it_is(tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"TFL3 any flatbuffer")
+    assert latency_table.convert_model(("file", str(path)), TARGET) == b"TFL3 any flatbuffer"  # never converted
+
+
+def turns_measure(timings, calls):
+    """A made-up measure_turns: timings {key: [ms of each turn]} for every key, each call's descriptions recorded."""
+    def measure(described):
+        calls.append(described)
+        return {key: list(timings[key]) for key in described}
+    return measure
+
+
+FOUND = "resnet8:conv3x3+sep5x5/maxpool3x3+skip/skip+skip"
+
+
+def test_the_found_network_is_measured_beside_the_backbone_and_judged_at_the_tables_speed(tmp_path):
+    """The found network and the backbone are timed in the same turns; the budget is judged on their ratio turn by
+    turn times the table's backbone. Here the machine runs 10% slower than when the table was measured, and one turn
+    is twice as slow for both: measured raw, the found network is over M; at the table's speed it is within."""
+    table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    predicted = latency_table.predict_ms(table, FOUND)
+    exported = tmp_path / "model_int8.tflite"
+    exported.write_bytes(b"the served model")
+    slow = [1.1, 1.1, 2.2, 1.1, 1.1, 1.1, 1.1]
+    calls = []
+    measure = turns_measure({"found": [predicted * f for f in slow], "backbone": [BACKBONE_MS * f for f in slow]},
+                            calls)
+    budget_ns = round(1e6 * predicted * 1.05)
+    record = latency_check.found_latency(table, TARGET, FOUND, budget_ns=budget_ns, exported=str(exported),
+                                         measure=measure)
+    assert calls == [{"found": ("file", str(exported)), "backbone": ("network", "resnet8")}]  # in the same turns
+    assert record["predicted_ms"] == predicted and record["measured_ms"] == pytest.approx(predicted * 1.1)
+    assert record["interval_ms"] == pytest.approx([predicted * 1.1, predicted * 2.2])  # 7 turns: min-max
+    assert record["times_backbone"] == pytest.approx(predicted / BACKBONE_MS)
+    assert record["at_table_speed_ms"] == pytest.approx(predicted)  # tolerance: float rounding
+    assert record["at_table_speed_interval_ms"] == pytest.approx([predicted, predicted])  # the slow turn cancels
+    assert record["within_budget"] and not record["within_budget_as_measured"]
+    assert record["budget_ms"] == pytest.approx(predicted * 1.05)
+    assert (record["backbone_table_ms"], record["backbone_measured_ms"]) == (BACKBONE_MS, pytest.approx(BACKBONE_MS * 1.1))
+    assert (record["measured"], record["format"], record["threads"]) == ("exported file", "tflite_int8", 1)
+    assert "within it at the table's speed, over it as measured now" in results.latency_line(record)
+
+    over = latency_check.found_latency(table, TARGET, FOUND, budget_ns=round(1e6 * predicted * 0.99), measure=measure)
+    assert calls[-1]["found"] == ("network", FOUND) and over["measured"] == "untrained network"
+    assert not over["within_budget"]
+
+
+def test_a_kept_measurement_is_reused_only_for_the_same_file_on_the_same_machine(tmp_path):
+    table = latency_table.measure_table(TARGET, measure=made_up_measure)
+    exported = tmp_path / "model_int8.tflite"
+    exported.write_bytes(b"the served model")
+    calls = []
+    measure = turns_measure({"found": [0.7] * 7, "backbone": [0.5] * 7}, calls)
+    first = latency_check.found_latency(table, TARGET, FOUND, budget_ns=800_000, exported=str(exported),
+                                        measure=measure)
+    kept = tmp_path / "latency.json"
+    storage.write_json(str(kept), first)
+    again = latency_check.found_latency(table, TARGET, FOUND, budget_ns=600_000, exported=str(exported),
+                                        kept=latency_check.read_kept(str(kept)), measure=measure)
+    assert len(calls) == 1 and again["measured_ms"] == 0.7 and not again["within_budget"]  # the budget is today's
+    exported.write_bytes(b"another served model")
+    latency_check.found_latency(table, TARGET, FOUND, budget_ns=800_000, exported=str(exported), kept=first,
+                                measure=measure)
+    elsewhere = {**first, "machine": {**first["machine"], "cpu": "another processor"}}
+    exported.write_bytes(b"the served model")
+    latency_check.found_latency(table, TARGET, FOUND, budget_ns=800_000, exported=str(exported), kept=elsewhere,
+                                measure=measure)
+    assert len(calls) == 3
+    kept.write_text("{half written")
+    assert latency_check.read_kept(str(kept)) is None and latency_check.read_kept(str(tmp_path / "none")) is None

@@ -172,3 +172,52 @@ def test_the_report_says_why_its_model_was_served(tmp_path):
     index = (tmp_path / "report" / "report.md").read_text()
     assert "(decided by loss order od > kd > ce; tied with kdas_ce)" in index
     assert writer.served_because(run_with("lstm", [0.5])) == ""  # runs made before the record
+
+
+def latency_trials():
+    """Three finished trials of two rounds and an unfinished one, each with its predicted latency (ns)."""
+    costs = [(1000, 25_000, 0.5, 0), (1100, 22_000, 0.75, 0), (1200, 28_000, 0.625, 1), (1300, 29_000, None, 1)]
+    return [{"trial_id": str(i), "tuner_id": None, "status": "COMPLETED", "val_top1": reward, "parameters": parameters,
+             "latency_ns": latency, "round": round_index, "message": None,
+             "architecture": f"resnet8:conv3x3/skip/{'skip+' * i}skip"}
+            for i, (parameters, latency, reward, round_index) in enumerate(costs)]
+
+
+def test_the_trials_figure_is_drawn_in_the_budgets_metric():
+    trials = latency_trials()
+    data = figures.accuracy_vs_cost_data(trials, metric="latency", budget=30_000, found=trials[1]["architecture"],
+                                         measured_ms=0.024)
+    assert data["rounds"] == {0: [(0.025, 50.0), (0.022, 75.0)], 1: [(0.028, 62.5)]}  # ms, %; unfinished left out
+    assert data["front"] == [(0.022, 75.0), (0.030, 75.0)]  # the fastest trial beats the others, drawn out to M
+    assert data["found"] == (0.022, 75.0) and data["measured"] == (0.024, 75.0)
+    by_size = figures.accuracy_vs_cost_data(trials, budget=None, found=trials[1]["architecture"])
+    assert by_size["rounds"][0] == [(0.001, 50.0), (0.0011, 75.0)] and by_size["measured"] is None
+    assert by_size["front"] == [(0.001, 50.0), (0.0011, 75.0), (0.0011, 75.0)]  # no budget to draw it out to
+    older = [{k: v for k, v in t.items() if k != "latency_ns"} for t in trials]  # recorded before the key
+    assert figures.accuracy_vs_cost_data(older, metric="latency")["rounds"] == {}
+
+
+def test_a_latency_run_reports_its_figure_in_milliseconds_and_its_found_network_measured(tmp_path):
+    trials = latency_trials()
+    found = {"architecture": trials[1]["architecture"], "predicted_ms": 0.022, "measured_ms": 0.0312,
+             "interval_ms": [0.0301, 0.0336], "budget_ms": 0.03, "within_budget": True, "backbone_table_ms": 0.02,
+             "backbone_measured_ms": 0.021, "format": "tflite_int8", "threads": 1, "measured": "exported file",
+             "times_backbone": 1.45, "at_table_speed_ms": 0.029, "at_table_speed_interval_ms": [0.0288, 0.0292],
+             "within_budget_as_measured": False}
+    summary = {**run_with("lstm", [0.5]), "trials": trials, "found_architecture": trials[1]["architecture"],
+               "budget_metric": "latency", "budget": 30_000, "backbone_cost": 20_000, "latency": found}
+    storage.write_json(str(tmp_path / "latency" / "results.json"), summary)
+    written = writer.write_report(str(tmp_path / "latency"))
+    names = {os.path.basename(path) for path in written}
+    assert {"accuracy_vs_parameters.png", "accuracy_vs_latency.png"} <= names and "accuracy_vs_macs.png" not in names
+    index = (tmp_path / "latency" / "report" / "report.md").read_text()
+    assert (f"Found network {trials[1]['architecture']} (exported file, tflite_int8, 1 thread(s)): predicted "
+            "0.0220 ms; measured 0.0312 ms [0.0301, 0.0336], 1.450x the backbone timed beside it (0.0210 ms now, "
+            "0.0200 ms in the table), so 0.0290 ms [0.0288, 0.0292] at the table's speed; budget 0.0300 ms: within "
+            "it at the table's speed, over it as measured now.") in index
+    assert "![accuracy vs latency](accuracy_vs_latency.png)" in index
+
+    storage.write_json(str(tmp_path / "size" / "results.json"), run_with("lstm", [0.5]))
+    names = {os.path.basename(path) for path in writer.write_report(str(tmp_path / "size"))}
+    assert "accuracy_vs_parameters.png" in names and not names & {"accuracy_vs_latency.png", "accuracy_vs_macs.png"}
+    assert "Found network" not in (tmp_path / "size" / "report" / "report.md").read_text()
