@@ -128,3 +128,26 @@ def test_the_figures_show_every_row_and_every_search(kept, tmp_path):
     assert [len(values) for _, _, values in points[:4]] == [5] * 4 and len(points[-1][2]) == study.FOUND_SEEDS
     for name in ("accuracy_vs_parameters.png", "searches.png"):
         assert open(tmp_path / name, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+COMMITTED = os.path.join(ROOT, "docs", "fashion_mnist", "study")  # the study's kept runs and decisions
+
+
+def test_the_committed_decisions_follow_from_the_committed_runs():
+    """What docs/fashion_mnist.md reports as decided is recomputed from the runs kept beside it: the regime from
+    the four regimes' teacher reports, the search's epochs and trials from the reward runs (Spearman's rho to
+    1e-12), and, once every run is kept, the claims table (claims.json) from the baselines and searches."""
+    kept = {stage: study.read_kept(stage) for stage in ("regimes", "reward", "baselines", "searches")}
+    assert study.STUDY == COMMITTED and set(kept["regimes"]) == set(study.REGIMES)
+    regime = study.read_json_file("regime.json")
+    assert study.select_regime({name: kept["regimes"][name] for name in study.REGIMES})[0] == regime["regime"]
+    recorded = study.read_json_file("search_epochs.json")
+    decided = study.decide_search(kept["reward"], regime)
+    assert (decided["search_epochs"], decided["trials_per_round"]) == (recorded["search_epochs"],
+                                                                       recorded["trials_per_round"])
+    assert decided["spearman"] == pytest.approx(recorded["spearman"], abs=1e-12)
+    table = study.claims_table(kept)
+    if os.path.exists(os.path.join(COMMITTED, "claims.json")):
+        assert table == study.read_json_file("claims.json")
+    else:
+        assert table is None  # not every run is kept yet, so nothing may have been judged

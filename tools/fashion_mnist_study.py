@@ -142,8 +142,16 @@ def search_decision(decision):
     path = os.path.join(STUDY, "search_epochs.json")
     if os.path.exists(path):
         return json.load(open(path))
+    result = decide_search(read_kept("reward"), decision)
+    if result is not None:
+        write_json(path, result)
+    return result
+
+
+def decide_search(kept, decision):
+    """Step 2's rule on the kept reward runs {name: JSON}: its record, or None until every run is kept."""
     from kdas_tf.reporting import claims
-    kept, epochs = read_kept("reward"), decision["epochs"]
+    epochs = decision["epochs"]
     wanted = {f"e{length}_c{index}" for length in reward_lengths(epochs) + [epochs] for index in range(REWARD_CANDIDATES)}
     if not wanted <= set(kept):
         return None
@@ -158,7 +166,6 @@ def search_decision(decision):
     result = {"search_epochs": chosen, "trials_per_round": trials, "spearman": {str(k): v for k, v in rho.items()},
               "rule": f"the fewest epochs whose rho >= {RANK_THRESHOLD}, else the most; then the most trials per "
                       f"round of {TRIAL_CHOICES} whose six searches cost <= {SEARCH_HOURS} h here (else the fewest)"}
-    write_json(path, result)
     return result
 
 
