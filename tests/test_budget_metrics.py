@@ -86,6 +86,13 @@ def test_a_macs_budget_resolves_in_macs_and_the_oracle_masks_in_them(tmp_path):
         assembly.budget(run_config(tmp_path, budget_metric="macs", budget="0.1M"))
 
 
+def test_the_dry_run_states_a_soft_objective_and_a_run_without_one_says_nothing_of_it(tmp_path):
+    soft = pipeline.describe_plan(run_config(tmp_path, cost_exponent=-0.07))
+    assert ("  reward: val top-1 x (cost / 0.150M)^-0.07 (--cost_exponent, MnasNet's soft objective; the budget's "
+            "mask still binds): a network at half the budget scores 1.050 x its top-1") in soft
+    assert "--cost_exponent" not in pipeline.describe_plan(run_config(tmp_path))
+
+
 def made_up_table(path, **changes):
     """A table of the digits backbone in the latency_table format (numbers made up), written to `path`."""
     def measure(described):
