@@ -227,6 +227,7 @@ def make_oracle(config, num_classes, image_shape, memory_budget, *, logdir=None,
         rounds=search.rounds, trials_per_round=search.trials_per_round, ops_per_addon=search.ops_per_addon,
         controller=config.controller_config(), seed=config.search_seed, logdir=logdir,
         shortcut=config.model.shortcut, cost=cost or cost_model(config, num_classes, image_shape),
+        cost_exponent=search.cost_exponent,
     )
 
 

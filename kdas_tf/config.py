@@ -31,7 +31,7 @@ from kdas_tf.distill.recipe import (DISTILLING, INPUT_SCALES, LOSSES, PRECISIONS
 from kdas_tf.errors import UserError, as_user_error
 from kdas_tf.models import networks
 from kdas_tf.models.architecture import ADDON_OPS, Architecture
-from kdas_tf.nas.controller_config import KINDS as CONTROLLER_KINDS, ControllerConfig
+from kdas_tf.nas.controller_config import KINDS as CONTROLLER_KINDS, ControllerConfig, check_cost_exponent
 from kdas_tf.runtime import distribute
 
 # The flags defined here belong to the entry point that asks for them, so its --help lists them.
@@ -263,6 +263,13 @@ class SearchConfig:
         "one image) or latency (one image through the deployed LiteRT model, predicted from a table of the backbone "
         "and each op measured on this machine once, or given with --latency_table).", choices=BUDGET_METRICS,
         unrecorded="parameters")
+    # Directories made before it rewarded the validation top-1 alone.
+    cost_exponent: float = option(
+        0.0, "Exponent w of MnasNet's soft objective: the controller is rewarded, and each round's and the search's "
+        "best network chosen, by val top-1 x (cost / budget)^w, the cost in --budget_metric's unit. 0: the "
+        "paper's reward, val top-1 alone; MnasNet's -0.07 prefers the cheaper of two networks unless the dearer "
+        "one is clearly more accurate (README, Budgets). From -1 to 0; the --budget mask still binds.",
+        unrecorded=0.0)
     # The latency table kept in the work directory records them too, and refuses a run of others.
     latency_format: str = option("tflite_int8", "--budget_metric=latency: the LiteRT format the table is measured "
                                  "in, as --formats exports it: tflite (float32) or tflite_int8.",
@@ -307,6 +314,7 @@ class SearchConfig:
             raise UserError(f"--budget_metric={self.budget_metric!r}: expected one of {', '.join(BUDGET_METRICS)}")
         self.budget_form()
         self._check_latency_flags()
+        as_user_error(check_cost_exponent, self.cost_exponent)
         _at_least_one(self, "rounds", "trials_per_round", "ops_per_addon", "search_epochs", "seeds")
         as_user_error(check_loss_name, self.search_loss, "--search_loss")
         if not self.final_loss:

@@ -308,6 +308,7 @@ def describe_plan(config):
         f"({price(backbone_cost)}, {config.model.shortcut} shortcuts) + {search.ops_per_addon} ops per "
         f"stage, budget {price(budget)}, trained with {search.search_loss} for {search.search_epochs} epochs each",
         *([f"  latency table: {cost.note}"] if cost.note else []),
+        *_objective_lines(search.cost_exponent, price(budget)),
         *models.describe_reach(reach, budget, search.budget_metric),
         "  the controller's policy as the search starts, a median of 25 samples per round grown on the last "
         f"(budget {price(budget)}" + (f"; the paper found {search.paper_found:.2f}M" if search.paper_found else "")
@@ -322,6 +323,15 @@ def describe_plan(config):
         f"  then: test evaluation, {' + '.join(config.export.formats)} in {config.workdir}/export, results.json "
         "and results.md",
     ])
+
+
+def _objective_lines(exponent, budget):
+    """The dry run's line on --cost_exponent's reward (none for the paper's, the validation top-1 alone)."""
+    if not exponent:
+        return []
+    return [f"  reward: val top-1 x (cost / {budget})^{exponent:g} (--cost_exponent, MnasNet's soft objective; the "
+            f"budget's mask still binds): a network at half the budget scores {0.5 ** exponent:.3f} x its top-1, "
+            "and the found network is the best by it"]
 
 
 def _final_training_line(final_training):

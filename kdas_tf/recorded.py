@@ -8,9 +8,10 @@
 Everything comes from the work directory: the search's settings from settings.json, its trials and the
 controller's state from search/ (oracle.json, trial_N/trial.json), the models from the trials' last
 checkpoints (search/trial_N/checkpoints, rebuilt from the trial's architecture and restored). The ranking is
-KDASOracle.best_trial's: the highest validation top-1 first, ties to the smaller network (KerasTuner's own
-ranking leaves ties in file order). A search run with --parallel_trials has no tuner0.json; its oracle is
-read from oracle.json all the same. Nothing is written: the tuner refuses to search and its oracle to save.
+KDASOracle.best_trial's: the highest reward first (the validation top-1; with --cost_exponent, MnasNet's soft
+objective), ties to the smaller network (KerasTuner's own ranking leaves ties in file order). A search run with
+--parallel_trials has no tuner0.json; its oracle is read from oracle.json all the same. Nothing is written: the
+tuner refuses to search and its oracle to save.
 """
 
 import os
@@ -35,7 +36,7 @@ class RecordedOracle(KDASOracle):
         """The `num_trials` best completed trials; the first is best_trial()'s (ties: fewer parameters)."""
         done = [t for t in self.trials.values()
                 if t.status == trial_module.TrialStatus.COMPLETED and t.score is not None]
-        return sorted(done, key=lambda t: (-t.score, t.hyperparameters.values["parameters"]))[:num_trials]
+        return sorted(done, key=self.rank, reverse=True)[:num_trials]
 
     def save(self):
         raise UserError(READ_ONLY)

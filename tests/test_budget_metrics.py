@@ -86,6 +86,13 @@ def test_a_macs_budget_resolves_in_macs_and_the_oracle_masks_in_them(tmp_path):
         assembly.budget(run_config(tmp_path, budget_metric="macs", budget="0.1M"))
 
 
+def test_the_dry_run_states_a_soft_objective_and_a_run_without_one_says_nothing_of_it(tmp_path):
+    soft = pipeline.describe_plan(run_config(tmp_path, cost_exponent=-0.07))
+    assert ("  reward: val top-1 x (cost / 0.150M)^-0.07 (--cost_exponent, MnasNet's soft objective; the budget's "
+            "mask still binds): a network at half the budget scores 1.050 x its top-1") in soft
+    assert "--cost_exponent" not in pipeline.describe_plan(run_config(tmp_path))
+
+
 def made_up_table(path, **changes):
     """A table of the digits backbone in the latency_table format (numbers made up), written to `path`."""
     def measure(described):
@@ -138,6 +145,6 @@ def test_the_latency_command_prints_a_given_table_and_refuses_a_bad_check_in_one
                f"--latency_table={tmp_path}/phone.json"]
     shown = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr[-2000:]
-    assert "| conv3x3 | " in shown.stdout and "resnet8 alone: 0.2000 ms (tflite_int8, 1 thread(s)" in shown.stdout
+    assert "| conv3x3 | " in shown.stdout and "resnet8 alone: 0.2000 ms (0.2000 to 0.2000; tflite_int8, 1 thread(s)" in shown.stdout
     refused = subprocess.run([*command, "--check=-1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("error: --check=-1")

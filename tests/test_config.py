@@ -205,9 +205,33 @@ def test_search_seed_defaults_to_the_seed_and_a_directory_made_before_it_keeps_i
     other = base(search=dataclasses.replace(default.search, search_seed=7))
     assert default.settings() == same.settings() and other.settings()["search_seed"] == 7
     assert default.controller_config().seed == default.recipe.seed and other.controller_config().seed == 7
-    made_before = {k: v for k, v in default.settings().items() if k != "search_seed"}
+    resumes_as_made_and_refuses_another(tmp_path, "search_seed", default, other, "--search_seed was 0, now 7")
+
+
+def resumes_as_made_and_refuses_another(tmp_path, flag, default, other, message):
+    """A directory made before setting `flag` (its settings.json lacks it) resumes with `default`'s settings and
+    refuses `other`'s with `message`."""
+    made_before = {k: v for k, v in default.settings().items() if k != flag}
     storage.write_json(str(tmp_path / "settings.json"), made_before)
     Workdir(str(tmp_path)).claim(default.settings(), default.unrecorded_settings())  # resumes as it was made
     storage.write_json(str(tmp_path / "settings.json"), made_before)
-    with pytest.raises(UserError, match="--search_seed was 0, now 7"):
+    with pytest.raises(UserError, match=message):
         Workdir(str(tmp_path)).claim(other.settings(), other.unrecorded_settings())
+
+
+def test_cost_exponent_is_recorded_and_a_directory_made_before_it_resumes_rewarding_the_top1_alone(tmp_path):
+    """--cost_exponent changes what the search finds: settings.json records it; a directory made before it (its
+    settings.json lacks it) resumes at w = 0 and refuses another w, like any changed setting."""
+    default = base()
+    soft = base(search=dataclasses.replace(default.search, cost_exponent=-0.07))
+    assert default.settings()["cost_exponent"] == 0.0 and soft.settings()["cost_exponent"] == -0.07
+    assert config.from_args(["--workdir=runs/x", "--cost_exponent=-0.07"]).search.cost_exponent == -0.07
+    resumes_as_made_and_refuses_another(tmp_path, "cost_exponent", default, soft, "--cost_exponent was 0.0, now -0.07")
+
+
+@pytest.mark.parametrize("w", ["0.07", "-1.5", "nan"])
+def test_a_cost_exponent_that_would_reward_larger_networks_or_swamp_accuracy_is_refused_in_one_line(w):
+    with pytest.raises(UserError, match=rf"^--cost_exponent={w}: give w from -1 to 0 \(0: the validation top-1 "
+                                        r"alone; MnasNet's soft objective -0.07\); a w above 0 would reward larger "
+                                        r"networks$"):
+        config.from_args(["--workdir=runs/x", f"--cost_exponent={w}"])

@@ -1,5 +1,5 @@
-"""What the controller is asked to be, free of TensorFlow: config.py offers and checks it (and --help answers)
-without importing it. The controller itself is kdas_tf.nas.controller."""
+"""What the controller is asked to be and what it is rewarded with, free of TensorFlow: config.py offers and
+checks it (and --help answers) without importing it. The controller itself is kdas_tf.nas.controller."""
 
 import dataclasses
 
@@ -7,6 +7,25 @@ import numpy as np
 
 # What chooses the add-ons: the LSTM, or uniform choices under the same budget rule (kdas_tf.nas.random_controller).
 KINDS = ("lstm", "random")
+# --cost_exponent's range: 0 rewards the validation top-1 alone (the paper), below 0 a cheaper network more
+# (MnasNet's soft objective, -0.07); above 0 would reward larger networks, below -1 cost more than accuracy.
+COST_EXPONENTS = (-1.0, 0.0)
+
+
+def check_cost_exponent(exponent):
+    """Refuse a --cost_exponent outside COST_EXPONENTS (or not a number) in one line."""
+    low, high = COST_EXPONENTS
+    if not low <= exponent <= high:
+        raise ValueError(f"--cost_exponent={exponent}: give w from {low:g} to {high:g} (0: the validation top-1 "
+                         "alone; MnasNet's soft objective -0.07); a w above 0 would reward larger networks")
+    return float(exponent)
+
+
+def soft_reward(accuracy, cost, budget, exponent):
+    """MnasNet's soft objective accuracy * (cost / budget)^w; w = 0 returns `accuracy` itself (the paper's reward)."""
+    if exponent == 0:
+        return accuracy
+    return accuracy * (cost / budget) ** exponent
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,9 @@ from keras_tuner.engine import trial as trial_module
 
 from kdas_tf import _internals, models
 from kdas_tf.runtime import schema, storage
+from kdas_tf.models.costs import COST_KEYS
 from kdas_tf.nas.budget import analytic_cost, check_budget
+from kdas_tf.nas.controller_config import check_cost_exponent, soft_reward
 from kdas_tf.nas.rounds import Rounds, canonical_key, controller_config, slot_names
 from kdas_tf.errors import UserError
 
@@ -69,14 +71,16 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
 
     def __init__(self, *, backbone, num_classes, input_shape, budget, rounds=1, trials_per_round=10,
                  ops_per_addon=2, controller=None, max_samples_per_trial=200, seed=0, logdir=None,
-                 max_consecutive_failed_trials=3, shortcut="zero_pad", cost=None):
-        """budget: M in the unit of `cost`, an AdditiveCost (kdas_tf.models.costs; default: parameters)."""
+                 max_consecutive_failed_trials=3, shortcut="zero_pad", cost=None, cost_exponent=0.0):
+        """budget: M in the unit of `cost`, an AdditiveCost (kdas_tf.models.costs; default: parameters).
+        cost_exponent: w of the reward val top-1 x (cost / M)^w (`reward`; 0: the top-1 alone)."""
         self.backbone = models.as_architecture(backbone)
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
         self.shortcut = shortcut  # of the ResNets' stages: the sizes the budget is checked against
         self.cost_model = cost or analytic_cost("parameters", self.backbone, num_classes, self.input_shape, shortcut)
         self.budget = check_budget(self.backbone, budget, num_classes, self.input_shape, shortcut, cost=self.cost_model)
+        self.cost_exponent = check_cost_exponent(cost_exponent)
         if rounds < 1 or trials_per_round < 1 or ops_per_addon < 1:
             raise ValueError("--rounds, --trials_per_round and --ops_per_addon must each be at least 1")
         self.rounds = rounds
@@ -149,11 +153,24 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         """The completed trial with the highest reward (of one round, or of all); ties go to the smaller network.
 
         The paper's m* = argmax R(m) s.t. |m| <= M leaves ties open; of two equally
-        accurate students the smaller is the better one to serve.
+        accurate students the smaller is the better one to serve. Under --cost_exponent
+        the reward is MnasNet's, which also picks its found network by it.
         """
         done = [t for t in self.trials.values() if t.status == trial_module.TrialStatus.COMPLETED
                 and t.score is not None and round_index in (None, t.hyperparameters.values.get("round"))]
-        return max(done, key=lambda t: (t.score, -t.hyperparameters.values["parameters"]), default=None)
+        return max(done, key=self.rank, default=None)
+
+    def rank(self, trial):
+        """best_trial's order of a completed trial: its reward, then the fewer parameters."""
+        return self.reward(trial), -trial.hyperparameters.values["parameters"]
+
+    def reward(self, trial):
+        """What the controller learns from a trial: its score (the validation top-1) x (cost / M)^cost_exponent,
+        the cost in the budget's metric as the trial recorded it; with cost_exponent 0, the score itself."""
+        if trial.score is None:
+            return None
+        cost = trial.hyperparameters.values[COST_KEYS[self.cost_model.metric]] if self.cost_exponent else None
+        return soft_reward(trial.score, cost, self.budget, self.cost_exponent)
 
     def too_many_failures(self):
         """The error that stops the search after max_consecutive_failed_trials: one line, what to do."""
@@ -251,7 +268,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         score = trial.score
         if score is None or not np.isfinite(score):
             return  # end_trial marks it invalid; a fake reward would mislead the controller
-        self.search_rounds.record(trial.hyperparameters.values, float(score))
+        self.search_rounds.record(trial.hyperparameters.values, float(self.reward(trial)))
 
     # --- state: resumable and atomic ------------------------------------------------
 

@@ -9,6 +9,8 @@ LOSS_NAMES = {"ce": "CE", "kd": "KD", "od": "OD"}
 
 FOUND_RULE = ("the best validation top-1 of every round's trials, ties to the smaller network; each round grows its "
               "own round's best")
+SOFT_FOUND_RULE = ("the best reward, val top-1 x (cost / budget)^cost_exponent, of every round's trials, ties to the "
+                   "smaller network; each round grows its own round's best")
 
 
 def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters, search_loss, exported,
@@ -30,7 +32,8 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
             "trial_id": found.trial_id, "round": found.hyperparameters.values["round"],
             "val_top1": found.score, "parameters": found.hyperparameters.values["parameters"],
             "rule": FOUND_RULE},
-        "trials": [trial_summary(t, oracle.trial_tuners.get(t.trial_id))
+        "trials": [trial_summary(t, oracle.trial_tuners.get(t.trial_id),
+                                 reward=oracle.reward(t) if oracle.cost_exponent else None)
                    for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)],
         "controller": {
             "kind": oracle.controller_config.kind,
@@ -49,6 +52,9 @@ def collect(*, teacher_report, oracle, found, rows, budget, backbone_parameters,
         summary["found"][key] = found.hyperparameters.values.get(key)
     if latency is not None:
         summary["latency"] = latency
+    if oracle.cost_exponent:  # MnasNet's soft objective found it (a run without one records as it always did)
+        summary["cost_exponent"] = oracle.cost_exponent
+        summary["found"].update(reward=oracle.reward(found), rule=SOFT_FOUND_RULE)
     return summary
 
 
@@ -135,9 +141,9 @@ def latency_line(found):
             f"{'within' if found['within_budget_as_measured'] else 'over'} it as measured now.")
 
 
-def trial_summary(trial, tuner_id=None):
+def trial_summary(trial, tuner_id=None, reward=None):
     """A JSON-friendly row for reports: id, worker, status, architecture, parameters (and the cost a budget of
-    another metric counts: macs, latency_ns), reward."""
+    another metric counts: macs, latency_ns), val top-1 (and the reward, when --cost_exponent made it another)."""
     values = trial.hyperparameters.values
     row = {
         "trial_id": trial.trial_id,
@@ -150,6 +156,8 @@ def trial_summary(trial, tuner_id=None):
         "message": (trial.message or "").strip().splitlines()[-1:] or None,
     }
     row.update({key: values[key] for key in COST_KEYS.values() if key != "parameters" and key in values})
+    if reward is not None:
+        row["reward"] = reward
     return row
 
 

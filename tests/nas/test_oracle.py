@@ -12,8 +12,13 @@ from keras_tuner.engine import trial as trial_module
 
 from kdas_tf import _internals, models
 from kdas_tf.errors import UserError
+from kdas_tf.models.mac_count import count_macs
+from kdas_tf.nas.budget import analytic_cost
 from kdas_tf.nas.controller import ControllerConfig
+from kdas_tf.nas.controller_config import soft_reward
 from kdas_tf.nas.oracle import KDASOracle
+from kdas_tf.recorded import RecordedOracle
+from kdas_tf.reporting import results
 from kdas_tf.nas.tuner import KDASTuner
 
 INPUT = dict(num_classes=10, input_shape=(8, 8, 1))
@@ -289,3 +294,86 @@ def test_a_random_search_resumes_with_the_same_next_sample(tmp_path):
     _internals.set_project_dir(twin, str(tmp_path), "search")
     twin.set_state(json.loads(json.dumps(oracle.get_state())))
     assert [twin.controller.sample() for _ in range(5)] == [oracle.controller.sample() for _ in range(5)]
+
+
+# --- --cost_exponent: MnasNet's soft objective beside the hard budget ---------------------------------------------
+
+
+def with_trials(oracle, *trials):
+    """`oracle` holding completed made-up trials, each (score, parameters[, macs]) of a network of round 0."""
+    for index, (score, parameters, *macs) in enumerate(trials):
+        space = oracle.get_space()
+        space.values.update(architecture="resnet8", round=0, parameters=parameters, **dict(zip(["macs"], macs)))
+        trial = trial_module.Trial(space, trial_id=str(index), status=trial_module.TrialStatus.COMPLETED)
+        trial.score = score
+        oracle.trials[trial.trial_id] = trial
+    return oracle
+
+
+def test_the_soft_reward_is_the_top1_times_the_trials_cost_over_the_budget_to_the_w():
+    """0.9 x (150,000 / 200,000)^-0.07 = 0.9 x exp(0.07 ln 4/3) = 0.91830768967111796 (40-digit decimals); the cost
+    is the one the budget counts (here MACs, not the trial's parameters); w = 0 gives the score itself."""
+    assert soft_reward(0.9, 150_000, 200_000, -0.07) == pytest.approx(0.91830768967111796, abs=1e-12)
+    assert soft_reward(0.9, 150_000, 200_000, 0.0) == 0.9
+    budget = 4 * count_macs("resnet8", **INPUT)
+    macs = make_oracle(budget=budget, cost=analytic_cost("macs", "resnet8", **INPUT), cost_exponent=-0.07)
+    (trial,) = with_trials(macs, (0.9, 10**6, budget * 3 // 4)).trials.values()
+    assert macs.reward(trial) == pytest.approx(0.9 * (3 / 4) ** -0.07, abs=1e-12)
+    assert trial.score == 0.9  # the trial keeps its validation top-1: reports read it as accuracy
+
+
+def test_a_cheaper_slightly_less_accurate_network_is_best_under_the_soft_objective_only():
+    """A: 90.0% at the budget (200,000 parameters); B: 89.0% at 160,000. w = 0: A (0.900 > 0.890). w = -0.07:
+    B, 0.89 x 0.8^-0.07 = 0.9040 > 0.9 x 1^-0.07 = 0.9000: 20% cheaper outweighs one point (it would take 1.6%)."""
+    found = {}
+    for w in (0.0, -0.07):
+        oracle = with_trials(make_oracle(budget=200_000, cost_exponent=w), (0.900, 200_000), (0.890, 160_000))
+        recorded = with_trials(RecordedOracle(backbone="resnet8", budget=200_000, seed=0, cost_exponent=w, **INPUT),
+                               (0.900, 200_000), (0.890, 160_000))
+        found[w] = oracle.best_trial().trial_id
+        assert oracle.best_trial(0).trial_id == recorded.get_best_trials(1)[0].trial_id == found[w]
+    assert found == {0.0: "0", -0.07: "1"}
+
+
+def test_the_controller_learns_the_soft_reward_and_with_w_0_exactly_the_top1(tmp_path):
+    """w = -0.07: every update's reward is the trial's top-1 x (parameters / M)^-0.07, kept for its repeats;
+    w = 0: the top-1 itself, bit for bit, and the found network the best top-1 (ties: the smaller), as before."""
+    rewards = {}
+    for w in (0.0, -0.07):
+        oracle = make_oracle(trials_per_round=6, cost_exponent=w)
+        _, updates = spy(oracle.controller)
+        tuner = FormulaTuner(oracle, str(tmp_path / str(w)))
+        tuner.oracle.verbose = 0
+        tuner.search()
+        expected = {str(a.canonical()): conv_share(a) * (oracle.parameters(a) / oracle.budget) ** w
+                    for a in tuner.trained}
+        assert oracle.known_scores == pytest.approx(expected, abs=1e-12)
+        assert sorted(t.score for t in oracle.trials.values()) == sorted(conv_share(a) for a in tuner.trained)
+        rewards[w] = [reward for _, reward in updates]
+        if w == 0.0:
+            assert oracle.known_scores == {str(a.canonical()): conv_share(a) for a in tuner.trained}  # exactly
+            best = max(tuner.trained, key=lambda a: (conv_share(a), -oracle.parameters(a)))
+            assert oracle.best_trial().hyperparameters.values["architecture"] == str(best)
+    assert rewards[0.0][0] != rewards[-0.07][0] and rewards[0.0][0] > 0  # the same first sample, another reward
+
+
+def test_a_cost_exponent_above_0_or_below_minus_1_is_refused():
+    for w in (0.07, -1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"--cost_exponent=.*give w from -1 to 0 .*would reward larger"):
+            make_oracle(cost_exponent=w)
+
+
+def test_results_list_the_soft_reward_beside_each_trials_top1_and_a_run_without_it_as_before():
+    """The trials of results.json keep val_top1 (the score) and, under w != 0, add the reward the search ranked by."""
+    summaries = {}
+    for w in (0.0, -0.07):
+        oracle = with_trials(make_oracle(budget=200_000, cost_exponent=w), (0.900, 200_000), (0.890, 160_000))
+        summaries[w] = results.collect(teacher_report={}, oracle=oracle, found=oracle.best_trial(), rows={},
+                                       budget=200_000, backbone_parameters=BACKBONE, search_loss="od", exported=None)
+    plain, soft = summaries[0.0], summaries[-0.07]
+    assert [t["val_top1"] for t in soft["trials"]] == [t["val_top1"] for t in plain["trials"]] == [0.900, 0.890]
+    assert [t["reward"] for t in soft["trials"]] == pytest.approx([0.9, 0.89 * 0.8 ** -0.07], abs=1e-12)
+    assert soft["found"]["val_top1"] == 0.890 and soft["found"]["reward"] == pytest.approx(0.89 * 0.8 ** -0.07)
+    assert soft["cost_exponent"] == -0.07 and "cost / budget" in soft["found"]["rule"]
+    assert "cost_exponent" not in plain and not any("reward" in t for t in [plain["found"], *plain["trials"]])
+    assert plain["found"]["rule"] == results.FOUND_RULE
