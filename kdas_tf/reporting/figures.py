@@ -32,13 +32,13 @@ def _png(figure):
     return buffer.getvalue()
 
 
-def _labelled(figure, axes, xlabel, title):
-    """Axes against validation top-1, with a grid and a legend."""
+def _labelled(figure, axes, xlabel, title, legend="lower right"):
+    """Axes against validation top-1, with a grid and a legend (where `legend` says)."""
     axes.set_xlabel(xlabel)
     axes.set_ylabel("validation top-1 (%)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc=legend)
     return figure
 
 
@@ -74,7 +74,8 @@ def accuracy_vs_cost(trials, *, metric="parameters", budget, backbone_cost, foun
 
     trials: dicts with "val_top1" (0..1), "architecture", "round" and the metric's cost (models.costs.COST_KEYS).
     budget, backbone_cost: in the metric's unit; budget None for a budget of another metric (not drawn on this
-    axis). measured_ms: the found network's measured latency (a latency axis), drawn beside its prediction.
+    axis). measured_ms: the found network's measured latency at the table's speed (a latency axis: the axis is
+    the table's), drawn beside its prediction.
     """
     data = accuracy_vs_cost_data(trials, metric=metric, budget=budget, found=found, measured_ms=measured_ms)
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
@@ -90,13 +91,13 @@ def accuracy_vs_cost(trials, *, metric="parameters", budget, backbone_cost, foun
                      label="found architecture")
     if data["measured"]:
         axes.scatter(*data["measured"], marker="X", s=90, color="tab:red", edgecolors="black", zorder=3,
-                     label=f"found, measured: {data['measured'][0]:.3f} ms")
+                     label=f"found, measured: {data['measured'][0]:.4f} ms at the table's speed")
     if budget is not None:
         axes.axvline(budget / 1e6, color="red", linestyle="--", label=f"budget M = {format_cost(metric, budget)}")
     axes.axvline(backbone_cost / 1e6, color="grey", linestyle=":",
                  label=f"backbone {format_cost(metric, backbone_cost)}")
     xlabel, against = AXES[metric]
-    return _png(_labelled(figure, axes, xlabel, f"Search trials: accuracy against {against}"))
+    return _png(_labelled(figure, axes, xlabel, f"Search trials: accuracy against {against}", legend="best"))
 
 
 def reward_over_trials(runs):

@@ -156,7 +156,7 @@ def figure_files(summary, runs):
     if metric != "parameters":
         files[f"accuracy_vs_{metric}.png"] = figures.accuracy_vs_cost(
             summary["trials"], metric=metric, budget=summary["budget"], backbone_cost=summary["backbone_cost"],
-            found=found, measured_ms=(summary.get("latency") or {}).get("measured_ms"))
+            found=found, measured_ms=(summary.get("latency") or {}).get("at_table_speed_ms"))
     files["reward_over_trials.png"] = figures.reward_over_trials(
         [(f"{name} ({controller_kind(run)})", run["trials"]) for name, run in runs])
     files["teacher_agreement.png"] = figures.teacher_agreement(teacher["train_members_correct_histogram"],
