@@ -167,6 +167,7 @@ def run(config, *, dataset=None, teachers=None, role=None):
             workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
             parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
             metric=config.search.budget_metric, cost=oracle.cost(found),
+            soft_reward=oracle.reward(best) if oracle.cost_exponent else None,
         )
         finished = train_final_rows(config, final_data, strategy, teacher, workdir, found, run_progress)
         decision = rows.serving_decision(finished)

@@ -111,3 +111,20 @@ def test_the_search_logs_the_best_architecture_as_text(workdir):
     assert f"`{found}`" in text and "budget" in text
     trial_scores = [storage.read_json(p)["score"] for p in glob.glob(os.path.join(workdir, "search", "trial_*", "trial.json"))]
     assert values["best_reward"][-1][1] == pytest.approx(max(trial_scores))
+
+
+@pytest.mark.parametrize("soft", [None, 0.9183])
+def test_the_search_result_names_the_top1_and_under_a_soft_objective_its_reward_beside_it(tmp_path, soft):
+    """Under --cost_exponent the controller's reward is not the top-1: the result says both, each by its name."""
+    from kdas_tf.nas import summaries
+
+    summaries.write_search_result(str(tmp_path), best_architecture="resnet8:conv3x3/skip/skip", best_reward=0.9,
+                                  parameters=150_000, budget=200_000, trials=4, soft_reward=soft)
+    values, _ = read_run(str(tmp_path))
+    text = values["best_architecture"][-1][1].item().decode()
+    assert values["best_reward"][-1][1] == pytest.approx(0.9)
+    if soft is None:
+        assert "| val top-1 (reward) | 90.00% |" in text and "best_soft_reward" not in values
+    else:
+        assert "| val top-1 | 90.00% |" in text and "| reward, val top-1 x (cost / M)^w | 91.83% |" in text
+        assert values["best_soft_reward"][-1][1] == pytest.approx(soft)
