@@ -7,8 +7,8 @@ val is held out of the official training set (the search's reward split);
 test is the official test split (for Tiny ImageNet, its labelled val split).
 Images stay uint8 in memory; pipelines yield {"image", "label", "index"} batches.
 
-The names below are imported from their modules on first use, so that config.py reads the catalog (and --help
-answers) without importing TensorFlow.
+The names below are imported from their modules on first use, so that kdas_tf.config reads the catalog (and
+--help answers) without importing TensorFlow.
 """
 
 import importlib

@@ -1,5 +1,5 @@
-"""The export formats a user may ask for, free of TensorFlow: config.py checks --formats (and --help answers)
-without importing it. kdas_tf.deploy.litert writes them."""
+"""The export formats a user may ask for, free of TensorFlow: kdas_tf.config checks --formats (and --help
+answers) without importing it. kdas_tf.deploy.litert writes them."""
 
 from kdas_tf.errors import UserError
 

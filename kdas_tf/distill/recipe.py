@@ -1,5 +1,5 @@
-"""How one network is trained and distilled, as names and checked values free of TensorFlow: config.py offers and
-checks them (and --help answers) without importing it. The losses, the compute precisions, where a distilling
+"""How one network is trained and distilled, as names and checked values free of TensorFlow: kdas_tf.config offers
+and checks them (and --help answers) without importing it. The losses, the compute precisions, where a distilling
 step's targets come from, the scale given teachers take, and the recipe (TrainConfig, PAPER.md section 5)."""
 
 import dataclasses

@@ -1,7 +1,7 @@
 """Networks of kdas_tf: CIFAR ResNets, WideResNets, DenseNet, the KDAS add-on operations and the searched students.
 
-The names below are imported from their modules on first use, so that config.py reads the grammars (networks,
-architecture) and --help answers without importing Keras.
+The names below are imported from their modules on first use, so that kdas_tf.config reads the grammars
+(networks, architecture) and --help answers without importing Keras.
 """
 
 import importlib

@@ -3,7 +3,7 @@
 `default` is TensorFlow's no-op strategy, so single-device runs take the same
 code path (strategy.run, reductions) as MirroredStrategy on GPUs,
 MultiWorkerMirroredStrategy across hosts (TF_CONFIG) and TPUStrategy. TensorFlow is imported by the functions
-that build, so config.py offers STRATEGIES (and --help answers) without importing it.
+that build, so kdas_tf.config offers STRATEGIES (and --help answers) without importing it.
 """
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
