@@ -228,6 +228,9 @@ def test_one_line_cleans_what_keras_wraps_around_a_cause():
     assert one_line(binding) == ("Binding inputs to tf.function failed due to `Can not cast TensorSpec("
                                  "dtype=tf.float32) to TensorSpec(dtype=tf.uint8)`. for signature: (images: "
                                  "TensorSpec(dtype=tf.uint8)).")
+    eager = ("{{function_node __wrapped__DecodeImage_device_/job:localhost/replica:0/task:0/device:CPU:0}} Invalid "
+             "PNG. Failed to initialize decoder. [Op:DecodeImage] name: ")  # an eager op's error, as TensorFlow says it
+    assert one_line(eager) == "Invalid PNG. Failed to initialize decoder."
     cut = one_line("word " * 100, limit=52)
     assert cut == "word " * 10 + "..." and len(cut) <= 56
 
