@@ -142,13 +142,24 @@ def run_settings(config, dataset=None):
     return settings
 
 
+def check_teachers(config, dataset, workdir, *, trains=True):
+    """Read back, and check, the trained teachers a job uses, writing nothing: each finished member's file, and,
+    where the job trains the missing ones (a search, python -m kdas_tf.teachers), teachers/settings.json against
+    this config; a job that only distils from them (python -m kdas_tf.train) needs every member. Workdir.claim
+    calls it before anything is written."""
+    teachers = config.teachers
+    if trains:  # on the data they are trained on (--final_training)
+        ensemble.check_teachers(final_data(config, dataset), network=teachers.network,
+                                num_teachers=teachers.num_teachers, config=config.teacher_train_config(),
+                                workdir=workdir, shortcut=config.model.shortcut)
+    else:
+        ensemble.check_members(workdir, teachers.num_teachers, complete=True)
+
+
 def check_state(config, dataset, workdir):
-    """Read back, and check, every state file a search run resumes from, writing nothing: its own teachers'
-    settings and files, each finished final row, the search's state and trials. Workdir.claim calls it under
-    the lock and before anything is written, so a refused run leaves the directory as it was."""
-    if not config.teachers.models:
-        ensemble.check_teachers(dataset, network=config.teachers.network, num_teachers=config.teachers.num_teachers,
-                                config=config.teacher_train_config(), workdir=workdir, shortcut=config.model.shortcut)
+    """Read back, and check, every state file a search run resumes from in its own directory, writing nothing:
+    each finished final row, the search's state and trials (its teachers: check_teachers). Workdir.claim calls
+    it under the lock and before anything is written, so a refused run leaves the directory as it was."""
     finished_rows(workdir)
     if os.path.exists(workdir.search_state):
         info = dataset.info

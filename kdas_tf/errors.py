@@ -27,14 +27,15 @@ def as_user_error(call, *args, **kwargs):
 # A terminal's escape sequences (Keras colours the message of an error inside a layer's call).
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 # What Keras and TensorFlow wrap around an error's cause: the layer that was called, the arguments' values
-# (whole tensors), the op's internal name.
+# (whole tensors), the op's internal name (and the eager op's name after it), the function and device it ran on.
 _FRAMING = (
     re.compile(r"Exception encountered when calling [\w.]+\(\)\.?"),
     re.compile(r"Exception encountered:"),
     re.compile(r"Arguments received by .*", re.S),
     re.compile(r"Received args: .*?(?=for signature:|$)", re.S),
     re.compile(r"Full object config: .*", re.S),
-    re.compile(r"\[Op:[^\]]*\]?"),
+    re.compile(r"\[Op:[^\]]*\]?(?: name: ?\S*)?"),
+    re.compile(r"\{\{function_node [^}]*\}\}"),
 )
 
 

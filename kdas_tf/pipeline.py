@@ -32,14 +32,16 @@ from kdas_tf.runtime import distribute, progress, rows, storage
 from kdas_tf.runtime.workdir import SEARCH_PROJECT, Workdir
 
 
-def _start(config, dataset, *, claim, teachers=None):
+def _start(config, dataset, *, job, teachers=None):
     """The data, the work directory, the strategy and the given teachers (or None): the start of every job.
 
-    claim: record the config's settings (a search); a teachers or train job only adds to a directory, whose
-    teachers/ keeps its own settings (ensemble.ensemble_settings) and whose trainings are checked one by one.
+    job: 'search' records the config's settings; 'teachers' and 'train' only add to a directory, whose teachers/
+    keeps its own settings (ensemble.ensemble_settings) and whose trainings are checked one by one.
     A dataset or teachers given from Python are recorded by what they are: its name, their weights' hashes.
-    What the flags, the data and given teachers can refuse is refused before the work directory is claimed; a
-    search's state is checked once it is held, before anything is written (assembly.check_state).
+    What the flags, the data and given teachers can refuse is refused before the work directory is claimed. The
+    trained teachers the job uses are checked once their directory is held (teachers in --teacher_workdir before
+    the work directory is even made), and what the job resumes from in its own directory once that is held, before
+    anything is written (assembly.check_teachers, _check_state).
     """
     workdir = Workdir(config.workdir, config.teacher_workdir)
     workdir.check_writable()  # in a second: an unwritable directory is not found after minutes of loading data
@@ -50,14 +52,29 @@ def _start(config, dataset, *, claim, teachers=None):
     given = members and given_teachers.load_given(dataset, members, input_scale=config.teachers.input_scale,
                                                   batch_size=config.recipe.batch_size, strategy=strategy)
     check_batch_size(config.recipe.batch_size, dataset.info.num_train)
-    settings = assembly.run_settings(config, dataset) if claim else {}
-    if claim and data_given:
+    search = job == "search"
+    settings = assembly.run_settings(config, dataset) if search else {}
+    if search and data_given:
         settings["dataset"] = dataset.info.name
-    if claim and teachers:
+    if search and teachers:
         settings["teacher_models"] = given_teachers.weights_identity(teachers)
+    trained_teachers = not given and (job != "train" or config.train.loss != "ce")
     workdir.claim(settings, config.unrecorded_settings(), owner=_owns_workdir(config),
-                  check_state=(lambda: assembly.check_state(config, dataset, workdir)) if claim else None)
+                  check_teachers=(lambda: assembly.check_teachers(config, dataset, workdir, trains=job != "train"))
+                  if trained_teachers else None,
+                  check_state=lambda: _check_state(config, dataset, workdir, job))
     return dataset, workdir, strategy, given or None
+
+
+def _check_state(config, dataset, workdir, job):
+    """What `job` resumes from in its own directory, read back and checked, writing nothing: a search's state
+    (assembly.check_state), a train job's own training (read back if it finished); a teachers job has none."""
+    if job == "search":
+        assembly.check_state(config, dataset, workdir)
+    elif job == "train":
+        arch = config.train.parsed()
+        finals.read_finished(workdir.train(_train_name(arch, config.train.loss)), arch, config.train.loss,
+                             config.model.shortcut)
 
 
 def _owns_workdir(config):
@@ -116,7 +133,7 @@ def train_teachers(config, *, dataset=None):
     """Train (or reuse) the teacher ensemble of `config`; returns its report."""
     config.refuse_multi_worker("teachers")
     with assembly.building(config):
-        dataset, workdir, strategy, given = _start(config, dataset, claim=False)
+        dataset, workdir, strategy, given = _start(config, dataset, job="teachers")
         return _teachers(config, assembly.final_data(config, dataset), strategy, workdir, given)[1]
 
 
@@ -148,7 +165,7 @@ def run(config, *, dataset=None, teachers=None, role=None):
     if is_chief:
         launcher.share_gpus_with_workers()
     with assembly.building(config):
-        dataset, workdir, strategy, given = _start(config, dataset, claim=True, teachers=teachers)
+        dataset, workdir, strategy, given = _start(config, dataset, job="search", teachers=teachers)
         run_progress = progress.RunProgress(plan_epochs(config, workdir, teachers_given=bool(given)))
         final_data = assembly.final_data(config, dataset)  # the teachers' and final rows'; the search's is dataset
         teacher, teacher_report = _teachers(config, final_data, strategy, workdir, given, run_progress)
@@ -275,16 +292,21 @@ def train_one(config, *, dataset=None):
     arch = config.train.parsed()
     train_config = config.recipe.train_config(network=arch.backbone, loss=config.train.loss)
     with assembly.building(config):
-        dataset, workdir, strategy, given = _start(config, dataset, claim=False)
+        dataset, workdir, strategy, given = _start(config, dataset, job="train")
         dataset = assembly.final_data(config, dataset)
         targets = None
         if train_config.loss != "ce":
             teacher = given[0] if given else assembly.load_teachers(config, dataset, workdir, strategy)
             targets = assembly.targets_for(config, workdir, teacher, train_config.loss, dataset)
-        name = f"{str(arch).replace('/', '_').replace(':', '-')}_{train_config.loss}"
+        name = _train_name(arch, train_config.loss)
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
                                          logdir=workdir.tb("train", name), targets=targets,
                                          shortcut=config.model.shortcut)
+
+
+def _train_name(arch, loss):
+    """python -m kdas_tf.train's folder for `arch` trained with `loss`: WORKDIR/train/NAME."""
+    return f"{str(arch).replace('/', '_').replace(':', '-')}_{loss}"
 
 
 def describe_plan(config):

@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 
 from kdas_tf.data import sources
 from kdas_tf.data.catalog import parse_reference
-from kdas_tf.errors import UserError
+from kdas_tf.errors import UserError, one_line
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 # What keras.utils.image_dataset_from_directory reads.
@@ -108,7 +108,7 @@ def _npz_headers(path):
     except FileNotFoundError:
         raise UserError(f"{path} does not exist: --dataset=npz:PATH names an .npz file") from None
     except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise UserError(f"{path} is not a readable .npz file ({error}): write it with np.savez") from None
+        raise UserError(f"{path} is not a readable .npz file ({one_line(error)}): write it with np.savez") from None
     return check_shapes(path, shapes), labels
 
 
@@ -216,7 +216,7 @@ def _decode(path):
     try:
         return tf.io.decode_image(tf.io.read_file(path), expand_animations=False).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-        raise UserError(f"{path} is not a readable image ({error.message.splitlines()[0]}): replace or remove "
+        raise UserError(f"{path} is not a readable image ({one_line(error.message)}): replace or remove "
                         "it") from None
 
 

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from kdas_tf.data import tiny_imagenet
-from kdas_tf.errors import UserError
+from kdas_tf.errors import UserError, one_line
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"  # TFDS's own default when data_dir is None
 DIGITS_TEST_SIZE = 300
@@ -144,7 +144,7 @@ def read_idx(path):
         with opener(path, "rb") as f:
             content = f.read()
     except (OSError, EOFError) as error:
-        raise UserError(f"{path} cannot be read ({error}): reinstall it") from None
+        raise UserError(f"{path} cannot be read ({one_line(error)}): reinstall it") from None
     if len(content) < 4 or content[:2] != b"\0\0" or content[2] != IDX_UBYTE:
         raise UserError(f"{path} is not an IDX file of unsigned bytes: reinstall it")
     dims = content[3]

@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from kdas_tf import models
-from kdas_tf.runtime import storage
+from kdas_tf.runtime import schema, storage
 from kdas_tf.errors import UserError
 from kdas_tf.distill.trainer import Trainer, build_fresh
 
@@ -61,6 +61,9 @@ def train_teachers(dataset, *, network, num_teachers, config, workdir, strategy,
         models.Architecture.backbone_only(network), dataset.info.num_classes, dataset.info.image_shape,
         shortcut=shortcut,
     )
+    # What each member is, as given teachers' reports say it: a file later put in a member's place is refused.
+    report["members"] = [{"path": os.path.relpath(path, workdir.teachers), "sha256": storage.content_sha256(path)}
+                         for path in workdir.member_models(num_teachers)]
     storage.write_json(workdir.teachers_results, report)
     return ensemble, report
 
@@ -70,10 +73,30 @@ def check_teachers(dataset, *, network, num_teachers, config, workdir, shortcut=
     finished member's file; returns what settings.json holds. A run calls it before it writes anything."""
     written = storage.check_settings(workdir.teachers, ensemble_settings(dataset, network, config, shortcut),
                                      unrecorded={"shortcut": models.SHORTCUT_BEFORE_THE_FLAG})
-    for path in workdir.member_models(num_teachers):
-        if os.path.exists(path):
-            storage.check_model_file(path)
+    check_members(workdir, num_teachers)
     return written
+
+
+def check_members(workdir, num_teachers, *, complete=False):
+    """Each finished member's file, checked, writing nothing: its archive readable, and its content the one
+    teachers/results.json reports (trials, rows and cached targets were made with that one). complete: every
+    member must be finished (a job that distils from them and trains none)."""
+    paths = workdir.member_models(num_teachers)
+    if complete:
+        refuse_missing(paths)
+    reported = {}
+    if os.path.exists(workdir.teachers_results):
+        members = schema.read_teacher_report(workdir.teachers_results).get("members", [])
+        reported = {member.get("path"): member["sha256"] for member in members}
+    for path in filter(os.path.exists, paths):
+        storage.check_model_file(path)
+        recorded = reported.get(os.path.relpath(path, workdir.teachers))
+        found = recorded and storage.content_sha256(path)
+        if found != recorded:
+            raise UserError(f"{path} is not the member {workdir.teachers_results} reports (sha256 {found[:12]}, "
+                            f"reported {recorded[:12]}): what was made so far distilled from the reported one. Put "
+                            "its file back, or delete this one and rerun the same command to rebuild the member from "
+                            "its checkpoints; to distil from other teachers, use another --workdir")
 
 
 def ensemble_settings(dataset, network, config, shortcut):
@@ -105,18 +128,23 @@ def stack_members(members):
 
 def load_ensemble(member_paths):
     """Load the finished members (their model.keras files) as one ensemble model; call under the strategy's scope."""
-    missing = [i for i, path in enumerate(member_paths) if not os.path.exists(path)]
-    if missing:
-        raise UserError(
-            f"teacher members {missing} are not trained in {os.path.dirname(os.path.dirname(member_paths[0]))}: "
-            "run python -m kdas_tf.teachers with the same --workdir first"
-        )
+    refuse_missing(member_paths)
     members = []
     for index, path in enumerate(member_paths):
         member = storage.load_model(path)
         member.name = f"member_{index}"  # unique names inside the ensemble
         members.append(member)
     return stack_members(members)
+
+
+def refuse_missing(member_paths):
+    """Raises unless every member's model.keras is there: distilling needs the whole ensemble."""
+    missing = [i for i, path in enumerate(member_paths) if not os.path.exists(path)]
+    if missing:
+        raise UserError(
+            f"teacher members {missing} are not trained in {os.path.dirname(os.path.dirname(member_paths[0]))}: "
+            "run python -m kdas_tf.teachers with the same --workdir first"
+        )
 
 
 @tf.function

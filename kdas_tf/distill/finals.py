@@ -15,6 +15,21 @@ from kdas_tf.errors import UserError
 from kdas_tf.distill.trainer import Trainer, build_fresh
 
 
+def read_finished(workdir, arch, loss, shortcut):
+    """The results of the training in `workdir` if it finished (results.json and model.keras), else None; writes
+    nothing. A finished training of another architecture, loss or shortcut is refused, not reused."""
+    results_path = os.path.join(workdir, "results.json")
+    if not (os.path.exists(results_path) and os.path.exists(os.path.join(workdir, "model.keras"))):
+        return None
+    finished = schema.read_final_row(results_path)
+    made = (finished.get("architecture"), finished.get("loss"),
+            finished.get("shortcut", models.SHORTCUT_BEFORE_THE_FLAG))
+    if made != (str(arch), loss, shortcut):
+        raise UserError(f"{workdir} holds a finished {made[0]} ({made[2]} shortcuts) trained with {made[1]}, "
+                        f"not {arch} ({shortcut} shortcuts) with {loss}: move it aside to train this one")
+    return finished
+
+
 def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None, targets=None, name="final",
                        shortcut="zero_pad", run_progress=None):
     """Train `arch` from scratch with `config`, evaluate on test, save model and results; returns the results.
@@ -28,13 +43,8 @@ def train_architecture(arch, dataset, config, *, strategy, workdir, logdir=None,
     """
     results_path = os.path.join(workdir, "results.json")
     model_path = os.path.join(workdir, "model.keras")
-    if os.path.exists(results_path) and os.path.exists(model_path):
-        finished = schema.read_final_row(results_path)
-        made = (finished.get("architecture"), finished.get("loss"),
-                finished.get("shortcut", models.SHORTCUT_BEFORE_THE_FLAG))
-        if made != (str(arch), config.loss, shortcut):
-            raise UserError(f"{workdir} holds a finished {made[0]} ({made[2]} shortcuts) trained with {made[1]}, "
-                            f"not {arch} ({shortcut} shortcuts) with {config.loss}: move it aside to train this one")
+    finished = read_finished(workdir, arch, config.loss, shortcut)
+    if finished:
         logging.info("%s: already finished, see %s", name, results_path)
         return finished
     info = dataset.info

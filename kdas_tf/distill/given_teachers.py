@@ -34,6 +34,7 @@ from kdas_tf.distill.ensemble import ensemble_report
 from kdas_tf.distill.recipe import INPUT_SCALES
 from kdas_tf.errors import UserError, one_line
 from kdas_tf.runtime import storage
+from kdas_tf.runtime.storage import content_sha256
 
 
 PROBABILITY_FLOOR = 1e-7
@@ -51,19 +52,6 @@ def expand_model_paths(patterns):
                             "directories (or a glob that matches some)")
         paths.extend(matches)
     return paths
-
-
-def content_sha256(path, chunk=1 << 20):
-    """sha256 of a file, or of a directory's files (relative paths and contents, in sorted order)."""
-    digest = hashlib.sha256()
-    files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
-    for file in files:
-        digest.update(os.path.relpath(file, path).encode())
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(chunk), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def model_identity(paths):

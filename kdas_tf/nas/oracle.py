@@ -38,7 +38,7 @@ from kdas_tf.models.costs import COST_KEYS
 from kdas_tf.nas.budget import analytic_cost, check_budget
 from kdas_tf.nas.controller_config import check_cost_exponent, soft_reward
 from kdas_tf.nas.rounds import Rounds, canonical_key, controller_config, slot_names
-from kdas_tf.errors import UserError
+from kdas_tf.errors import UserError, one_line
 
 OBJECTIVE = "val_top1"
 RUNNING, IDLE, STOPPED = (trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.IDLE,
@@ -175,7 +175,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
     def too_many_failures(self):
         """The error that stops the search after max_consecutive_failed_trials: one line, what to do."""
         last = self.trials[self.end_order[-1]]
-        reason = (last.message or "no message").strip().splitlines()[-1]
+        reason = one_line((last.message or "no message").strip().splitlines()[-1])
         return UserError(
             f"the search stopped: the last {self.max_consecutive_failed_trials} trials failed, the last with "
             f"{reason!r}; the reasons are in {_internals.project_dir(self)}/trial_*/trial.json. Fix the cause "
@@ -307,7 +307,7 @@ class KDASOracle(_internals.OracleInternals, keras_tuner.Oracle):
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RuntimeError) as error:
             raise UserError(
                 f"the search state in {_internals.project_dir(self)} cannot be read ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}): restore that directory from a backup, "
+                f"{one_line(error)}): restore that directory from a backup, "
                 "or move it aside to start the search over"
             ) from None
         # A kill between KerasTuner's save in end_trial and ours leaves an ended trial among the

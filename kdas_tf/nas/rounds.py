@@ -38,7 +38,7 @@ import tensorflow as tf
 from absl import logging
 
 from kdas_tf import models
-from kdas_tf.errors import UserError
+from kdas_tf.errors import UserError, one_line
 from kdas_tf.models.costs import COST_KEYS
 from kdas_tf.nas.controller import Controller, ControllerConfig
 from kdas_tf.nas.random_controller import RandomController
@@ -232,7 +232,7 @@ class Rounds:
             self.controller.set_state(state["controller"])
         except (ValueError, TypeError, KeyError) as error:  # weights of another shape, an unreadable generator state
             raise UserError(f"{path} is invalid: kdas.controller does not fit this search's "
-                            f"controller ({str(error).splitlines()[0]}); {rebuild}") from None
+                            f"controller ({one_line(error)}); {rebuild}") from None
         self.known_scores = state["known_scores"]
         self.trial_updates = state["trial_updates"]
         self.repeated_samples = state["repeated_samples"]

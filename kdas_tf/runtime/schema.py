@@ -118,6 +118,8 @@ TEACHER_REPORT = {  # teachers/results.json (kdas_tf.distill.ensemble.ensemble_r
     "member_val_top1": may_lack(list_of(FRACTION)), "member_val_top1_mean": may_lack(FRACTION),
     "member_val_top1_std": may_lack(FRACTION), "ensemble_val_top1": may_lack(FRACTION),
     "ensemble_val_top1_by_size": may_lack(list_of(FRACTION)), "oracle_val_top1": may_lack(FRACTION),
+    # each member's file and content hash (trained members' since 2026-12-03): one put in a member's place is refused
+    "members": may_lack(list_of({"path": may_lack(TEXT), "sha256": TEXT})),  # Python's models: no path
 }
 
 CONTROLLER_STATE = {"format": TEXT, "rng": OBJECT, "baseline": may_lack(optional(NUMBER)),

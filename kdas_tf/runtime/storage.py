@@ -12,6 +12,7 @@ read-only or unwritable directory, a name too long) and what to do about each.
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -96,6 +97,19 @@ def write_json(path, value):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def content_sha256(path, chunk=1 << 20):
+    """sha256 of a file, or of a directory's files (relative paths and contents, in sorted order)."""
+    digest = hashlib.sha256()
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+    for file in files:
+        digest.update(os.path.relpath(file, path).encode())
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def save_model(model, path):

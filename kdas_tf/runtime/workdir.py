@@ -3,8 +3,9 @@
     WORKDIR/
       settings.json            what the results depend on (config.Config.settings) and the data's content
                                (data.content_identity); a rerun must agree
-      teachers/member_i/       each member's checkpoints and model.keras; teachers/results.json, settings.json
-                               (under --teacher_workdir when runs share one ensemble)
+      teachers/member_i/       each member's checkpoints and model.keras; teachers/results.json (the ensemble's
+                               report, each member's content hash), settings.json (under --teacher_workdir when
+                               runs share one ensemble)
       teacher_outputs/{kd,od}/ the cached distillation targets, one folder per (seed, epoch) and loss
       search/                  the KerasTuner project: oracle.json, trial_N/ (checkpoints, trial.json, result.json)
       final/ROW/               each final row (student_ce, kdas_od, ...): checkpoints, model.keras, results.json;
@@ -152,30 +153,37 @@ class Workdir:
         if self.teacher_root != self.root:
             check_writable(self.teacher_root, "teacher_workdir")
 
-    def claim(self, settings, unrecorded=None, *, owner=True, check_state=None):
+    def claim(self, settings, unrecorded=None, *, owner=True, check_teachers=None, check_state=None):
         """Make the directory, hold it for this process, check what it holds, remove dead processes' temporaries,
         record `settings`.
 
         A directory made with other settings, or from other data, or held by another process, is refused; so is
         one holding a search's results without its settings.json. unrecorded: values of settings added later,
-        as directories made before them hold them. check_state(): reads the state files the job resumes from
-        and refuses one that is not valid; it runs under the lock, once the settings agree, before anything
-        else in the directory is written: a refused job leaves it as it was, its lock file's record of its
-        holder aside. owner=False: a parallel search's worker, under its chief's claim; it writes nothing here
-        (the settings are checked, not recorded) and removes nothing, since its chief and the other workers
-        are writing.
+        as directories made before them hold them. check_teachers() and check_state(): read the state files the
+        job uses and resumes from, and refuse one that is not valid, writing nothing. check_teachers runs once
+        the teachers' directory is held: teachers in another directory (--teacher_workdir) are judged before
+        this one is even made. check_state runs under this directory's lock, once the settings agree, before
+        anything else in it is written: a refused job leaves it as it was, its lock file's record of its holder
+        aside. owner=False: a parallel search's worker, under its chief's claim; it writes nothing here (the
+        settings are checked, not recorded) and removes nothing, since its chief and the other workers are
+        writing.
         """
         self.check_writable()
+        elsewhere = os.path.abspath(self.teacher_root) != os.path.abspath(self.root)
+        if elsewhere:
+            os.makedirs(self.teacher_root, exist_ok=True)
+            lock.hold_teachers(self.teacher_root, train=False)
+            if check_teachers:
+                check_teachers()
         os.makedirs(self.root, exist_ok=True)
         if owner:
             lock.hold(self.root)
         else:
             lock.hold_as_worker(self.root)
-        if os.path.abspath(self.teacher_root) != os.path.abspath(self.root):
-            os.makedirs(self.teacher_root, exist_ok=True)
-            lock.hold_teachers(self.teacher_root, train=False)
         written = storage.check_settings(self.root, settings, unrecorded,
                                          results=self.search_results() if settings else ())
+        if check_teachers and not elsewhere:
+            check_teachers()
         if check_state:
             check_state()
         if not owner:

@@ -228,6 +228,9 @@ def test_one_line_cleans_what_keras_wraps_around_a_cause():
     assert one_line(binding) == ("Binding inputs to tf.function failed due to `Can not cast TensorSpec("
                                  "dtype=tf.float32) to TensorSpec(dtype=tf.uint8)`. for signature: (images: "
                                  "TensorSpec(dtype=tf.uint8)).")
+    eager = ("{{function_node __wrapped__DecodeImage_device_/job:localhost/replica:0/task:0/device:CPU:0}} Invalid "
+             "PNG. Failed to initialize decoder. [Op:DecodeImage] name: ")  # an eager op's error, as TensorFlow says it
+    assert one_line(eager) == "Invalid PNG. Failed to initialize decoder."
     cut = one_line("word " * 100, limit=52)
     assert cut == "word " * 10 + "..." and len(cut) <= 56
 
@@ -354,13 +357,13 @@ def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weight
         pipeline.run(run, dataset=arrays, teachers=[tiny_model(4, classes=5)])
     assert not os.path.exists(tmp_path / "w")
     model = tiny_model(1)
-    _, _, _, (teacher, members) = pipeline._start(run, arrays, claim=True, teachers=[model])
+    _, _, _, (teacher, members) = pipeline._start(run, arrays, job="search", teachers=[model])
     recorded = storage.read_json(str(tmp_path / "w" / "settings.json"))
     assert recorded["teacher_models"] == given_teachers.weights_identity([model]) and recorded["dataset"] == "mine"
     assert members[0]["model"] == "user_model_1" and teacher.member_ids[0].endswith(":unit")
     model.layers[-1].bias.assign(np.ones(CLASSES))
     with pytest.raises(UserError, match="--teacher_models was"):
-        pipeline._start(run, arrays, claim=True, teachers=[model])
+        pipeline._start(run, arrays, job="search", teachers=[model])
 
 
 def test_the_dry_run_names_the_given_teachers(npz_path, teacher_files, tmp_path):

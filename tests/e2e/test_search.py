@@ -21,7 +21,7 @@ from conftest import ROOT, TINY_RUN_EXTRA, TINY_SEARCH, run_search, tiny_config
 
 from kdas_tf import config, data, models, pipeline
 from kdas_tf.deploy import serving
-from kdas_tf.runtime import storage
+from kdas_tf.runtime import lock, storage
 from kdas_tf.errors import UserError
 from kdas_tf.runtime.workdir import Workdir, served_model_path
 
@@ -246,3 +246,13 @@ def test_final_training_all_trains_teachers_and_final_rows_on_validation_too_but
     assert summary["serving"]["decided_by"] == "loss order od > kd > ce"
     with pytest.raises(UserError, match="--final_training was 'all', now 'holdout'"):
         pipeline.run(tiny_config(workdir, *TINY_RUN_EXTRA))
+
+
+def test_finished_teachers_of_final_training_all_are_resumed_not_refused(tmp_path):
+    """Under --final_training=all the members train on the validation images too, and teachers/settings.json
+    records that split: the check before a search compares it with the same data, not the search's own split."""
+    workdir = str(tmp_path / "run")
+    run = tiny_config(workdir, "--num_teachers=1", "--epochs=1", "--final_training=all")
+    pipeline.train_teachers(run)
+    lock.release(workdir)
+    pipeline._start(run, None, job="search")  # the claim of a search distilling from them: nothing refused

@@ -89,6 +89,7 @@ def test_runs_share_a_teacher_workdir_to_read_but_not_while_its_owner_writes_it(
     owner = hold_in_child(teachers)  # python -m kdas_tf.teachers --workdir=teachers, training them
     with pytest.raises(UserError, match=f"being written by pid {owner.pid} .*wait for it to end"):
         Workdir(str(run_a), str(teachers)).claim({})
+    assert not run_a.exists()  # refused before the run's own directory was made
     owner.kill()
     owner.wait()
     reader = hold_in_child(teachers, "hold_teachers(sys.argv[1], train=False)")  # another run reading them
