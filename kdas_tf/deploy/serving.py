@@ -13,6 +13,8 @@ or any final model, trial or teacher member (a .keras file, or a directory with
 model.keras or checkpoints/).
 """
 
+import contextlib
+import gc
 import json
 import os
 import shutil
@@ -27,7 +29,7 @@ from kdas_tf import data, models
 from kdas_tf.deploy import litert
 from kdas_tf.runtime import schema, storage
 from kdas_tf.data.transforms import normalise
-from kdas_tf.errors import UserError
+from kdas_tf.errors import UserError, one_line
 from kdas_tf.runtime.workdir import Workdir, served_model_path
 
 SIGNATURE = "serving_default"
@@ -200,14 +202,34 @@ def load_model_for_export(path, workdir, num_classes, image_shape, architecture=
         raise UserError(f"--model={path!r}: cannot tell which architecture {checkpoint} holds; pass --architecture")
     shortcut = shortcut_of(directory, workdir)
     model = models.build_student(architecture, num_classes, image_shape, shortcut=shortcut)
-    try:
-        status = tf.train.Checkpoint(model=model).read(checkpoint)
-        status.expect_partial()  # the optimizer's slots are not wanted
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:
+    reader, failure = tf.train.Checkpoint(model=model), None
+    with _quiet_tensorflow():  # a failed restore's objects are freed here, not with a warning per value at exit
+        try:
+            status = reader.read(checkpoint)
+            status.expect_partial()  # the optimizer's slots are not wanted
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError) as error:
+            failure = one_line(str(error).splitlines()[0] if str(error) else repr(error))
+        if failure is not None:
+            del reader, model
+            gc.collect()
+    if failure is not None:
         raise UserError(f"checkpoint {checkpoint} does not hold a {architecture} with {shortcut} shortcuts "
-                         f"({str(error).splitlines()[0]}): pass the right --architecture") from None
+                        f"({failure}): pass the right --architecture")
     return model, checkpoint
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    """TensorFlow's Python warnings off: a checkpoint restore that failed logs one for every value left unrestored
+    when its objects are freed (dozens of lines after the one-line error)."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 DATA_SETTINGS = ("dataset", "val_fraction", "split_seed", "train_examples")  # they fix the normalisation's mean, std

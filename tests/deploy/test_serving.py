@@ -183,6 +183,14 @@ def test_the_export_command_exports_a_checkpoint_directory(served, tmp_path):
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1].startswith("error: --model='final/nothing' exists neither")
 
+    other = subprocess.run([sys.executable, "-m", "kdas_tf.export", f"--workdir={workdir}",
+                            "--model=final/kdas_od/checkpoints", "--architecture=resnet14", f"--output={output}_x"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=180)
+    last = other.stderr.strip().splitlines()[-1]
+    assert other.returncode == 2 and "Traceback" not in other.stderr and not os.path.exists(f"{output}_x")
+    assert last.startswith("error: checkpoint ") and last.endswith("pass the right --architecture")
+    assert "does not hold a resnet14" in last and "{{" not in last
+
 
 def test_a_checkpoint_is_rebuilt_with_the_shortcut_its_run_recorded(tmp_path):
     """Results of the training first, then the settings of its teachers/ or run; a settings.json from before
