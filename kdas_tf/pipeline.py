@@ -180,12 +180,13 @@ def run(config, *, dataset=None, teachers=None, role=None):
             raise UserError(f"no search trial finished in {workdir.search}: see the trial messages there")
         found = models.Architecture.parse(best.hyperparameters.values["architecture"])
         logging.info("search: best %s with val top1 %.2f%%", found, 100 * best.score)
-        summaries.write_search_result(
-            workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
-            parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
-            metric=config.search.budget_metric, cost=oracle.cost(found),
-            soft_reward=oracle.reward(best) if oracle.cost_exponent else None,
-        )
+        if not _search_result_written(workdir, found, len(oracle.trials)):  # a finished run's rerun adds no event
+            summaries.write_search_result(
+                workdir.tb("search"), best_architecture=str(found), best_reward=best.score,
+                parameters=best.hyperparameters.values["parameters"], budget=budget, trials=len(oracle.trials),
+                metric=config.search.budget_metric, cost=oracle.cost(found),
+                soft_reward=oracle.reward(best) if oracle.cost_exponent else None,
+            )
         finished = train_final_rows(config, final_data, strategy, teacher, workdir, found, run_progress)
         decision = rows.serving_decision(finished)
         served = decision["row"]
@@ -225,6 +226,16 @@ def _found_latency(config, info, workdir, found, served_architecture, budget, ke
     storage.write_json(workdir.found_latency, record)
     logging.info("%s", results.latency_line(record))
     return record
+
+
+def _search_result_written(workdir, found, trials):
+    """Whether tb/search already holds this search's result: its results.json records the same found network
+    and number of trials (a finished run rerun; a search given more rounds or trials writes its new result)."""
+    try:
+        previous = storage.read_json(workdir.results)
+    except (OSError, ValueError):
+        return False
+    return previous.get("found_architecture") == str(found) and len(previous.get("trials", ())) == trials
 
 
 def _search(config, dataset, strategy, teacher, workdir, budget, *, serve=False, run_progress=None):

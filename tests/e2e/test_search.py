@@ -93,9 +93,11 @@ def test_the_same_run_again_redoes_nothing(tiny_run):
         + glob.glob(os.path.join(workdir, "search", "trial_*", "result.json"))
     )
     stamps = {path: os.stat(path).st_mtime_ns for path in finished}
+    search_events = sorted(glob.glob(os.path.join(workdir, "tb", "search", "*")))
     again = run_search(workdir, *TINY_RUN_EXTRA)  # as a user reruns it
     assert again.returncode == 0, again.stderr[-3000:]
     assert {path: os.stat(path).st_mtime_ns for path in finished} == stamps
+    assert sorted(glob.glob(os.path.join(workdir, "tb", "search", "*"))) == search_events  # no second result event
     assert "epoch 1/" not in again.stderr and "already finished" in again.stderr  # no training at all
     results = json.load(open(os.path.join(workdir, "results.json")))
     assert len(results["trials"]) == 2
