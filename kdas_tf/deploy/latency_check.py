@@ -15,7 +15,6 @@ beside it, against the table's prediction and the budget.
 """
 
 import functools
-import hashlib
 
 import numpy as np
 from scipy import stats
@@ -102,7 +101,7 @@ def found_latency(table, target, architecture, *, budget_ns, exported=None, kept
     """
     what = {"architecture": str(architecture), "format": target.format, "threads": target.threads,
             "measured": "exported file" if exported else "untrained network",
-            "file_sha256": _sha256(exported) if exported else None, "machine": latency_table.machine()}
+            "file_sha256": storage.content_sha256(exported) if exported else None, "machine": latency_table.machine()}
     if kept and all(key in kept for key in TIMING) and all(kept.get(key) == value for key, value in what.items()):
         timing = {key: kept[key] for key in TIMING}
     else:
@@ -132,9 +131,3 @@ def read_kept(path):
     except (OSError, ValueError):
         return None
     return kept if isinstance(kept, dict) else None
-
-
-def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-

@@ -151,12 +151,6 @@ def measure_turns(described, *, target):
     return time_models(calls)
 
 
-def measure_models(described, *, target, summary=False):
-    """{key: median ms of one invoke} of the models `described`; summary: {key: summarise()} (median, interval)."""
-    summaries = {key: summarise(as_turns(turns)) for key, turns in measure_turns(described, target=target).items()}
-    return summaries if summary else {key: value["ms"] for key, value in summaries.items()}
-
-
 def time_models(calls, *, turns=TURNS, runs=RUNS, warmup=WARMUP):
     """{key: [ms of each turn]} of calls {key: () -> None}: in each of `turns` turns every call, in the given order
     on even turns and reversed on odd ones, gives the median of `runs` timed calls after `warmup` untimed ones."""
