@@ -137,7 +137,7 @@ def test_the_committed_decisions_follow_from_the_committed_runs():
     """What docs/fashion_mnist.md reports as decided is recomputed from the runs kept beside it: the regime from
     the four regimes' teacher reports, the search's epochs and trials from the reward runs (Spearman's rho to
     1e-12), and, once every run is kept, the claims table (claims.json) from the baselines and searches."""
-    kept = {stage: study.read_kept(stage) for stage in ("regimes", "reward", "baselines", "searches")}
+    kept = {stage: study.read_kept(stage) for stage in study.STAGES}
     assert study.STUDY == COMMITTED and set(kept["regimes"]) == set(study.REGIMES)
     regime = study.read_json_file("regime.json")
     assert study.select_regime({name: kept["regimes"][name] for name in study.REGIMES})[0] == regime["regime"]
@@ -149,5 +149,53 @@ def test_the_committed_decisions_follow_from_the_committed_runs():
     table = study.claims_table(kept)
     if os.path.exists(os.path.join(COMMITTED, "claims.json")):
         assert table == study.read_json_file("claims.json")
+        assert study.search_level_claims(kept) == study.read_json_file("claims_by_search.json")
     else:
         assert table is None  # not every run is kept yet, so nothing may have been judged
+
+
+def test_the_page_carries_every_table_the_kept_runs_make():
+    """docs/fashion_mnist.md's tables are the tool's, from the committed runs, to the digit: a run kept without
+    its page updated, or a number typed by hand, fails here."""
+    page = open(os.path.join(ROOT, "docs", "fashion_mnist.md")).read()
+    tables = study.report({stage: study.read_kept(stage) for stage in study.STAGES})
+    assert [title for title, _ in tables][:3] == ["Step 1: the teachers' regimes", "Step 2: the reward's ranking",
+                                                  "Step 3: the rows that need no search"]
+    for title, markdown in tables:
+        assert markdown in page, title
+
+
+def made_up_search(rng, controller, seed, mean):
+    trials = [{"round": r, "trial_id": f"{i:02d}", "val_top1": float(rng.uniform(0.2, 0.8))}
+              for r in range(study.ROUNDS) for i in range(4)]
+    best = max(trials, key=lambda trial: trial["val_top1"])
+    seeds = [{"test": {"top1": mean + float(rng.normal(0, 0.002))}, "val": {"top1": 0.86}}
+             for _ in range(study.FOUND_SEEDS)]
+    return {"trials": trials, "found": dict(best, parameters=120_000), "found_architecture": f"resnet8:{controller}",
+            "final": {"kdas_od": {"seeds": seeds, "parameters": 120_000}}, "study": {"seconds": 1800 + seed}}
+
+
+def test_the_searches_table_shows_each_rounds_rewards_and_the_found_models_trainings(kept):
+    rng = np.random.default_rng(1)
+    searches = {f"lstm_{seed}": made_up_search(rng, "lstm", seed, 0.86) for seed in study.SEARCH_SEEDS[:2]}
+    lines = study.searches_markdown(searches).splitlines()
+    assert len(lines) == 2 + 2  # header, rule, one line per kept search (the random ones are not kept yet)
+    first = searches["lstm_100"]
+    for r, cell in enumerate(lines[2].split(" | ")[1].split("; ")):
+        rewards = [t["val_top1"] for t in first["trials"] if t["round"] == r]
+        assert cell == f"{100 * np.median(rewards):.1f} [{100 * max(rewards):.1f}]"
+    tests = [t["test"]["top1"] for t in first["final"]["kdas_od"]["seeds"]]
+    assert f"| {100 * np.mean(tests):.2f} [" in lines[2] and lines[2].endswith("| 32 |")  # 1,900 s
+
+
+def test_the_check_by_search_judges_one_number_per_search(kept):
+    judge_made_up_runs(kept)
+    runs = {stage: study.read_kept(stage) for stage in ("regimes", "baselines", "searches")}
+    rows = study.search_level_claims(runs)
+    assert [row["a"]["n"] for row in rows] == [3, 3, 3] and [row["b"]["n"] for row in rows] == [5, 5, 3]
+    lstm = [np.mean([t["test"]["top1"] for t in runs["searches"][f"lstm_{seed}"]["final"]["kdas_od"]["seeds"]])
+            for seed in study.SEARCH_SEEDS]
+    assert rows[0]["a"]["mean"] == pytest.approx(np.mean(lstm), abs=1e-12)
+    assert rows[1]["verdict"] == "reversed"  # 0.865 against ResNet-14's 0.87, as the pooled claim 5
+    del runs["searches"]["random_300"]
+    assert study.search_level_claims(runs) is None

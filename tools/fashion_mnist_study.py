@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = os.path.join(ROOT, "docs", "fashion_mnist", "study")
 
@@ -49,6 +51,8 @@ FOUND_SEEDS = 3
 
 # Seconds per 100,000 training images, measured on this machine in the previous Fashion-MNIST run
 # (its run.log and rerun.log, in git history before 2026-12-03; 2 cores, idle), evaluation included.
+STAGES = ("regimes", "reward", "baselines", "searches")  # in the order they run; each a folder of kept runs
+
 SECONDS_PER_100K = {"teacher": 207, "student_ce": 212, "student_distil_cache_built": 416,
                     "student_distil_cache_read": 196, "addon_od": 380, "resnet14_od": 439, "candidate_od": 530}
 
@@ -295,6 +299,93 @@ def claims_table(kept):
     return None if samples is None else [claims.judge(claim, a, b) for claim, (a, b) in samples.items()]
 
 
+def baselines_markdown(kept):
+    """Step 3's table: every row's seeds, test top-1 mean with its 95% interval, and the validation's beside it."""
+    from kdas_tf.reporting import claims
+    names = {"resnet8": "Student ResNet-8", "resnet14": "Man-made ResNet-14"}
+    lines = [f"| row | parameters | test top-1 % per seed ({BASELINE_SEEDS[0]}-{BASELINE_SEEDS[-1]}) | test top-1 %: "
+             "mean [95% CI] | val top-1 %: mean [95% CI] |", "|---|---|---|---|---|"]
+    for network, loss in BASELINES:
+        runs = [kept[f"{network}_{loss}_seed{seed}"] for seed in BASELINE_SEEDS]
+        cells = []
+        for split in ("test", "val"):
+            mean, low, high = claims.interval([run[split]["top1"] for run in runs])
+            cells.append(f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]")
+        lines.append(f"| {names[network]}, {loss.upper()} | {runs[0]['parameters']:,} | "
+                     + ", ".join(f"{100 * run['test']['top1']:.2f}" for run in runs) + f" | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(kept):
+    """Every table of docs/fashion_mnist.md whose runs are kept, in the page's order: [(title, markdown)]."""
+    tables = []
+    if len(kept["regimes"]) == len(REGIMES):
+        tables.append(("Step 1: the teachers' regimes", regimes_markdown(kept["regimes"])))
+    decision = regime_decision()
+    if decision and os.path.exists(os.path.join(STUDY, "search_epochs.json")):
+        tables.append(("Step 2: the reward's ranking", reward_markdown(kept["reward"], decision,
+                                                                       read_json_file("search_epochs.json"))))
+    if len(kept["baselines"]) == len(BASELINES) * len(BASELINE_SEEDS):
+        tables.append(("Step 3: the rows that need no search", baselines_markdown(kept["baselines"])))
+    if kept["searches"]:
+        tables.append(("Step 4: the searches", searches_markdown(kept["searches"])))
+    table = claims_table(kept)
+    if table is not None:
+        tables.append(("Step 5: the claims", claims_markdown(table)))
+        tables.append(("Step 5, checked: one number per search", claims_markdown(search_level_claims(kept))))
+    return tables
+
+
+def search_level_claims(kept):
+    """Claims 4, 5 and 6a judged on one number per search (the mean of its found model's trainings), n = 3 a
+    side: not in the plan, a check of it. The plan's rows pool the 9 trainings of 3 searches as if independent,
+    which leaves out how much the found model varies from search to search. None until every run is kept."""
+    from kdas_tf.reporting import claims
+    if claim_samples(kept) is None:
+        return None
+    baselines, searches = kept["baselines"], kept["searches"]
+
+    def per_search(controller):
+        return [float(sum(t["test"]["top1"] for t in row) / len(row)) for row in
+                (searches[f"{controller}_{seed}"]["final"]["kdas_od"]["seeds"] for seed in SEARCH_SEEDS)]
+
+    def row(network, loss):
+        return [baselines[f"{network}_{loss}_seed{seed}"]["test"]["top1"] for seed in BASELINE_SEEDS]
+
+    return [claims.judge("4. found (LSTM) beats plain ResNet-8, OD: one number per search",
+                         per_search("lstm"), row("resnet8", "od")),
+            claims.judge("5. found (LSTM) beats ResNet-14, OD: one number per search",
+                         per_search("lstm"), row("resnet14", "od")),
+            claims.judge("6a. LSTM's found beat random's, OD: one number per search",
+                         per_search("lstm"), per_search("random"))]
+
+
+def searches_markdown(kept):
+    """Step 4's table: each kept search, what its rounds' candidates scored (the rewards it learned from), what
+    it found, and its found model's OD trainings (test numbers last: no decision reads them)."""
+    from kdas_tf.reporting import claims
+    lines = ["| search | candidates' reward per round: median [best] % | found: round, trial, reward % | "
+             "found architecture | parameters | found, OD x 3: val top-1 % | found, OD x 3: test top-1 % "
+             "[95% CI] | minutes |", "|---|---|---|---|---|---|---|---|"]
+    for controller in CONTROLLERS:
+        for seed in SEARCH_SEEDS:
+            result = kept.get(f"{controller}_{seed}")
+            if result is None:
+                continue
+            rounds = sorted({trial["round"] for trial in result["trials"]})
+            rewards = [sorted(t["val_top1"] for t in result["trials"] if t["round"] == r) for r in rounds]
+            per_round = "; ".join(f"{100 * float(np.median(values)):.1f} [{100 * values[-1]:.1f}]" for values in rewards)
+            found, final = result["found"], result["final"]["kdas_od"]
+            val = [t["val"]["top1"] for t in final["seeds"]]
+            mean, low, high = claims.interval([t["test"]["top1"] for t in final["seeds"]])
+            lines.append(
+                f"| {controller} {seed} | {per_round} | {found['round']}, {found['trial_id']}, "
+                f"{100 * found['val_top1']:.2f} | `{result['found_architecture']}` | {final['parameters']:,} | "
+                f"{100 * sum(val) / len(val):.2f} | {100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}] | "
+                f"{result['study']['seconds'] / 60:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def claims_markdown(table):
     lines = ["| claim | a: mean % [95% interval] (n) | b: mean % [95% interval] (n) | difference | p (Welch) | verdict |",
              "|---|---|---|---|---|---|"]
@@ -459,7 +550,13 @@ def main():
                         help="where the work directories go")
     parser.add_argument("--commit", action="store_true", help="git-commit each run's kept JSON and log as it ends")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--report", action="store_true",
+                        help="print every table of docs/fashion_mnist.md whose runs are kept; train nothing")
     args = parser.parse_args()
+    if args.report:
+        for title, markdown in report({stage: read_kept(stage) for stage in STAGES}):
+            print(f"{title}\n\n{markdown}")
+        return 0
     runs = [run for run in plan(args.runs) if args.stage in (None, run.stage)]
     if args.dry_run:
         left = [run for run in runs if not run.finished]
@@ -482,12 +579,16 @@ def main():
     decision = regime_decision()
     if decision:
         print(f"regime: {decision['regime']}: {decision['why']}")
-    table = claims_table({stage: read_kept(stage) for stage in ("regimes", "baselines", "searches")})
+    kept = {stage: read_kept(stage) for stage in STAGES}
+    table = claims_table(kept)
     if table is not None:
+        by_search = search_level_claims(kept)
         write_json(os.path.join(STUDY, "claims.json"), table)
+        write_json(os.path.join(STUDY, "claims_by_search.json"), by_search)
         with open(os.path.join(STUDY, "claims.md"), "w") as file:
-            file.write(claims_markdown(table))
-        draw_figures({stage: read_kept(stage) for stage in ("baselines", "searches")}, STUDY)
+            file.write(claims_markdown(table) + "\nChecked with one number per search (not in the plan):\n\n"
+                       + claims_markdown(by_search))
+        draw_figures(kept, STUDY)
         print(claims_markdown(table))
     return 0
 
