@@ -28,7 +28,7 @@ def define_flags():
 
 
 def main(_):
-    from kdas_tf import pipeline  # here: --help answers before TensorFlow (kdas_tf.cli)
+    from kdas_tf import dry_run, pipeline  # here: --help answers before TensorFlow (kdas_tf.cli)
     from kdas_tf.parallel import launcher, worker
 
     run_config = config.from_flags()
@@ -40,9 +40,9 @@ def main(_):
         return worker.run(run_config)
     if FLAGS.dry_run:
         run_config.refuse_multi_worker("search")
-        print(pipeline.describe_plan(run_config), flush=True)
+        print(dry_run.describe_plan(run_config), flush=True)
         if FLAGS.estimate:
-            print("\n".join(pipeline.estimate_lines(run_config)))
+            print("\n".join(dry_run.estimate_lines(run_config)))
         return
     pipeline.run(run_config, role=part)
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from kdas_tf import assembly, config, models, pipeline
+from kdas_tf import assembly, config, dry_run, models
 from kdas_tf.deploy import latency_table
 from kdas_tf.errors import UserError
 from kdas_tf.models.mac_count import count_macs
@@ -87,10 +87,10 @@ def test_a_macs_budget_resolves_in_macs_and_the_oracle_masks_in_them(tmp_path):
 
 
 def test_the_dry_run_states_a_soft_objective_and_a_run_without_one_says_nothing_of_it(tmp_path):
-    soft = pipeline.describe_plan(run_config(tmp_path, cost_exponent=-0.07))
+    soft = dry_run.describe_plan(run_config(tmp_path, cost_exponent=-0.07))
     assert ("  reward: val top-1 x (cost / 0.150M)^-0.07 (--cost_exponent, MnasNet's soft objective; the budget's "
             "mask still binds): a network at half the budget scores 1.050 x its top-1") in soft
-    assert "--cost_exponent" not in pipeline.describe_plan(run_config(tmp_path))
+    assert "--cost_exponent" not in dry_run.describe_plan(run_config(tmp_path))
 
 
 def made_up_table(path, **changes):
@@ -117,7 +117,7 @@ def test_a_given_latency_table_prices_the_search_and_its_dry_run(tmp_path):
         values = oracle.search_rounds.propose(set())
         predicted = latency_table.predict_ms(table, values["architecture"])
         assert values["latency_ns"] == pytest.approx(1e6 * predicted, abs=10) and values["latency_ns"] <= budget
-    plan = pipeline.describe_plan(latency)
+    plan = dry_run.describe_plan(latency)
     assert "of resnet8 (0.200 ms, zero_pad shortcuts)" in plan and "budget 0.300 ms" in plan
     assert "latency table: tflite_int8, 1 thread(s), measured on Cortex-A76 (8 cores" in plan
     assert "reachable latency (skip everywhere" in plan and "    after round 1: 0.200 ms / " in plan

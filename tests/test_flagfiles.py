@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from kdas_tf import config, pipeline, search, teachers, train
+from kdas_tf import config, dry_run, search, teachers, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY_POINTS = {"search": search, "teachers": teachers, "train": train}
@@ -54,7 +54,7 @@ def test_flagfile_passes_every_check_of_its_entry_point(path, monkeypatch):
     entry = entry_point(path)
     run = config.from_args([f"--flagfile={path}", *extra_args(path)], sections=ENTRY_POINTS[entry].SECTIONS)
     if entry == "search":
-        assert "WARNING" not in pipeline.describe_plan(run)  # a search whose budget cannot bind
+        assert "WARNING" not in dry_run.describe_plan(run)  # a search whose budget cannot bind
     if entry == "train":
         run.train.parsed()
 

@@ -15,7 +15,7 @@ LAYERS = (
     ("kdas_tf", *ENTRY_POINTS),  # the commands, and kdas_tf/__init__.py (load_search)
     ("cli",),
     ("budget_curve",),
-    ("pipeline",),
+    ("pipeline", "dry_run"),
     ("parallel", "benchmarking", "recorded"),
     ("assembly",),
     ("config",),

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kdas_tf import assembly, config, models, pipeline
+from kdas_tf import assembly, config, dry_run, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,7 +81,7 @@ def test_the_dry_run_prints_the_size_a_median_candidate_of_the_starting_policy_h
     path = "flags/paper/cifar100_kdas_od.cfg"
     run = parsed(path, monkeypatch)
     budget, backbone = assembly.budget(run)
-    plan = pipeline.describe_plan(run).splitlines()
+    plan = dry_run.describe_plan(run).splitlines()
     start = plan.index(next(line for line in plan if line.startswith("  the controller's policy as the search starts")))
     lines = plan[start + 1:start + 1 + run.search.rounds]
     assert plan[start].endswith(f"(budget {budget / 1e6:.3f}M; the paper found 0.89M):")

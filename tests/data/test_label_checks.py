@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdas_tf import assembly, config, data, pipeline
+from kdas_tf import assembly, config, data, dry_run, pipeline
 from kdas_tf.data import label_checks
 from kdas_tf.errors import UserError
 from conftest import ROOT
@@ -49,7 +49,7 @@ def test_the_dry_run_and_the_log_say_the_classes_and_warn_of_a_class_of_a_handfu
     labels = np.arange(300) % 10
     labels[[5, 17, 29]] = 10
     reference = write_npz(tmp_path / "eleven.npz", labels)
-    plan = pipeline.describe_plan(make_config(tmp_path / "w", f"--dataset={reference}", "--val_fraction=0.4"))
+    plan = dry_run.describe_plan(make_config(tmp_path / "w", f"--dataset={reference}", "--val_fraction=0.4"))
     counts = np.bincount(labels)
     listed = ", ".join(f"{label}: {count}" for label, count in enumerate(counts))
     assert f"  data: 11 classes; training images per class (before the validation holdout): {listed}\n" in plan
@@ -89,7 +89,7 @@ def test_a_tiny_validation_split_is_refused_by_the_dry_run_and_before_the_work_d
                r"top-1\) would move in steps of 100 points; hold out at least 10 per class \(100 images: "
                r"--val_fraction=0.07 or more\)")
     with pytest.raises(UserError, match=message):
-        pipeline.describe_plan(run)
+        dry_run.describe_plan(run)
     with pytest.raises(UserError, match=message):
         pipeline.train_teachers(run)
     assert not os.path.exists(tmp_path / "w" / "settings.json") and not os.path.exists(tmp_path / "w" / "teachers")
@@ -100,4 +100,4 @@ def test_a_tiny_validation_split_is_refused_by_the_dry_run_and_before_the_work_d
                                         r"out at least 10 per class \(100 images: a larger val_fraction\)"):
         pipeline.run(make_config(tmp_path / "arrays"), dataset=arrays)
     assert not os.path.exists(tmp_path / "arrays" / "settings.json")
-    assert pipeline.describe_plan(make_config(tmp_path / "w", "--val_fraction=0.07"))  # the share it names suffices
+    assert dry_run.describe_plan(make_config(tmp_path / "w", "--val_fraction=0.07"))  # the share it names suffices

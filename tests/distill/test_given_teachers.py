@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdas_tf import assembly, config, data, pipeline
+from kdas_tf import assembly, config, data, dry_run, pipeline
 from kdas_tf.runtime import distribute, storage
 from kdas_tf.distill import given_teachers, losses, teacher_outputs
 from kdas_tf.errors import UserError, one_line
@@ -368,6 +368,6 @@ def test_keras_models_from_python_are_checked_first_and_recorded_by_their_weight
 
 def test_the_dry_run_names_the_given_teachers(npz_path, teacher_files, tmp_path):
     run = make_config(tmp_path / "w", npz_path, f"--teacher_models={teacher_files['a']},{teacher_files['b']}")
-    plan = pipeline.describe_plan(run)
+    plan = dry_run.describe_plan(run)
     assert f"teachers: 2 given models ({teacher_files['a']}, {teacher_files['b']}), fed unit images" in plan
     assert not os.path.exists(tmp_path / "w")

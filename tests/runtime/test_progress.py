@@ -7,7 +7,7 @@ import re
 import pytest
 from absl import logging
 
-from kdas_tf import data, pipeline
+from kdas_tf import data, dry_run
 from kdas_tf.benchmarking import estimate
 from kdas_tf.distill.trainer import Trainer
 from kdas_tf.runtime import progress
@@ -134,7 +134,7 @@ def test_the_estimate_prices_every_training_by_its_network_and_the_teacher_outpu
 
 def test_the_dry_run_estimate_times_the_networks_here_and_prices_the_plan(tmp_path):
     config = tiny_config(str(tmp_path), "--rounds=2")
-    lines = pipeline.estimate_lines(config)
+    lines = dry_run.estimate_lines(config)
     search = config.search
     epochs = (config.teachers.num_teachers * config.teacher_epochs
               + search.rounds * search.trials_per_round * search.search_epochs
