@@ -1,40 +1,43 @@
-"""The Fashion-MNIST study's decisions (tools/fashion_mnist_study.py): the pre-registered regime rule, applied
-to made-up teacher reports, and the plan it prices."""
+"""The Fashion-MNIST study (tools/fashion_mnist_study*.py): the pre-registered rules applied to made-up runs,
+the plan they price, the claims, tables and figures made from kept runs, and the committed study held to them."""
 
-import importlib.util
 import os
+import sys
 
 import numpy as np
 import pytest
 from conftest import ROOT
 
-SPEC = importlib.util.spec_from_file_location("fashion_mnist_study", os.path.join(ROOT, "tools", "fashion_mnist_study.py"))
-study = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(study)
+sys.path.insert(0, os.path.dirname(os.path.join(ROOT, "tools", "fashion_mnist_study_plan.py")))
+import fashion_mnist_study_plan as study  # noqa: E402  (the plan, its rules and its kept files)
+import fashion_mnist_study_report as report  # noqa: E402  (the page's tables, the claims, the figures)
 
 
-def report(train, member_val, ensemble_val, member_test=0.5, ensemble_test=0.5):
+def teacher_report(train, member_val, ensemble_val, member_test=0.5, ensemble_test=0.5):
     # The test numbers are there to show the rule never reads them.
     return {"member_train_top1_mean": train, "member_val_top1_mean": member_val, "ensemble_val_top1": ensemble_val,
             "member_test_top1_mean": member_test, "ensemble_test_top1": ensemble_test}
 
 
 def test_the_largest_validation_gain_among_the_regimes_whose_members_fit():
-    reports = {"50k": report(0.90, 0.88, 0.90),  # the largest gain, but its members do not fit
-               "20k": report(0.96, 0.87, 0.885), "10k": report(0.97, 0.86, 0.88), "4k": report(0.99, 0.84, 0.85)}
+    reports = {"50k": teacher_report(0.90, 0.88, 0.90),  # the largest gain, but its members do not fit
+               "20k": teacher_report(0.96, 0.87, 0.885), "10k": teacher_report(0.97, 0.86, 0.88),
+               "4k": teacher_report(0.99, 0.84, 0.85)}
     chosen, why = study.select_regime(reports)
     assert chosen == "10k"
     assert "20k, 10k, 4k" in why and "+2.00 points" in why
 
 
 def test_no_regime_fits_then_all_compete_and_test_numbers_are_never_read():
-    reports = {"50k": report(0.90, 0.88, 0.90, ensemble_test=0.2), "10k": report(0.88, 0.86, 0.87, ensemble_test=0.99)}
+    reports = {"50k": teacher_report(0.90, 0.88, 0.90, ensemble_test=0.2),
+               "10k": teacher_report(0.88, 0.86, 0.87, ensemble_test=0.99)}
     chosen, why = study.select_regime(reports)
     assert chosen == "50k" and "all compared" in why
 
 
 def test_a_tie_in_gain_goes_to_the_better_ensemble():
-    reports = {"20k": report(0.96, 0.87, 0.8805), "10k": report(0.97, 0.875, 0.8850)}  # gains 1.05 and 1.00
+    # gains 1.05 and 1.00
+    reports = {"20k": teacher_report(0.96, 0.87, 0.8805), "10k": teacher_report(0.97, 0.875, 0.8850)}
     chosen, why = study.select_regime(reports)
     assert chosen == "10k" and "tied" in why
 
@@ -74,7 +77,7 @@ def judge_made_up_runs(kept):
             trainings = [{"test": {"top1": mean + rng.normal(0, 0.002)}} for _ in range(study.FOUND_SEEDS)]
             kept("searches", f"{controller}_{seed}", {"final": {"kdas_od": {"seeds": trainings}},
                                                     "found": {"val_top1": 0.8 + rng.normal(0, 0.01)}})
-    table = {row["claim"][:2]: row for row in study.claims_table(
+    table = {row["claim"][:2]: row for row in report.claims_table(
         {stage: study.read_kept(stage) for stage in ("regimes", "baselines", "searches")})}
     assert table["1."]["verdict"] == "holds" and table["1."]["a"]["n"] == 1 and table["1."]["b"]["n"] == 5
     assert table["2."]["verdict"] == "reversed"  # KD below CE by 1 point, spread 0.1
@@ -84,14 +87,14 @@ def judge_made_up_runs(kept):
     assert table["6a"]["a"]["n"] == table["6a"]["b"]["n"] == 9 and table["6b"]["a"]["n"] == 3
     ce = [study.read_kept("baselines")[f"resnet8_ce_seed{seed}"]["test"]["top1"] for seed in study.BASELINE_SEEDS]
     assert table["2."]["b"]["mean"] == pytest.approx(np.mean(ce))
-    assert "| 2. KD beats CE" in study.claims_markdown(list(table.values()))
+    assert "| 2. KD beats CE" in report.claims_markdown(list(table.values()))
     return {stage: study.read_kept(stage) for stage in ("baselines", "searches")}
 
 
 def test_a_missing_run_leaves_the_claims_unjudged(kept):
     study.write_json(os.path.join(study.STUDY, "regime.json"), {"regime": "10k", "train_examples": 10000, "epochs": 10})
     kept("regimes", "10k", {"ensemble_test_top1": 0.87, "member_test_top1": [0.86] * 5})
-    assert study.claims_table({stage: study.read_kept(stage) for stage in ("regimes", "baselines", "searches")}) is None
+    assert report.claims_table({stage: study.read_kept(stage) for stage in study.STAGES}) is None
 
 
 def test_the_search_takes_the_shorter_training_whose_rewards_rank_like_the_final_accuracy(kept):
@@ -123,7 +126,7 @@ def test_the_figures_show_every_row_and_every_search(kept, tmp_path):
         for name, value in runs[stage].items():
             value.setdefault("parameters", 75_000 if "resnet8" in name else 172_000)
             value.get("final", {}).get("kdas_od", {}).setdefault("parameters", 120_000)
-    points = study.draw_figures(runs, str(tmp_path))
+    points = report.draw_figures(runs, str(tmp_path))
     assert len(points) == len(study.BASELINES) + len(study.CONTROLLERS) * len(study.SEARCH_SEEDS)
     assert [len(values) for _, _, values in points[:4]] == [5] * 4 and len(points[-1][2]) == study.FOUND_SEEDS
     for name in ("accuracy_vs_parameters.png", "searches.png"):
@@ -146,10 +149,10 @@ def test_the_committed_decisions_follow_from_the_committed_runs():
     assert (decided["search_epochs"], decided["trials_per_round"]) == (recorded["search_epochs"],
                                                                        recorded["trials_per_round"])
     assert decided["spearman"] == pytest.approx(recorded["spearman"], abs=1e-12)
-    table = study.claims_table(kept)
+    table = report.claims_table(kept)
     if os.path.exists(os.path.join(COMMITTED, "claims.json")):
         assert table == study.read_json_file("claims.json")
-        assert study.search_level_claims(kept) == study.read_json_file("claims_by_search.json")
+        assert report.search_level_claims(kept) == study.read_json_file("claims_by_search.json")
     else:
         assert table is None  # not every run is kept yet, so nothing may have been judged
 
@@ -158,7 +161,7 @@ def test_the_page_carries_every_table_the_kept_runs_make():
     """docs/fashion_mnist.md's tables are the tool's, from the committed runs, to the digit: a run kept without
     its page updated, or a number typed by hand, fails here."""
     page = open(os.path.join(ROOT, "docs", "fashion_mnist.md")).read()
-    tables = study.report({stage: study.read_kept(stage) for stage in study.STAGES})
+    tables = report.report({stage: study.read_kept(stage) for stage in study.STAGES})
     assert [title for title, _ in tables][:3] == ["Step 1: the teachers' regimes", "Step 2: the reward's ranking",
                                                   "Step 3: the rows that need no search"]
     for title, markdown in tables:
@@ -178,7 +181,7 @@ def made_up_search(rng, controller, seed, mean):
 def test_the_searches_table_shows_each_rounds_rewards_and_the_found_models_trainings(kept):
     rng = np.random.default_rng(1)
     searches = {f"lstm_{seed}": made_up_search(rng, "lstm", seed, 0.86) for seed in study.SEARCH_SEEDS[:2]}
-    lines = study.searches_markdown(searches).splitlines()
+    lines = report.searches_markdown(searches).splitlines()
     assert len(lines) == 2 + 2  # header, rule, one line per kept search (the random ones are not kept yet)
     first = searches["lstm_100"]
     for r, cell in enumerate(lines[2].split(" | ")[1].split("; ")):
@@ -191,11 +194,11 @@ def test_the_searches_table_shows_each_rounds_rewards_and_the_found_models_train
 def test_the_check_by_search_judges_one_number_per_search(kept):
     judge_made_up_runs(kept)
     runs = {stage: study.read_kept(stage) for stage in ("regimes", "baselines", "searches")}
-    rows = study.search_level_claims(runs)
+    rows = report.search_level_claims(runs)
     assert [row["a"]["n"] for row in rows] == [3, 3, 3] and [row["b"]["n"] for row in rows] == [5, 5, 3]
     lstm = [np.mean([t["test"]["top1"] for t in runs["searches"][f"lstm_{seed}"]["final"]["kdas_od"]["seeds"]])
             for seed in study.SEARCH_SEEDS]
     assert rows[0]["a"]["mean"] == pytest.approx(np.mean(lstm), abs=1e-12)
     assert rows[1]["verdict"] == "reversed"  # 0.865 against ResNet-14's 0.87, as the pooled claim 5
     del runs["searches"]["random_300"]
-    assert study.search_level_claims(runs) is None
+    assert report.search_level_claims(runs) is None

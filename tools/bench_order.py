@@ -19,8 +19,9 @@ import time
 import numpy as np
 
 from kdas_tf import cli  # noqa: F401  (quiets TensorFlow's start-up)
-from kdas_tf.benchmarking import stats, suite, turns
+from kdas_tf.benchmarking import suite, turns
 from kdas_tf.distill import teacher_outputs
+from kdas_tf.reporting import stats
 
 OLD_ORDER = ("keras_fit_ce", "custom_step_ce", "online_od", "cached_od")
 
