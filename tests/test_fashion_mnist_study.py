@@ -75,7 +75,9 @@ def judge_made_up_runs(kept):
     for controller, mean in (("lstm", 0.865), ("random", 0.864)):
         for seed in study.SEARCH_SEEDS:
             trainings = [{"test": {"top1": mean + rng.normal(0, 0.002)}} for _ in range(study.FOUND_SEEDS)]
-            kept("searches", f"{controller}_{seed}", {"final": {"kdas_od": {"seeds": trainings}},
+            trials = [{"round": n // 3, "trial_id": f"{n:02d}", "val_top1": float(rng.uniform(0.2, 0.8))}
+                      for n in reversed(range(3 * study.ROUNDS))]  # kept in any order
+            kept("searches", f"{controller}_{seed}", {"final": {"kdas_od": {"seeds": trainings}}, "trials": trials,
                                                     "found": {"val_top1": 0.8 + rng.normal(0, 0.01)}})
     table = {row["claim"][:2]: row for row in report.claims_table(
         {stage: study.read_kept(stage) for stage in ("regimes", "baselines", "searches")})}
@@ -129,8 +131,13 @@ def test_the_figures_show_every_row_and_every_search(kept, tmp_path):
     points = report.draw_figures(runs, str(tmp_path))
     assert len(points) == len(study.BASELINES) + len(study.CONTROLLERS) * len(study.SEARCH_SEEDS)
     assert [len(values) for _, _, values in points[:4]] == [5] * 4 and len(points[-1][2]) == study.FOUND_SEEDS
-    for name in ("accuracy_vs_parameters.png", "searches.png"):
+    for name in ("accuracy_vs_parameters.png", "searches.png", "rewards.png"):
         assert open(tmp_path / name, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    curves = report.reward_curves(runs["searches"])
+    assert len(curves) == len(study.CONTROLLERS) * len(study.SEARCH_SEEDS)
+    numbers, rewards, starts = curves["random_200"]
+    trials = {int(t["trial_id"]): t["val_top1"] for t in runs["searches"]["random_200"]["trials"]}
+    assert numbers == sorted(trials) and rewards == [trials[n] for n in numbers] and starts == [0, 3]
 
 
 COMMITTED = os.path.join(ROOT, "docs", "fashion_mnist", "study")  # the study's kept runs and decisions

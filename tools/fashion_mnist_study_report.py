@@ -162,8 +162,8 @@ def figure_points(kept):
 
 
 def draw_figures(kept, folder):
-    """accuracy_vs_parameters.png (every row with its 95% interval) and searches.png (the LSTM's and random
-    search's found models side by side, search by search)."""
+    """accuracy_vs_parameters.png (every row with its 95% interval), searches.png (the LSTM's and random
+    search's found models side by side, search by search) and rewards.png (what each search learned from)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -197,7 +197,38 @@ def draw_figures(kept, folder):
     figure.tight_layout()
     figure.savefig(os.path.join(folder, "searches.png"), dpi=120)
     plt.close(figure)
+    draw_rewards(kept["searches"], folder, plt)
     return points
+
+
+def reward_curves(searches):
+    """{search name: (trial numbers, rewards, the trial number each round starts at)} in the order trained."""
+    curves = {}
+    for name, result in searches.items():
+        trials = sorted(result["trials"], key=lambda trial: int(trial["trial_id"]))
+        rounds = {trial["round"] for trial in trials}
+        starts = sorted(min(int(t["trial_id"]) for t in trials if t["round"] == r) for r in rounds)
+        curves[name] = ([int(t["trial_id"]) for t in trials], [t["val_top1"] for t in trials], starts)
+    return curves
+
+
+def draw_rewards(searches, folder, plt):
+    """rewards.png: every candidate's reward in the order it trained, one line per search, rounds marked."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    colours = {"lstm": "tab:red", "random": "tab:grey"}
+    markers = dict(zip(plan.SEARCH_SEEDS, "os^"))
+    for name, (numbers, rewards, starts) in reward_curves(searches).items():
+        controller, seed = name.split("_")
+        axes.plot(numbers, [100 * r for r in rewards], marker=markers.get(int(seed), "o"), color=colours[controller],
+                  markersize=4, linewidth=0.8, alpha=0.7, label=name.replace("_", " search "))
+        for start in starts[1:]:
+            axes.axvline(start - 0.5, color="black", linewidth=0.5, linestyle=":")
+    axes.set(xlabel="candidate, in the order trained (dotted: a new round grows the last round's best)",
+             ylabel="reward: val top-1 % after the search's training", title="What each search learned from")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(os.path.join(folder, "rewards.png"), dpi=120)
+    plt.close(figure)
 
 
 def regimes_markdown(reports):
