@@ -176,10 +176,10 @@ def test_the_page_carries_every_table_the_kept_runs_make():
 
 
 def made_up_search(rng, controller, seed, mean):
-    trials = [{"round": r, "trial_id": f"{i:02d}", "val_top1": float(rng.uniform(0.2, 0.8))}
+    trials = [{"round": r, "trial_id": f"{4 * r + i:02d}", "val_top1": float(rng.uniform(0.2, 0.8))}
               for r in range(study.ROUNDS) for i in range(4)]
     best = max(trials, key=lambda trial: trial["val_top1"])
-    seeds = [{"test": {"top1": mean + float(rng.normal(0, 0.002))}, "val": {"top1": 0.86}}
+    seeds = [{"test": {"top1": mean + float(rng.normal(0, 0.002))}, "val": {"top1": 0.86}, "parameters": 120_000}
              for _ in range(study.FOUND_SEEDS)]
     return {"trials": trials, "found": dict(best, parameters=120_000), "found_architecture": f"resnet8:{controller}",
             "final": {"kdas_od": {"seeds": seeds, "parameters": 120_000}}, "study": {"seconds": 1800 + seed}}
@@ -196,6 +196,30 @@ def test_the_searches_table_shows_each_rounds_rewards_and_the_found_models_train
         assert cell == f"{100 * np.median(rewards):.1f} [{100 * max(rewards):.1f}]"
     tests = [t["test"]["top1"] for t in first["final"]["kdas_od"]["seeds"]]
     assert f"| {100 * np.mean(tests):.2f} [" in lines[2] and lines[2].endswith("| 32 |")  # 1,900 s
+
+
+def test_the_round_check_trains_the_other_rounds_best_as_the_found_model_was(kept):
+    rng = np.random.default_rng(2)
+    searches = {"lstm_100": made_up_search(rng, "lstm", 100, 0.86),
+                "random_200": made_up_search(rng, "random", 200, 0.85)}
+    for name, result in searches.items():
+        for trial in result["trials"]:
+            trial["architecture"] = f"resnet8:{name}_{trial['trial_id']}"
+    searches["lstm_100"]["trials"][5]["val_top1"] = 0.99  # round 1's best, and so the found one
+    searches["lstm_100"]["found"] = dict(searches["lstm_100"]["trials"][5], parameters=120_000)
+    other = study.other_round_best(searches["lstm_100"])
+    assert other["round"] == 0 and other["val_top1"] == max(t["val_top1"] for t in searches["lstm_100"]["trials"][:4])
+    decision = {"regime": "10k", "train_examples": 10000, "epochs": 10}
+    runs = study.round_check_runs("/tmp/study_runs", decision, searches)
+    assert [run.name for run in runs] == ["lstm_100", "random_200"] and len({run.workdir for run in runs}) == 2
+    argv = " ".join(runs[0].argv)
+    assert f"--architecture={other['architecture']} " in argv and "--seed=0 " in argv and "--loss=od" in argv
+    assert "--epochs=10 " in argv and "--train_examples=10000 " in argv  # the found model's recipe
+    checks = {"lstm_100": {"parameters": 150_000, "val": {"top1": 0.8712}, "test": {"top1": 0.8655}}}
+    lines = report.round_check_markdown(searches, checks).splitlines()
+    first = searches["lstm_100"]["final"]["kdas_od"]["seeds"][0]
+    assert len(lines) == 3 and lines[2].startswith(f"| lstm 100 | 1, 99.00 | 0, {100 * other['val_top1']:.2f} |")
+    assert lines[2].endswith(f"| 86.00 / 87.12 | {100 * first['test']['top1']:.2f} / 86.55 |")
 
 
 def test_the_check_by_search_judges_one_number_per_search(kept):

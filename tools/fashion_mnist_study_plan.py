@@ -36,7 +36,9 @@ FOUND_SEEDS = 3
 
 # Seconds per 100,000 training images, measured on this machine in the previous Fashion-MNIST run
 # (its run.log and rerun.log, in git history before 2026-12-03; 2 cores, idle), evaluation included.
-STAGES = ("regimes", "reward", "baselines", "searches")  # in the order they run; each a folder of kept runs
+# In the order they run; each a folder of kept runs. round_check was added after the first three searches
+# (docs/fashion_mnist.md, "Step 4b"): it reads no test number and decides nothing.
+STAGES = ("regimes", "reward", "baselines", "searches", "round_check")
 
 SECONDS_PER_100K = {"teacher": 207, "student_ce": 212, "student_distil_cache_built": 416,
                     "student_distil_cache_read": 196, "addon_od": 380, "resnet14_od": 439, "candidate_od": 530}
@@ -254,6 +256,26 @@ def write_json(path, value):
     os.replace(path + ".tmp", path)
 
 
+def other_round_best(result):
+    """The best-rewarded candidate of a search's other round than its found model's (two rounds): (round, trial)."""
+    others = [trial for trial in result["trials"] if trial["round"] != result["found"]["round"]]
+    return max(others, key=lambda trial: (trial["val_top1"], -int(trial["trial_id"])))
+
+
+def round_check_runs(runs_dir, decision, searches):
+    """Step 4b: each kept search's best candidate of its other round, trained as its found model was (the final
+    recipe, OD, seed 0 as its first training), one work directory each."""
+    runs = []
+    for name, result in searches.items():
+        arch = other_round_best(result)["architecture"]
+        workdir = os.path.join(runs_dir, f"round_check_{name}")
+        runs.append(Run("round_check", name, (
+            "kdas_tf.train", *trained(runs_dir, decision), "--loss=od", f"--architecture={arch}", "--seed=0",
+            f"--workdir={workdir}"), workdir, train_result(arch, "od"),
+            seconds("addon_od", decision["train_examples"], decision["epochs"])))
+    return runs
+
+
 def named_runs(runs_dir):
     """Every run the study can name now, in order: later stages appear once the decisions they need are kept."""
     runs = regime_runs(runs_dir)
@@ -262,7 +284,10 @@ def named_runs(runs_dir):
         return runs
     runs += reward_runs(runs_dir, decision) + baseline_runs(runs_dir, decision)
     searching = search_decision(decision)
-    return runs + (search_runs(runs_dir, decision, searching) if searching else [])
+    if searching is None:
+        return runs
+    return runs + search_runs(runs_dir, decision, searching) + round_check_runs(runs_dir, decision,
+                                                                                read_kept("searches"))
 
 
 def unnamed_hours():

@@ -80,6 +80,8 @@ def report(kept):
         tables.append(("Step 3: the rows that need no search", baselines_markdown(kept["baselines"])))
     if kept["searches"]:
         tables.append(("Step 4: the searches", searches_markdown(kept["searches"])))
+    if kept.get("round_check"):
+        tables.append(("Step 4b: the other round's best", round_check_markdown(kept["searches"], kept["round_check"])))
     table = claims_table(kept)
     if table is not None:
         tables.append(("Step 5: the claims", claims_markdown(table)))
@@ -134,6 +136,23 @@ def searches_markdown(kept):
                 f"{100 * found['val_top1']:.2f} | `{result['found_architecture']}` | {final['parameters']:,} | "
                 f"{100 * sum(val) / len(val):.2f} | {100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}] | "
                 f"{result['study']['seconds'] / 60:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def round_check_markdown(searches, checks):
+    """Step 4b's table: per search, its found model and its other round's best candidate, each with its search
+    reward and its final training from seed 0 (validation first; test after, which decides nothing)."""
+    lines = ["| search | found: round, reward % | other round's best: round, reward % | parameters: found / other | "
+             "final val top-1 %, seed 0: found / other | final test top-1 %, seed 0: found / other |",
+             "|---|---|---|---|---|---|"]
+    for name, check in checks.items():
+        result = searches[name]
+        found, other, first = result["found"], plan.other_round_best(result), result["final"]["kdas_od"]["seeds"][0]
+        lines.append(
+            f"| {name.replace('_', ' ')} | {found['round']}, {100 * found['val_top1']:.2f} | {other['round']}, "
+            f"{100 * other['val_top1']:.2f} | {first['parameters']:,} / {check['parameters']:,} | "
+            f"{100 * first['val']['top1']:.2f} / {100 * check['val']['top1']:.2f} | "
+            f"{100 * first['test']['top1']:.2f} / {100 * check['test']['top1']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
