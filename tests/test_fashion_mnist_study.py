@@ -176,6 +176,10 @@ def test_the_page_carries_every_table_the_kept_runs_make():
                                                   "Step 3: the rows that need no search"]
     for title, markdown in tables:
         assert markdown in page, title
+    if os.path.exists(os.path.join(COMMITTED, "claims.json")):  # the README publishes the claims table too
+        readme = open(os.path.join(ROOT, "README.md")).read()
+        assert report.claims_markdown(report.claims_table({stage: study.read_kept(stage) for stage in study.STAGES})) \
+            in readme
 
 
 def made_up_search(rng, controller, seed, mean):
