@@ -89,7 +89,10 @@ def judge_made_up_runs(kept):
     assert table["6a"]["a"]["n"] == table["6a"]["b"]["n"] == 9 and table["6b"]["a"]["n"] == 3
     ce = [study.read_kept("baselines")[f"resnet8_ce_seed{seed}"]["test"]["top1"] for seed in study.BASELINE_SEEDS]
     assert table["2."]["b"]["mean"] == pytest.approx(np.mean(ce))
-    assert "| 2. KD beats CE" in report.claims_markdown(list(table.values()))
+    markdown = report.claims_markdown(list(table.values()))
+    low, high = table["2."]["difference_interval"]
+    assert "| 2. KD beats CE, plain ResNet-8 | " in markdown and high < 0  # reversed: the interval is below 0
+    assert f"| {100 * table['2.']['difference']:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}] | " in markdown
     return {stage: study.read_kept(stage) for stage in ("baselines", "searches")}
 
 
@@ -173,6 +176,10 @@ def test_the_page_carries_every_table_the_kept_runs_make():
                                                   "Step 3: the rows that need no search"]
     for title, markdown in tables:
         assert markdown in page, title
+    if os.path.exists(os.path.join(COMMITTED, "claims.json")):  # the README publishes the claims table too
+        readme = open(os.path.join(ROOT, "README.md")).read()
+        assert report.claims_markdown(report.claims_table({stage: study.read_kept(stage) for stage in study.STAGES})) \
+            in readme
 
 
 def made_up_search(rng, controller, seed, mean):

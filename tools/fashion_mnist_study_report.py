@@ -157,13 +157,15 @@ def round_check_markdown(searches, checks):
 
 
 def claims_markdown(table):
-    lines = ["| claim | a: mean % [95% interval] (n) | b: mean % [95% interval] (n) | difference | p (Welch) | verdict |",
-             "|---|---|---|---|---|---|"]
+    """A claims table: each side's mean with its interval and size, a - b with its interval (points), p, verdict."""
+    lines = ["| claim | a: mean % [95% interval] (n) | b: mean % [95% interval] (n) | a - b, points [95% interval] | "
+             "p (Welch) | verdict |", "|---|---|---|---|---|---|"]
     for row in table:
         sides = [f"{100 * side['mean']:.2f} [{100 * side['interval'][0]:.2f}, {100 * side['interval'][1]:.2f}] "
                  f"({side['n']})" for side in (row["a"], row["b"])]
-        lines.append(f"| {row['claim']} | {sides[0]} | {sides[1]} | {100 * row['difference']:+.2f} | "
-                     f"{row['p']:.3g} | {row['verdict']} |")
+        low, high = row["difference_interval"]
+        lines.append(f"| {row['claim']} | {sides[0]} | {sides[1]} | {100 * row['difference']:+.2f} "
+                     f"[{100 * low:+.2f}, {100 * high:+.2f}] | {row['p']:.3g} | {row['verdict']} |")
     return "\n".join(lines) + "\n"
 
 

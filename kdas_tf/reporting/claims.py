@@ -41,6 +41,22 @@ def compare(a, b):
     return float("nan"), float("nan")
 
 
+def difference_interval(a, b, confidence=0.95):
+    """(low, high): the interval of mean(a) - mean(b), Welch's (Welch-Satterthwaite degrees of freedom), or the
+    one-sample interval when a side is one value; a difference this study could not tell from zero lies in it.
+    Two sides of one value each: (difference, difference)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    difference = float(a.mean() - b.mean())
+    va = a.var(ddof=1) / len(a) if len(a) > 1 else 0.0
+    vb = b.var(ddof=1) / len(b) if len(b) > 1 else 0.0
+    if va + vb == 0:
+        return difference, difference
+    parts = [(v, len(x) - 1) for v, x in ((va, a), (vb, b)) if len(x) > 1]
+    df = (va + vb) ** 2 / sum(v ** 2 / dof for v, dof in parts)
+    half = stats.t.ppf(0.5 + confidence / 2, df) * np.sqrt(va + vb)
+    return float(difference - half), float(difference + half)
+
+
 def verdict(t, p, alpha=ALPHA):
     """'holds' (p < alpha, a above b), 'reversed' (p < alpha, a below b) or 'not shown'."""
     if not np.isfinite(p) or p >= alpha:
@@ -49,7 +65,8 @@ def verdict(t, p, alpha=ALPHA):
 
 
 def judge(claim, a, b):
-    """One row of a claims table: {claim, a: (mean, low, high, n), b: ..., difference, t, p, verdict}."""
+    """One row of a claims table: {claim, a: (mean, low, high, n), b: ..., difference, its interval, t, p,
+    verdict}."""
     t, p = compare(a, b)
 
     def side(values):
@@ -61,6 +78,7 @@ def judge(claim, a, b):
         "a": side(a),
         "b": side(b),
         "difference": float(np.mean(a) - np.mean(b)),
+        "difference_interval": list(difference_interval(a, b)),
         "t": t, "p": p, "verdict": verdict(t, p),
     }
 

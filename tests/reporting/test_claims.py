@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from kdas_tf.reporting import claims
 
@@ -61,6 +62,25 @@ def test_judge_reports_both_sides_the_difference_and_the_verdict():
     row = claims.judge("OD beats KD", [0.86, 0.87, 0.865], [0.80, 0.81, 0.805])
     assert row["verdict"] == "holds" and row["a"]["n"] == 3 and row["difference"] == pytest.approx(0.06)
     assert row["a"]["interval"][0] < row["a"]["mean"] < row["a"]["interval"][1]
+
+
+def test_the_differences_interval_is_welchs_and_says_what_could_not_be_seen():
+    a = [0.862, 0.858, 0.866, 0.861, 0.864]
+    b = [0.851, 0.855, 0.849, 0.853, 0.850, 0.852, 0.856, 0.848, 0.854]
+    low, high = claims.difference_interval(a, b)
+    _, df = welch_by_hand(a, b)
+    scipy_welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)  # scipy's own Welch path
+    assert (low, high) == pytest.approx((scipy_welch.low, scipy_welch.high), abs=1e-12)
+    standard_error = math.sqrt(np.var(a, ddof=1) / 5 + np.var(b, ddof=1) / 9)
+    assert 4 < df < 8 and T975[8] * standard_error < (high - low) / 2 < T975[4] * standard_error  # the tables
+    assert low > 0  # p < 0.05 in a's favour (the test above): the interval excludes 0
+    members = [0.860, 0.862, 0.858, 0.861, 0.859]
+    mean_interval = stats.ttest_1samp(members, 0.8706).confidence_interval(0.95)  # of the members' mean
+    assert claims.difference_interval([0.8706], members) == pytest.approx(
+        (0.8706 - mean_interval.high, 0.8706 - mean_interval.low), abs=1e-12)
+    assert claims.difference_interval([0.9], [0.8]) == pytest.approx((0.1, 0.1))
+    row = claims.judge("x", [0.86, 0.85, 0.87], [0.855, 0.865, 0.850])  # not shown: the interval holds 0
+    assert row["difference_interval"][0] < 0 < row["difference_interval"][1]
 
 
 def test_spearman_is_the_rank_correlation():
