@@ -11,22 +11,36 @@ import numpy as np
 import fashion_mnist_study_plan as plan
 
 
+def baseline_row(baselines, network, loss, split="test"):
+    """Step 3's row of `network` trained with `loss`: its top-1 on `split`, one value per seed."""
+    return [baselines[f"{network}_{loss}_seed{seed}"][split]["top1"] for seed in plan.BASELINE_SEEDS]
+
+
+def found_tests(search):
+    """A kept search's found model: its OD trainings' test top-1, one value per seed."""
+    return [training["test"]["top1"] for training in search["final"]["kdas_od"]["seeds"]]
+
+
+def complete(kept):
+    """Whether every run the claims read is kept: the regime's decision, every baseline and every search."""
+    return (plan.regime_decision() is not None
+            and len(kept.get("baselines", {})) >= len(plan.BASELINES) * len(plan.BASELINE_SEEDS)
+            and len(kept.get("searches", {})) >= len(plan.CONTROLLERS) * len(plan.SEARCH_SEEDS))
+
+
 def claim_samples(kept):
     """{claim: (side a, side b)} of test top-1 values from the kept runs, or None while a run is missing.
     kept: {stage: {run name: its JSON}}; every side is one number per training (or per search)."""
-    regime = plan.regime_decision()
-    baselines, searches = kept.get("baselines", {}), kept.get("searches", {})
-    if regime is None or len(baselines) < len(plan.BASELINES) * len(plan.BASELINE_SEEDS) or \
-            len(searches) < len(plan.CONTROLLERS) * len(plan.SEARCH_SEEDS):
+    if not complete(kept):
         return None
-    teachers = kept["regimes"][regime["regime"]]
+    baselines, searches = kept["baselines"], kept["searches"]
+    teachers = kept["regimes"][plan.regime_decision()["regime"]]
 
     def row(network, loss):
-        return [baselines[f"{network}_{loss}_seed{seed}"]["test"]["top1"] for seed in plan.BASELINE_SEEDS]
+        return baseline_row(baselines, network, loss)
 
     def found(controller):
-        return [training["test"]["top1"] for seed in plan.SEARCH_SEEDS
-                for training in searches[f"{controller}_{seed}"]["final"]["kdas_od"]["seeds"]]
+        return [value for seed in plan.SEARCH_SEEDS for value in found_tests(searches[f"{controller}_{seed}"])]
 
     def best_reward(controller):
         return [searches[f"{controller}_{seed}"]["found"]["val_top1"] for seed in plan.SEARCH_SEEDS]
@@ -57,13 +71,13 @@ def baselines_markdown(kept):
     lines = [f"| row | parameters | test top-1 % per seed ({seeds}) | test top-1 %: mean [95% CI] | val top-1 %: "
              "mean [95% CI] |", "|---|---|---|---|---|"]
     for network, loss in plan.BASELINES:
-        runs = [kept[f"{network}_{loss}_seed{seed}"] for seed in plan.BASELINE_SEEDS]
         cells = []
         for split in ("test", "val"):
-            mean, low, high = claims.interval([run[split]["top1"] for run in runs])
+            mean, low, high = claims.interval(baseline_row(kept, network, loss, split))
             cells.append(f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]")
-        lines.append(f"| {names[network]}, {loss.upper()} | {runs[0]['parameters']:,} | "
-                     + ", ".join(f"{100 * run['test']['top1']:.2f}" for run in runs) + f" | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {names[network]}, {loss.upper()} | {kept[f'{network}_{loss}_seed0']['parameters']:,} | "
+                     + ", ".join(f"{100 * value:.2f}" for value in baseline_row(kept, network, loss))
+                     + f" | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -94,16 +108,16 @@ def search_level_claims(kept):
     side: not in the plan, a check of it. The plan's rows pool the 9 trainings of 3 searches as if independent,
     which leaves out how much the found model varies from search to search. None until every run is kept."""
     from kdas_tf.reporting import claims
-    if claim_samples(kept) is None:
+    if not complete(kept):
         return None
     baselines, searches = kept["baselines"], kept["searches"]
 
     def per_search(controller):
-        return [float(sum(t["test"]["top1"] for t in row) / len(row)) for row in
-                (searches[f"{controller}_{seed}"]["final"]["kdas_od"]["seeds"] for seed in plan.SEARCH_SEEDS)]
+        return [float(sum(tests) / len(tests)) for tests in
+                (found_tests(searches[f"{controller}_{seed}"]) for seed in plan.SEARCH_SEEDS)]
 
     def row(network, loss):
-        return [baselines[f"{network}_{loss}_seed{seed}"]["test"]["top1"] for seed in plan.BASELINE_SEEDS]
+        return baseline_row(baselines, network, loss)
 
     return [claims.judge("4. found (LSTM) beats plain ResNet-8, OD: one number per search",
                          per_search("lstm"), row("resnet8", "od")),
@@ -127,10 +141,11 @@ def searches_markdown(kept):
                 continue
             rounds = sorted({trial["round"] for trial in result["trials"]})
             rewards = [sorted(t["val_top1"] for t in result["trials"] if t["round"] == r) for r in rounds]
-            per_round = "; ".join(f"{100 * float(np.median(values)):.1f} [{100 * values[-1]:.1f}]" for values in rewards)
+            per_round = "; ".join(f"{100 * float(np.median(values)):.1f} [{100 * values[-1]:.1f}]"
+                                  for values in rewards)
             found, final = result["found"], result["final"]["kdas_od"]
             val = [t["val"]["top1"] for t in final["seeds"]]
-            mean, low, high = claims.interval([t["test"]["top1"] for t in final["seeds"]])
+            mean, low, high = claims.interval(found_tests(result))
             lines.append(
                 f"| {controller} {seed} | {per_round} | {found['round']}, {found['trial_id']}, "
                 f"{100 * found['val_top1']:.2f} | `{result['found_architecture']}` | {final['parameters']:,} | "
@@ -173,12 +188,12 @@ def figure_points(kept):
     """[(label, parameters, test top-1 values)] of every row of step 3 and every search's found model."""
     baselines, searches = kept["baselines"], kept["searches"]
     points = [(f"{network} {loss.upper()}", baselines[f"{network}_{loss}_seed0"]["parameters"],
-               [baselines[f"{network}_{loss}_seed{seed}"]["test"]["top1"] for seed in plan.BASELINE_SEEDS])
-              for network, loss in plan.BASELINES]
+               baseline_row(baselines, network, loss)) for network, loss in plan.BASELINES]
     for controller in plan.CONTROLLERS:
         for seed in plan.SEARCH_SEEDS:
-            row = searches[f"{controller}_{seed}"]["final"]["kdas_od"]
-            points.append((f"{controller} search {seed} OD", row["parameters"], [t["test"]["top1"] for t in row["seeds"]]))
+            search = searches[f"{controller}_{seed}"]
+            points.append((f"{controller} search {seed} OD", search["final"]["kdas_od"]["parameters"],
+                           found_tests(search)))
     return points
 
 
@@ -206,8 +221,9 @@ def draw_figures(kept, folder):
     figure, axes = plt.subplots(figsize=(7, 4))
     for offset, controller in ((-0.15, "lstm"), (0.15, "random")):
         for position, seed in enumerate(plan.SEARCH_SEEDS):
-            row = kept["searches"][f"{controller}_{seed}"]["final"]["kdas_od"]
-            mean, low, high = claims.interval([t["test"]["top1"] for t in row["seeds"]])
+            search = kept["searches"][f"{controller}_{seed}"]
+            row = search["final"]["kdas_od"]
+            mean, low, high = claims.interval(found_tests(search))
             axes.errorbar(position + offset, 100 * mean, yerr=[[100 * (mean - low)], [100 * (high - mean)]], fmt="o",
                           color=colours[controller], capsize=3, label=controller if position == 0 else None)
             axes.annotate(f"{row['parameters'] / 1e6:.3f}M", (position + offset, 100 * mean), fontsize=7,
