@@ -72,7 +72,7 @@ def _check_state(config, dataset, workdir, job):
         assembly.check_state(config, dataset, workdir)
     elif job == "train":
         arch = config.train.parsed()
-        finals.read_finished(workdir.train(_train_name(arch, config.train.loss)), arch, config.train.loss,
+        finals.read_finished(workdir.train(rows.train_name(arch, config.train.loss)), arch, config.train.loss,
                              config.model.shortcut)
 
 
@@ -308,15 +308,10 @@ def train_one(config, *, dataset=None):
         if train_config.loss != "ce":
             teacher = given[0] if given else assembly.load_teachers(config, dataset, workdir, strategy)
             targets = assembly.targets_for(config, workdir, teacher, train_config.loss, dataset)
-        name = _train_name(arch, train_config.loss)
+        name = rows.train_name(arch, train_config.loss)
         return finals.train_architecture(arch, dataset, train_config, strategy=strategy, workdir=workdir.train(name),
                                          logdir=workdir.tb("train", name), targets=targets,
                                          shortcut=config.model.shortcut)
-
-
-def _train_name(arch, loss):
-    """python -m kdas_tf.train's folder for `arch` trained with `loss`: WORKDIR/train/NAME."""
-    return f"{str(arch).replace('/', '_').replace(':', '-')}_{loss}"
 
 
 def measure_latency(config, *, export_table=None, check=0, check_rounds=None, seed=0):

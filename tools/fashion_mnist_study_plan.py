@@ -89,7 +89,8 @@ def seconds(kind, images, epochs):
 
 def train_result(arch, loss):
     """Where python -m kdas_tf.train keeps one training's results, under its work directory."""
-    return os.path.join("train", f"{arch.replace('/', '_').replace(':', '-')}_{loss}", "results.json")
+    from kdas_tf.runtime import rows  # its folder's name; no TensorFlow
+    return os.path.join("train", rows.train_name(arch, loss), "results.json")
 
 
 def reward_lengths(epochs):

@@ -34,7 +34,6 @@ from kdas_tf.distill.ensemble import ensemble_report
 from kdas_tf.distill.recipe import INPUT_SCALES
 from kdas_tf.errors import UserError, one_line
 from kdas_tf.runtime import storage
-from kdas_tf.runtime.storage import content_sha256
 
 
 PROBABILITY_FLOOR = 1e-7
@@ -56,7 +55,7 @@ def expand_model_paths(patterns):
 
 def model_identity(paths):
     """[{path, sha256}] of given teacher files: part of the settings, so other teachers are refused on a rerun."""
-    return [{"path": os.path.abspath(path), "sha256": content_sha256(path)} for path in paths]
+    return [{"path": os.path.abspath(path), "sha256": storage.content_sha256(path)} for path in paths]
 
 
 def weights_identity(models_):

@@ -44,6 +44,12 @@ def final_name(row, seed_index):
     return row if seed_index == 0 else f"{row}_seed{seed_index}"
 
 
+def train_name(arch, loss):
+    """python -m kdas_tf.train's folder (and TensorBoard run) of `arch` trained with `loss`: WORKDIR/train/NAME,
+    the architecture's '/' and ':' made path-safe."""
+    return f"{str(arch).replace('/', '_').replace(':', '-')}_{loss}"
+
+
 def row_and_seed(name):
     """final_name's inverse: 'kdas_od_seed2' -> ('kdas_od', 2), 'kdas_od' -> ('kdas_od', 0)."""
     row, seed = re.fullmatch(r"(.+?)(?:_seed(\d+))?", name).groups()

@@ -293,7 +293,7 @@ def test_teacher_identity_is_a_setting_and_keys_the_cache(npz_path, dataset, tmp
     run = make_config(tmp_path / "w", npz_path, f"--teacher_models={tmp_path}/*.keras")
     assert assembly.teacher_model_files(run) == [f"{tmp_path}/a.keras", f"{tmp_path}/b.keras"]
     recorded = assembly.run_settings(run)["teacher_models"]
-    assert [entry["sha256"] for entry in recorded] == [given_teachers.content_sha256(f"{tmp_path}/{n}.keras") for n in "ab"]
+    assert [entry["sha256"] for entry in recorded] == [storage.content_sha256(f"{tmp_path}/{n}.keras") for n in "ab"]
     trained = make_config(tmp_path / "w", npz_path)
     made_before = {k: v for k, v in trained.settings().items() if k != "teacher_models"}
     Workdir(str(tmp_path / "old")).claim(made_before)  # a directory made before --teacher_models existed

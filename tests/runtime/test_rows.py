@@ -7,7 +7,7 @@ import pytest
 from kdas_tf import config
 from kdas_tf.reporting import results
 from kdas_tf.runtime.rows import (combine_seeds, final_name, final_rows, row_and_seed, row_kind_and_loss, served_row,
-                                   served_seed, serving_decision)
+                                   served_seed, serving_decision, train_name)
 
 
 def seed(val, test, top5=1.0):
@@ -83,3 +83,10 @@ def test_every_planned_row_name_parses_back_to_its_kind_and_loss_and_its_seeds_f
         for seed_index in (0, 1, 12):
             assert row_and_seed(final_name(row, seed_index)) == (row, seed_index)
     assert final_name("kdas_od", 0) == "kdas_od" and final_name("kdas_od", 2) == "kdas_od_seed2"
+
+
+def test_a_train_jobs_folder_is_its_architecture_made_path_safe_and_its_loss():
+    # A two-round architecture: '/' between stages and ':' after the backbone cannot stay in one folder name.
+    name = train_name("resnet8:sep3x3+conv5x5,maxpool3x3+sep3x3/skip+skip,skip+skip/conv3x3+skip", "od")
+    assert name == "resnet8-sep3x3+conv5x5,maxpool3x3+sep3x3_skip+skip,skip+skip_conv3x3+skip_od"
+    assert train_name("resnet14", "ce") == "resnet14_ce"  # a plain network: its name and the loss
