@@ -66,8 +66,8 @@ class Run:
 def regime_runs(runs_dir):
     """The teachers alone, once per regime (docs/fashion_mnist.md, "Step 1")."""
     return [Run("regimes", name, ("kdas_tf.teachers", *DATA, *RECIPE, *TEACHERS, f"--train_examples={images}",
-                                  f"--epochs={epochs}", f"--workdir={os.path.join(runs_dir, 'regime_' + name)}"),
-                os.path.join(runs_dir, "regime_" + name), os.path.join("teachers", "results.json"),
+                                  f"--epochs={epochs}", f"--workdir={regime_dir(runs_dir, name)}"),
+                regime_dir(runs_dir, name), os.path.join("teachers", "results.json"),
                 5 * SECONDS_PER_100K["teacher"] * images * epochs / 100_000)
             for name, (images, epochs) in REGIMES.items()]
 
